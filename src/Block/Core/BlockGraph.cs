@@ -1,0 +1,235 @@
+using System.Text.Json.Nodes;
+using ExportServer.Block.Core.Options;
+
+namespace ExportServer.Block.Core;
+
+/// <summary>
+/// All nodes by node-name and the drivers that make them. Nodes are opened from one JSON tree
+/// (keyval and QMP give the same tree) and closed parents-first.
+/// </summary>
+public sealed class BlockGraph
+{
+    private readonly Dictionary<string, IBlockDriver> _drivers = new(StringComparer.Ordinal);
+    private readonly List<BlockNode> _nodes = new();
+    private readonly object _gate = new();
+    private long _autoName;
+
+    public void Register(IBlockDriver driver) => _drivers[driver.Name] = driver;
+
+    public IEnumerable<string> DriverNames => _drivers.Keys;
+
+    public bool HasDriver(string name) => _drivers.ContainsKey(name);
+
+    public IReadOnlyList<BlockNode> Nodes
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _nodes.ToArray();
+            }
+        }
+    }
+
+    public BlockNode? TryFind(string nodeName)
+    {
+        lock (_gate)
+        {
+            return _nodes.Find(n => n.NodeName == nodeName);
+        }
+    }
+
+    public BlockNode Find(string nodeName) =>
+        TryFind(nodeName) ?? throw new BlockException(Errno.ENOENT, $"Cannot find device='' nor node-name='{nodeName}'");
+
+    /// <summary>blockdev-add: opens a node (and its inline children) and enters it in the graph.</summary>
+    public async ValueTask<BlockNode> AddAsync(JsonObject options)
+    {
+        int before;
+        lock (_gate)
+        {
+            before = _nodes.Count;
+        }
+
+        try
+        {
+            return await OpenAsync(options, string.Empty).ConfigureAwait(false);
+        }
+        catch
+        {
+            // Children opened inline before the failure go away with it.
+            List<BlockNode> added;
+            lock (_gate)
+            {
+                added = _nodes.Skip(before).ToList();
+                _nodes.RemoveRange(before, added.Count);
+            }
+
+            for (var i = added.Count - 1; i >= 0; i--)
+            {
+                await added[i].DisposeAsync().ConfigureAwait(false);
+            }
+
+            throw;
+        }
+    }
+
+    internal async ValueTask<BlockNode> OpenAsync(JsonObject options, string prefix)
+    {
+        var reader = new OptionReader(options, prefix);
+        var driverName = reader.RequireString("driver");
+        if (!_drivers.TryGetValue(driverName, out var driver))
+        {
+            throw BlockException.Invalid($"Parameter '{reader.FullName("driver")}' does not accept value '{driverName}'");
+        }
+
+        var nodeName = reader.GetString("node-name");
+        if (nodeName is not null)
+        {
+            ValidateNodeName(nodeName);
+        }
+
+        var readOnly = reader.GetBool("read-only", false);
+        var autoReadOnly = reader.GetBool("auto-read-only", false);
+        var forceShare = reader.GetBool("force-share", false);
+        var discard = reader.GetEnum("discard", DiscardValues) ?? false;
+        reader.GetEnum("detect-zeroes", DetectZeroesValues);
+        var cache = new CacheOptions(false, false);
+        if (reader.GetObject("cache") is { } c)
+        {
+            cache = new CacheOptions(c.GetBool("direct", false), c.GetBool("no-flush", false));
+            c.EnsureAllConsumed();
+        }
+
+        if (forceShare && !readOnly)
+        {
+            throw BlockException.Invalid("force-share=on can only be used with read-only images");
+        }
+
+        nodeName ??= $"#block{Interlocked.Increment(ref _autoName):D3}";
+        lock (_gate)
+        {
+            if (_nodes.Exists(n => n.NodeName == nodeName))
+            {
+                throw BlockException.Invalid($"Duplicate nodes with node-name='{nodeName}'");
+            }
+        }
+
+        var context = new BlockOpenContext(this, nodeName, readOnly, autoReadOnly, cache, discard, forceShare);
+        var node = await driver.OpenAsync(context, reader).ConfigureAwait(false);
+        try
+        {
+            reader.EnsureAllConsumed();
+            node.DiscardUnmap = discard;
+            lock (_gate)
+            {
+                if (_nodes.Exists(n => n.NodeName == nodeName))
+                {
+                    throw BlockException.Invalid($"Duplicate nodes with node-name='{nodeName}'");
+                }
+
+                _nodes.Add(node);
+            }
+        }
+        catch
+        {
+            await node.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+
+        return node;
+    }
+
+    private static readonly Dictionary<string, bool> DiscardValues = new()
+    {
+        ["ignore"] = false, ["off"] = false, ["unmap"] = true, ["on"] = true,
+    };
+
+    private static readonly Dictionary<string, int> DetectZeroesValues = new()
+    {
+        ["off"] = 0, ["on"] = 1, ["unmap"] = 2,
+    };
+
+    /// <summary>QEMU's rule: a letter first, then letters, digits, '-', '.', '_'; at most 31 characters.</summary>
+    public static void ValidateNodeName(string name)
+    {
+        var ok = name.Length is > 0 and <= 31 && char.IsAsciiLetter(name[0]);
+        foreach (var ch in name)
+        {
+            ok &= char.IsAsciiLetterOrDigit(ch) || ch is '-' or '.' or '_';
+        }
+
+        if (!ok)
+        {
+            throw BlockException.Invalid("Invalid node-name: '" + name + "'");
+        }
+    }
+
+    /// <summary>blockdev-del: closes a node that nothing uses and removes it from the graph.</summary>
+    public async ValueTask RemoveAsync(string nodeName)
+    {
+        BlockNode node;
+        lock (_gate)
+        {
+            node = _nodes.Find(n => n.NodeName == nodeName)
+                   ?? throw new BlockException(Errno.ENOENT, $"Failed to find node with node-name='{nodeName}'");
+            if (node.UserCount > 0)
+            {
+                throw new BlockException(Errno.EBUSY, $"Node '{nodeName}' is busy: node is used as a child or by an export or job");
+            }
+
+            _nodes.Remove(node);
+        }
+
+        await CloseWithOrphansAsync(node).ConfigureAwait(false);
+    }
+
+    /// <summary>Closes a node, then every child it opened inline that nobody else uses.</summary>
+    private async ValueTask CloseWithOrphansAsync(BlockNode node)
+    {
+        var children = node.Children.Select(c => c.Node).ToArray();
+        await node.DisposeAsync().ConfigureAwait(false);
+        foreach (var child in children)
+        {
+            bool orphan;
+            lock (_gate)
+            {
+                orphan = child.UserCount == 0 && child.NodeName.StartsWith('#') && _nodes.Remove(child);
+            }
+
+            if (orphan)
+            {
+                await CloseWithOrphansAsync(child).ConfigureAwait(false);
+            }
+        }
+    }
+
+    /// <summary>Flushes and closes every node, parents before children.</summary>
+    public async ValueTask CloseAllAsync()
+    {
+        List<BlockNode> all;
+        lock (_gate)
+        {
+            all = new List<BlockNode>(_nodes);
+            _nodes.Clear();
+        }
+
+        for (var i = all.Count - 1; i >= 0; i--)
+        {
+            var n = all[i];
+            try
+            {
+                if (!n.IsReadOnly)
+                {
+                    await n.FlushAsync().ConfigureAwait(false);
+                }
+            }
+            catch (BlockException)
+            {
+                // Closing goes on; the failure was reported to whoever issued the failing write.
+            }
+
+            await n.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+}

@@ -1,0 +1,6 @@
+namespace ExportServer.Server;
+
+internal static class Program
+{
+    private static int Main(string[] args) => 0;
+}

@@ -1,0 +1,76 @@
+using ExportServer.Block.Core;
+
+namespace ExportServer.UnitTests.Support;
+
+/// <summary>An in-memory protocol node for unit tests: a growable byte array with optional alignment.</summary>
+internal sealed class MemoryNode : BlockNode
+{
+    private byte[] _data;
+
+    public MemoryNode(string name, long length, bool readOnly = false, int alignment = 1)
+        : base(name, readOnly)
+    {
+        _data = new byte[length];
+        Length = length;
+        Limits = new BlockLimits(RequestAlignment: alignment);
+    }
+
+    public MemoryNode(string name, byte[] contents, bool readOnly = false)
+        : base(name, readOnly)
+    {
+        _data = contents;
+        Length = contents.Length;
+    }
+
+    public override string DriverName => "memory";
+
+    public override bool CanTruncate => true;
+
+    public byte[] Data => _data;
+
+    public int FlushCount { get; private set; }
+
+    protected override bool SupportsWriteZeroes => true;
+
+    protected override ValueTask ReadCoreAsync(long offset, Memory<byte> buffer)
+    {
+        AssertAligned(offset, buffer.Length);
+        _data.AsSpan((int)offset, buffer.Length).CopyTo(buffer.Span);
+        return ValueTask.CompletedTask;
+    }
+
+    protected override ValueTask WriteCoreAsync(long offset, ReadOnlyMemory<byte> buffer, WriteFlags flags)
+    {
+        AssertAligned(offset, buffer.Length);
+        buffer.Span.CopyTo(_data.AsSpan((int)offset));
+        return ValueTask.CompletedTask;
+    }
+
+    protected override ValueTask WriteZeroesCoreAsync(long offset, long length, ZeroFlags flags)
+    {
+        AssertAligned(offset, length);
+        _data.AsSpan((int)offset, (int)length).Clear();
+        return ValueTask.CompletedTask;
+    }
+
+    protected override ValueTask FlushCoreAsync()
+    {
+        FlushCount++;
+        return ValueTask.CompletedTask;
+    }
+
+    protected override ValueTask TruncateCoreAsync(long length)
+    {
+        Array.Resize(ref _data, (int)length);
+        Length = length;
+        return ValueTask.CompletedTask;
+    }
+
+    private void AssertAligned(long offset, long length)
+    {
+        if (((offset | length) & (Limits.RequestAlignment - 1)) != 0)
+        {
+            throw new InvalidOperationException($"unaligned request reached the driver: {offset}+{length}");
+        }
+    }
+}
