@@ -1,0 +1,347 @@
+using System.Buffers;
+using System.Net.Sockets;
+using System.Text;
+using ExportServer.Block.Core;
+using ExportServer.Nbd.Protocol;
+
+namespace ExportServer.Nbd.Server;
+
+/// <summary>
+/// Replies: each is built complete in one pooled buffer (headers and data read in place), queued, and sent
+/// by the single writer loop, which gathers all queued replies into one send. Chunks of one reply are
+/// therefore always contiguous on the wire.
+/// </summary>
+internal sealed partial class NbdConnection
+{
+    /// <summary>Most content chunks in a sparse READ reply; the rest of the range goes as data.</summary>
+    private const int MaxReadChunks = 256;
+
+    /// <summary>Most descriptors per context in a BLOCK_STATUS reply.</summary>
+    private const int MaxStatusExtents = 16384;
+
+    /// <summary>The writer stops gathering more replies into one send beyond this many bytes.</summary>
+    private const int MaxBatchBytes = 4 * 1024 * 1024;
+
+    private void ReplyOk(NbdRequestSlot slot, in NbdRequest request)
+    {
+        if (_extended)
+        {
+            var buffer = ArrayPool<byte>.Shared.Rent(NbdConstants.ExtendedReplyHeaderSize);
+            var n = NbdReplyCodec.WriteChunkHeader(buffer, true, NbdConstants.ReplyFlagDone, NbdConstants.ReplyTypeNone, request.Cookie, request.Offset, 0);
+            Queue(slot, buffer, n);
+        }
+        else
+        {
+            var buffer = ArrayPool<byte>.Shared.Rent(NbdConstants.SimpleReplySize);
+            Queue(slot, buffer, NbdReplyCodec.WriteSimple(buffer, 0, request.Cookie));
+        }
+    }
+
+    /// <summary>A simple reply carrying the error, or with structured replies an ERROR chunk with a message.</summary>
+    private void ReplyError(NbdRequestSlot slot, in NbdRequest request, uint error, string message)
+    {
+        if (!_structured)
+        {
+            var simple = ArrayPool<byte>.Shared.Rent(NbdConstants.SimpleReplySize);
+            Queue(slot, simple, NbdReplyCodec.WriteSimple(simple, error, request.Cookie));
+            return;
+        }
+
+        if (message.Length > 512)
+        {
+            message = message[..512];
+        }
+
+        var text = Encoding.UTF8.GetBytes(message);
+        var payload = NbdReplyCodec.ErrorPayloadSize(text.Length);
+        var buffer = ArrayPool<byte>.Shared.Rent(NbdReplyCodec.ChunkHeaderSize(_extended) + payload);
+        var at = NbdReplyCodec.WriteChunkHeader(buffer, _extended, NbdConstants.ReplyFlagDone, NbdConstants.ReplyTypeError, request.Cookie, request.Offset, (ulong)payload);
+        at += NbdReplyCodec.WriteError(buffer.AsSpan(at), error, text);
+        Queue(slot, buffer, at);
+    }
+
+    /// <summary>
+    /// READ. With structured replies and without DF, zero ranges (by block status through the backing
+    /// chain) go as OFFSET_HOLE chunks and the rest as OFFSET_DATA; otherwise one data reply.
+    /// </summary>
+    private async Task ReadAsync(NbdRequestSlot slot, NbdRequest request, BlockNode node)
+    {
+        var offset = (long)request.Offset;
+        var length = (int)request.Length;
+        if (!_structured)
+        {
+            var simple = ArrayPool<byte>.Shared.Rent(NbdConstants.SimpleReplySize + length);
+            try
+            {
+                await node.ReadAsync(offset, simple.AsMemory(NbdConstants.SimpleReplySize, length));
+            }
+            catch
+            {
+                ArrayPool<byte>.Shared.Return(simple);
+                throw;
+            }
+
+            NbdReplyCodec.WriteSimple(simple, 0, request.Cookie);
+            Queue(slot, simple, NbdConstants.SimpleReplySize + length);
+            return;
+        }
+
+        if ((request.Flags & NbdConstants.CmdFlagDf) == 0)
+        {
+            var extents = ArrayPool<ReadExtent>.Shared.Rent(MaxReadChunks + 1);
+            try
+            {
+                var count = await MapReadAsync(node, offset, length, extents);
+                if (count > 1 || extents[0].Zero)
+                {
+                    await ReadSparseAsync(slot, request, node, extents.AsMemory(0, count));
+                    return;
+                }
+            }
+            finally
+            {
+                ArrayPool<ReadExtent>.Shared.Return(extents);
+            }
+        }
+
+        var header = NbdReplyCodec.ChunkHeaderSize(_extended);
+        var buffer = ArrayPool<byte>.Shared.Rent(header + NbdReplyCodec.OffsetDataPrefixSize + length);
+        try
+        {
+            await node.ReadAsync(offset, buffer.AsMemory(header + NbdReplyCodec.OffsetDataPrefixSize, length));
+        }
+        catch
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+            throw;
+        }
+
+        var at = NbdReplyCodec.WriteChunkHeader(buffer, _extended, NbdConstants.ReplyFlagDone, NbdConstants.ReplyTypeOffsetData, request.Cookie, request.Offset, (ulong)(NbdReplyCodec.OffsetDataPrefixSize + length));
+        NbdReplyCodec.WriteOffsetDataPrefix(buffer.AsSpan(at), request.Offset);
+        Queue(slot, buffer, header + NbdReplyCodec.OffsetDataPrefixSize + length);
+    }
+
+    /// <summary>Splits a read range into alternating data and zero extents; returns how many.</summary>
+    private static async Task<int> MapReadAsync(BlockNode node, long offset, int length, ReadExtent[] extents)
+    {
+        var count = 0;
+        var pos = offset;
+        var end = offset + length;
+        try
+        {
+            while (pos < end && count < MaxReadChunks)
+            {
+                var s = await node.GetBlockStatusAboveAsync(pos, end - pos);
+                var n = (int)Math.Min(s.Length, end - pos);
+                if (count > 0 && extents[count - 1].Zero == s.IsZero)
+                {
+                    extents[count - 1].Length += n;
+                }
+                else
+                {
+                    extents[count++] = new ReadExtent(pos, n, s.IsZero);
+                }
+
+                pos += n;
+            }
+        }
+        catch (BlockException)
+        {
+            // Status unknown: the read itself decides, everything goes as data.
+            count = 0;
+            pos = offset;
+        }
+
+        if (pos < end)
+        {
+            if (count > 0 && !extents[count - 1].Zero)
+            {
+                extents[count - 1].Length += (int)(end - pos);
+            }
+            else
+            {
+                extents[count++] = new ReadExtent(pos, (int)(end - pos), false);
+            }
+        }
+
+        return count;
+    }
+
+    private async Task ReadSparseAsync(NbdRequestSlot slot, NbdRequest request, BlockNode node, ReadOnlyMemory<ReadExtent> extents)
+    {
+        var header = NbdReplyCodec.ChunkHeaderSize(_extended);
+        var size = 0;
+        foreach (var e in extents.Span)
+        {
+            size += header + (e.Zero ? NbdReplyCodec.OffsetHolePayloadSize : NbdReplyCodec.OffsetDataPrefixSize + e.Length);
+        }
+
+        var buffer = ArrayPool<byte>.Shared.Rent(size);
+        try
+        {
+            var at = 0;
+            for (var i = 0; i < extents.Length; i++)
+            {
+                var e = extents.Span[i];
+                var flags = i == extents.Length - 1 ? NbdConstants.ReplyFlagDone : (ushort)0;
+                if (e.Zero)
+                {
+                    at += NbdReplyCodec.WriteChunkHeader(buffer.AsSpan(at), _extended, flags, NbdConstants.ReplyTypeOffsetHole, request.Cookie, request.Offset, NbdReplyCodec.OffsetHolePayloadSize);
+                    at += NbdReplyCodec.WriteOffsetHole(buffer.AsSpan(at), (ulong)e.Offset, (uint)e.Length);
+                }
+                else
+                {
+                    at += NbdReplyCodec.WriteChunkHeader(buffer.AsSpan(at), _extended, flags, NbdConstants.ReplyTypeOffsetData, request.Cookie, request.Offset, (ulong)(NbdReplyCodec.OffsetDataPrefixSize + e.Length));
+                    at += NbdReplyCodec.WriteOffsetDataPrefix(buffer.AsSpan(at), (ulong)e.Offset);
+                    await node.ReadAsync(e.Offset, buffer.AsMemory(at, e.Length));
+                    at += e.Length;
+                }
+            }
+        }
+        catch
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+            throw;
+        }
+
+        Queue(slot, buffer, size);
+    }
+
+    /// <summary>BLOCK_STATUS: one chunk per selected context (BLOCK_STATUS_EXT with extended headers), the last one DONE.</summary>
+    private async Task BlockStatusAsync(NbdRequestSlot slot, NbdRequest request, BlockNode node)
+    {
+        var meta = _meta;
+        var max = (request.Flags & NbdConstants.CmdFlagReqOne) != 0 ? 1 : MaxStatusExtents;
+        var extents = ArrayPool<(long Length, uint Flags)>.Shared.Rent(max * meta.Count);
+        var counts = new int[meta.Count];
+        try
+        {
+            var header = NbdReplyCodec.ChunkHeaderSize(_extended);
+            var size = 0;
+            for (var c = 0; c < meta.Count; c++)
+            {
+                counts[c] = await CollectStatusAsync(meta[c].Context, node, (long)request.Offset, (long)request.Length, extents.AsMemory(c * max, max));
+                size += header + NbdReplyCodec.BlockStatusPayloadSize(_extended, counts[c]);
+            }
+
+            var buffer = ArrayPool<byte>.Shared.Rent(size);
+            var at = 0;
+            for (var c = 0; c < meta.Count; c++)
+            {
+                var flags = c == meta.Count - 1 ? NbdConstants.ReplyFlagDone : (ushort)0;
+                var type = _extended ? NbdConstants.ReplyTypeBlockStatusExt : NbdConstants.ReplyTypeBlockStatus;
+                at += NbdReplyCodec.WriteChunkHeader(buffer.AsSpan(at), _extended, flags, type, request.Cookie, request.Offset, (ulong)NbdReplyCodec.BlockStatusPayloadSize(_extended, counts[c]));
+                at += NbdReplyCodec.WriteBlockStatusPrefix(buffer.AsSpan(at), _extended, (uint)meta[c].Id, counts[c]);
+                for (var i = 0; i < counts[c]; i++)
+                {
+                    var (length, status) = extents[(c * max) + i];
+                    at += NbdReplyCodec.WriteBlockStatusDescriptor(buffer.AsSpan(at), _extended, (ulong)length, status);
+                }
+            }
+
+            Queue(slot, buffer, size);
+        }
+        finally
+        {
+            ArrayPool<(long, uint)>.Shared.Return(extents);
+        }
+    }
+
+    /// <summary>Fills <paramref name="extents"/> from the start of the range, merging neighbours with equal status.</summary>
+    private static async Task<int> CollectStatusAsync(NbdMetaContext context, BlockNode node, long offset, long length, Memory<(long Length, uint Flags)> extents)
+    {
+        var count = 0;
+        var end = offset + length;
+        while (offset < end)
+        {
+            var (n, flags) = await context.GetExtentAsync(node, offset, end - offset);
+            n = Math.Min(n, end - offset);
+            var span = extents.Span;
+            if (count > 0 && span[count - 1].Flags == flags)
+            {
+                span[count - 1].Length += n;
+            }
+            else if (count < span.Length)
+            {
+                span[count++] = (n, flags);
+            }
+            else
+            {
+                break;
+            }
+
+            offset += n;
+        }
+
+        return count;
+    }
+
+    private void Queue(NbdRequestSlot slot, byte[] reply, int length)
+    {
+        slot.Reply = reply;
+        slot.ReplyLength = length;
+        if (!_replies.Writer.TryWrite(slot))
+        {
+            Release(slot);
+        }
+    }
+
+    /// <summary>Returns a slot whose reply was sent or dropped, and frees its place for the next request.</summary>
+    private void Release(NbdRequestSlot slot)
+    {
+        if (slot.Reply is not null)
+        {
+            ArrayPool<byte>.Shared.Return(slot.Reply);
+            slot.Reply = null;
+        }
+
+        _free.Enqueue(slot);
+        _slots.Release();
+    }
+
+    /// <summary>
+    /// The only sender after the handshake: gathers every queued reply into one send. After a send fails
+    /// the connection is cut and further replies are dropped quietly, so workers never see the failure.
+    /// </summary>
+    private async Task WriteLoopAsync()
+    {
+        var batch = new List<NbdRequestSlot>(MaxInFlight);
+        var segments = new List<ArraySegment<byte>>(MaxInFlight);
+        var reader = _replies.Reader;
+        while (await reader.WaitToReadAsync().ConfigureAwait(false))
+        {
+            var bytes = 0L;
+            while (bytes < MaxBatchBytes && reader.TryRead(out var slot))
+            {
+                batch.Add(slot);
+                segments.Add(new ArraySegment<byte>(slot.Reply!, 0, slot.ReplyLength));
+                bytes += slot.ReplyLength;
+            }
+
+            if (Volatile.Read(ref _closed) == 0)
+            {
+                try
+                {
+                    var sent = await _socket.SendAsync(segments, SocketFlags.None).ConfigureAwait(false);
+                    if (sent != bytes)
+                    {
+                        throw new IOException($"short send: {sent} of {bytes} bytes");
+                    }
+                }
+                catch (Exception e) when (e is SocketException or IOException or ObjectDisposedException)
+                {
+                    NbdLog.Disconnected(_log, Id, e.Message);
+                    Abort();
+                }
+            }
+
+            foreach (var slot in batch)
+            {
+                Release(slot);
+            }
+
+            batch.Clear();
+            segments.Clear();
+        }
+    }
+}

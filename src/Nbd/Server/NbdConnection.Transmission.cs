@@ -1,0 +1,297 @@
+using System.Buffers;
+using ExportServer.Block.Core;
+using ExportServer.Nbd.Protocol;
+
+namespace ExportServer.Nbd.Server;
+
+/// <summary>
+/// The transmission phase: one receive loop parses and validates requests, reads WRITE payloads into
+/// pooled buffers and hands each request to a worker; workers build complete replies for the writer.
+/// </summary>
+internal sealed partial class NbdConnection
+{
+    /// <summary>Requests of one connection processed at once; the receive loop waits for a free slot.</summary>
+    private const int MaxInFlight = 64;
+
+    /// <summary>A refused WRITE payload up to this size is read and dropped; a larger one ends the connection.</summary>
+    private const ulong MaxDiscardedPayload = 256 * 1024 * 1024;
+
+    private static readonly Action<object?> s_execute = static s => ((NbdRequestSlot)s!).Execute();
+
+    private async Task TransmissionAsync()
+    {
+        var writer = Task.Run(WriteLoopAsync);
+        try
+        {
+            await ReceiveLoopAsync().ConfigureAwait(false);
+        }
+        finally
+        {
+            // Every slot back means every request was answered (or its reply dropped): safe to close.
+            for (var i = 0; i < MaxInFlight; i++)
+            {
+                await _slots.WaitAsync().ConfigureAwait(false);
+            }
+
+            _replies.Writer.TryComplete();
+            await writer.ConfigureAwait(false);
+        }
+    }
+
+    private async Task ReceiveLoopAsync()
+    {
+        while (true)
+        {
+            var result = await _reader.ReadAsync().ConfigureAwait(false);
+            var buffer = result.Buffer;
+            var status = NbdRequestCodec.TryParse(buffer, _extended, out var request, out var consumed);
+            if (status == NbdParseStatus.Incomplete)
+            {
+                _reader.AdvanceTo(buffer.Start, buffer.End);
+                if (result.IsCompleted || result.IsCanceled)
+                {
+                    if (!buffer.IsEmpty)
+                    {
+                        throw new NbdProtocolException("connection closed inside a request header");
+                    }
+
+                    NbdLog.Disconnected(_log, Id, "end of stream without DISC");
+                    return;
+                }
+
+                continue;
+            }
+
+            if (status == NbdParseStatus.BadMagic)
+            {
+                _reader.AdvanceTo(buffer.Start);
+                throw new NbdProtocolException("bad request magic");
+            }
+
+            _reader.AdvanceTo(consumed);
+            if (request.Type == NbdConstants.CmdDisc)
+            {
+                NbdLog.Disconnected(_log, Id, "DISC");
+                return;
+            }
+
+            var error = Validate(request, out var message);
+            var payload = request.Type == NbdConstants.CmdWrite ? request.Length : 0;
+            if (payload > MaxDiscardedPayload)
+            {
+                throw new NbdProtocolException($"WRITE payload of {payload} bytes");
+            }
+
+            await _slots.WaitAsync().ConfigureAwait(false);
+            _free.TryDequeue(out var slot);
+            slot!.Request = request;
+            try
+            {
+                if (payload > 0 && error == 0)
+                {
+                    slot.Payload = ArrayPool<byte>.Shared.Rent((int)payload);
+                    slot.PayloadLength = (int)payload;
+                    await ReadExactAsync(slot.Payload.AsMemory(0, (int)payload), CancellationToken.None).ConfigureAwait(false);
+                }
+                else if (payload > 0)
+                {
+                    await SkipAsync(payload).ConfigureAwait(false);
+                }
+            }
+            catch
+            {
+                ReturnPayload(slot);
+                Release(slot);
+                throw;
+            }
+
+            if (error != 0)
+            {
+                NbdLog.RequestFailed(_log, Id, request.Type, NbdConstants.CommandName(request.Type), request.Flags, request.Offset, request.Length, NbdConstants.ErrorName(error), message);
+                ReplyError(slot, request, error, message);
+                continue;
+            }
+
+            var scheduler = _export!.Options.Scheduler;
+            if (scheduler is null)
+            {
+                ThreadPool.UnsafeQueueUserWorkItem(slot, preferLocal: false);
+            }
+            else
+            {
+                _ = Task.Factory.StartNew(s_execute, slot, CancellationToken.None, TaskCreationOptions.DenyChildAttach, scheduler);
+            }
+        }
+    }
+
+    /// <summary>Checks a request before any work: returns 0, or the wire error and a message for the client.</summary>
+    private uint Validate(in NbdRequest r, out string message)
+    {
+        var export = _export!;
+        var isWrite = r.Type is NbdConstants.CmdWrite or NbdConstants.CmdTrim or NbdConstants.CmdWriteZeroes;
+        ushort allowed = NbdConstants.CmdFlagFua;
+        switch (r.Type)
+        {
+            case NbdConstants.CmdRead:
+                if (_structured)
+                {
+                    allowed |= NbdConstants.CmdFlagDf;
+                }
+
+                break;
+            case NbdConstants.CmdWriteZeroes:
+                allowed |= NbdConstants.CmdFlagNoHole;
+                if ((export.TransmissionFlags(_structured) & NbdConstants.FlagSendFastZero) != 0)
+                {
+                    allowed |= NbdConstants.CmdFlagFastZero;
+                }
+
+                break;
+            case NbdConstants.CmdBlockStatus:
+                allowed |= NbdConstants.CmdFlagReqOne;
+                break;
+            case NbdConstants.CmdWrite or NbdConstants.CmdFlush or NbdConstants.CmdTrim or NbdConstants.CmdCache:
+                break;
+            default:
+                message = $"unsupported command {r.Type}";
+                return NbdConstants.EINVAL;
+        }
+
+        if ((r.Flags & ~allowed) != 0)
+        {
+            message = $"unsupported flags 0x{r.Flags & ~allowed:x} for {NbdConstants.CommandName(r.Type)}";
+            return NbdConstants.EINVAL;
+        }
+
+        if (r.Type is NbdConstants.CmdRead or NbdConstants.CmdWrite && r.Length > NbdConstants.MaxPayloadSize)
+        {
+            message = $"request length {r.Length} exceeds the maximum of {NbdConstants.MaxPayloadSize}";
+            return _structured ? NbdConstants.EOVERFLOW : NbdConstants.EINVAL;
+        }
+
+        if (r.Type == NbdConstants.CmdFlush)
+        {
+            message = string.Empty;
+            return 0;
+        }
+
+        if (r.Length == 0)
+        {
+            message = "zero-length request";
+            return NbdConstants.EINVAL;
+        }
+
+        if (isWrite && !export.Writable)
+        {
+            message = "export is read-only";
+            return NbdConstants.EPERM;
+        }
+
+        var size = (ulong)export.Options.Node.Length;
+        if (r.Offset > size || r.Length > size - r.Offset)
+        {
+            message = $"request [{r.Offset}, +{r.Length}) beyond end of export ({size} bytes)";
+            return isWrite ? NbdConstants.ENOSPC : NbdConstants.EINVAL;
+        }
+
+        if (r.Type == NbdConstants.CmdBlockStatus && _meta.Count == 0)
+        {
+            message = "no metadata context selected";
+            return NbdConstants.EINVAL;
+        }
+
+        message = string.Empty;
+        return 0;
+    }
+
+    /// <summary>Runs one request to its reply; never throws. The slot must not be touched after the reply is queued.</summary>
+    internal async Task ProcessAsync(NbdRequestSlot slot)
+    {
+        // Awaits here deliberately keep the current TaskScheduler, so an export's iothread scheduler
+        // runs the whole request, not only its first step.
+        var request = slot.Request;
+        var payload = slot.Payload;
+        var payloadLength = slot.PayloadLength;
+        slot.Payload = null;
+        var node = _export!.Options.Node;
+        var offset = (long)request.Offset;
+        var fua = (request.Flags & NbdConstants.CmdFlagFua) != 0;
+        try
+        {
+            switch (request.Type)
+            {
+                case NbdConstants.CmdRead:
+                    await ReadAsync(slot, request, node);
+                    return;
+                case NbdConstants.CmdBlockStatus:
+                    await BlockStatusAsync(slot, request, node);
+                    return;
+                case NbdConstants.CmdWrite:
+                    await node.WriteAsync(offset, payload.AsMemory(0, payloadLength), fua ? WriteFlags.Fua : WriteFlags.None);
+                    break;
+                case NbdConstants.CmdFlush:
+                    await node.FlushAsync();
+                    break;
+                case NbdConstants.CmdTrim:
+                    await node.DiscardAsync(offset, (long)request.Length);
+                    if (fua)
+                    {
+                        await node.FlushAsync();
+                    }
+
+                    break;
+                case NbdConstants.CmdWriteZeroes:
+                    await node.WriteZeroesAsync(offset, (long)request.Length, ZeroFlagsOf(request.Flags));
+                    break;
+                case NbdConstants.CmdCache:
+                    // Advisory: the nodes keep no cache that prefetching would fill.
+                    break;
+            }
+
+            ReplyOk(slot, request);
+        }
+        catch (Exception e)
+        {
+            var error = NbdErrno.FromException(e);
+            if (e is not BlockException)
+            {
+                NbdLog.RequestCrashed(_log, Id, request.Type, NbdConstants.CommandName(request.Type), e);
+            }
+
+            NbdLog.RequestFailed(_log, Id, request.Type, NbdConstants.CommandName(request.Type), request.Flags, request.Offset, request.Length, NbdConstants.ErrorName(error), e.Message);
+            ReplyError(slot, request, error, e.Message);
+        }
+        finally
+        {
+            if (payload is not null)
+            {
+                ArrayPool<byte>.Shared.Return(payload);
+            }
+        }
+    }
+
+    private static ZeroFlags ZeroFlagsOf(ushort flags)
+    {
+        var z = (flags & NbdConstants.CmdFlagNoHole) != 0 ? ZeroFlags.None : ZeroFlags.MayUnmap;
+        if ((flags & NbdConstants.CmdFlagFastZero) != 0)
+        {
+            z |= ZeroFlags.NoFallback;
+        }
+
+        if ((flags & NbdConstants.CmdFlagFua) != 0)
+        {
+            z |= ZeroFlags.Fua;
+        }
+
+        return z;
+    }
+
+    private static void ReturnPayload(NbdRequestSlot slot)
+    {
+        if (slot.Payload is not null)
+        {
+            ArrayPool<byte>.Shared.Return(slot.Payload);
+            slot.Payload = null;
+        }
+    }
+}

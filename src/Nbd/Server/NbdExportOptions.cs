@@ -1,0 +1,19 @@
+using ExportServer.Block.Core;
+
+namespace ExportServer.Nbd.Server;
+
+/// <summary>One export of the NBD server: a node under a name.</summary>
+public sealed class NbdExportOptions
+{
+    /// <summary>The name clients ask for; "" is a valid name and only then serves as the default export.</summary>
+    public required string Name { get; init; }
+
+    public string? Description { get; init; }
+
+    public required BlockNode Node { get; init; }
+
+    public bool Writable { get; init; }
+
+    /// <summary>When set (an iothread), request processing for this export runs on it.</summary>
+    public TaskScheduler? Scheduler { get; init; }
+}
