@@ -14,6 +14,9 @@ namespace ExportServer.Nbd.Server;
 /// </summary>
 public sealed class NbdServer : IAsyncDisposable
 {
+    /// <summary>How long disposal waits for connections to finish their requests before cutting them.</summary>
+    private static readonly TimeSpan s_closeGrace = TimeSpan.FromSeconds(5);
+
     private readonly NbdServerOptions _options;
     private readonly ILogger _log;
     private readonly ConcurrentDictionary<string, NbdExport> _exports = new(StringComparer.Ordinal);
@@ -231,7 +234,17 @@ public sealed class NbdServer : IAsyncDisposable
             c.CloseGracefully();
         }
 
-        await Task.WhenAll(_connections.Values).ConfigureAwait(false);
+        // A client that stopped reading its replies would hold the writer forever: give up on it.
+        var all = Task.WhenAll(_connections.Values);
+        if (await Task.WhenAny(all, Task.Delay(s_closeGrace)).ConfigureAwait(false) != all)
+        {
+            foreach (var c in _connections.Keys)
+            {
+                c.Abort();
+            }
+        }
+
+        await all.ConfigureAwait(false);
         foreach (var export in _exports.Values)
         {
             export.TryRemove(true);

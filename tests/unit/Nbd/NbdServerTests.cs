@@ -540,6 +540,58 @@ public sealed class NbdServerTests : IAsyncLifetime
         Assert.Equal(C.InitMagic, BinaryPrimitives.ReadUInt64BigEndian(greeting));
     }
 
+    [Fact]
+    public async Task FastZeroThatCannotBeFastFailsWithEnotsupAndDataStays()
+    {
+        _node.RefuseZeroes = true;
+        await using var c = await OpenAsync(structured: false);
+        await c.SendRequestAsync(C.CmdWriteZeroes, 1, 0, 4096, C.CmdFlagFastZero);
+        Assert.Equal(C.ENOTSUP, (await c.ReadSimpleReplyAsync()).Error);
+        Assert.NotEqual(0, _node.Data[0] | _node.Data[1] | _node.Data[2]);
+
+        await c.SendRequestAsync(C.CmdWriteZeroes, 2, 0, 4096);
+        Assert.Equal(0u, (await c.ReadSimpleReplyAsync()).Error);
+        Assert.All(_node.Data[..4096], b => Assert.Equal(0, b));
+    }
+
+    [Fact]
+    public async Task FastZeroIsNotOfferedByNodesThatCannotDoIt()
+    {
+        _server.AddExport(new NbdExportOptions { Name = "slow", Node = new SlowZeroNode(), Writable = true });
+        await using var c = await RawNbdClient.HandshakeAsync(SocketPath);
+        var (_, flags) = await c.GoAsync("slow");
+        Assert.Equal(0, flags & C.FlagSendFastZero);
+        Assert.NotEqual(0, flags & C.FlagSendWriteZeroes);
+        await c.SendRequestAsync(C.CmdWriteZeroes, 1, 0, 512, C.CmdFlagFastZero);
+        Assert.Equal(C.EINVAL, (await c.ReadSimpleReplyAsync()).Error);
+    }
+
+    [Fact]
+    public async Task RequestsRunOnTheExportScheduler()
+    {
+        var pair = new ConcurrentExclusiveSchedulerPair();
+        _server.AddExport(new NbdExportOptions { Name = "io", Node = _node, Scheduler = pair.ExclusiveScheduler });
+        await using var c = await OpenAsync("io");
+        await c.SendRequestAsync(C.CmdRead, 1, 0, 512, C.CmdFlagDf);
+        await c.ReadStructuredReplyAsync();
+        Assert.Same(pair.ExclusiveScheduler, _node.LastReadScheduler);
+    }
+
+    private sealed class SlowZeroNode : BlockNode
+    {
+        public SlowZeroNode()
+            : base("slow", false)
+        {
+            Length = 4096;
+        }
+
+        public override string DriverName => "slow";
+
+        protected override ValueTask ReadCoreAsync(long offset, Memory<byte> buffer) => ValueTask.CompletedTask;
+
+        protected override ValueTask WriteCoreAsync(long offset, ReadOnlyMemory<byte> buffer, WriteFlags flags) => ValueTask.CompletedTask;
+    }
+
     private static List<(ulong Length, uint Flags)> Descriptors(byte[] payload, bool extended)
     {
         var list = new List<(ulong, uint)>();

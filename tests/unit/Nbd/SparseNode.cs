@@ -30,10 +30,17 @@ internal sealed class SparseNode : BlockNode
 
     public override string DriverName => "sparse";
 
+    /// <summary>When set, the driver refuses efficient zeroing (ENOTSUP), as a file system without fallocate would.</summary>
+    public bool RefuseZeroes { get; set; }
+
+    /// <summary>The scheduler that ran the last read.</summary>
+    public TaskScheduler? LastReadScheduler { get; private set; }
+
     protected override bool SupportsWriteZeroes => true;
 
     protected override async ValueTask ReadCoreAsync(long offset, Memory<byte> buffer)
     {
+        LastReadScheduler = TaskScheduler.Current;
         if (offset == GatedOffset)
         {
             await Gate.Task;
@@ -50,6 +57,11 @@ internal sealed class SparseNode : BlockNode
 
     protected override ValueTask WriteZeroesCoreAsync(long offset, long length, ZeroFlags flags)
     {
+        if (RefuseZeroes)
+        {
+            throw BlockException.NotSupported("cannot zero efficiently");
+        }
+
         Data.AsSpan((int)offset, (int)length).Clear();
         return ValueTask.CompletedTask;
     }
