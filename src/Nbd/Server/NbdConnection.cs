@@ -44,8 +44,6 @@ internal sealed partial class NbdConnection
 
     public long Id { get; }
 
-    public NbdExport? Export => _export;
-
     /// <summary>Runs the connection to its end; never throws: every failure is classified and logged here.</summary>
     public async Task RunAsync()
     {
