@@ -1,3 +1,5 @@
+using System.ComponentModel;
+using System.Diagnostics;
 using System.Runtime.InteropServices;
 using ExportServer.Block.Core;
 using ExportServer.Fuse.Native;
@@ -19,7 +21,6 @@ public sealed partial class FuseExport
     private nint _session;
     private string? _connection;
     private Task[] _receivers = [];
-    private volatile bool _stopping;
     private int _disposed;
 
     private void Start(FuseExportOptions options)
@@ -138,14 +139,15 @@ public sealed partial class FuseExport
 
     /// <summary>
     /// One dedicated thread: receive a request, let libfuse decode it and call the operation (which
-    /// hands I/O to async methods), repeat until the session ends.
+    /// hands I/O to async methods), repeat until the kernel ends the connection (ENODEV once the
+    /// file system is unmounted and no longer in use, or aborted).
     /// </summary>
     private unsafe void ReceiveLoop(TaskCompletionSource done)
     {
         FuseBuf buf = default;
         try
         {
-            while (!_stopping)
+            while (LibFuse.SessionExited(_session) == 0)
             {
                 var n = LibFuse.SessionReceiveBuf(_session, &buf);
                 if (n == -EINTR)
@@ -155,7 +157,7 @@ public sealed partial class FuseExport
 
                 if (n <= 0)
                 {
-                    if (n < 0 && !_stopping && _logger is not null)
+                    if (n < 0 && _logger is not null)
                     {
                         FuseLog.ReceiveFailed(_logger, Id, -n);
                     }
@@ -163,12 +165,7 @@ public sealed partial class FuseExport
                     break;
                 }
 
-                if (!_operations.TryEnter(_stopping))
-                {
-                    // Stopping: the unmount fails whatever is left unanswered.
-                    break;
-                }
-
+                _operations.Enter();
                 try
                 {
                     LibFuse.SessionProcessBuf(_session, &buf);
@@ -191,9 +188,11 @@ public sealed partial class FuseExport
     }
 
     /// <summary>
-    /// Stops taking requests, waits for the started ones to be answered, unmounts (lazily, so a
-    /// busy mount does not fail), waits for the receive threads, and frees the session. If some
-    /// process keeps the file open the connection is aborted through /sys/fs/fuse/connections.
+    /// Detaches the mount, then waits until the kernel ends the connection: at once when nobody
+    /// has the file open, otherwise when the last user closes it. Requests keep being answered
+    /// meanwhile. If the file stays open beyond a grace period the connection is aborted through
+    /// /sys/fs/fuse/connections (when available); if even that fails this returns anyway and the
+    /// session is freed by the last receive thread.
     /// </summary>
     public async ValueTask DisposeAsync()
     {
@@ -202,13 +201,9 @@ public sealed partial class FuseExport
             return;
         }
 
-        _stopping = true;
-        LibFuse.SessionExit(_session);
-        await _operations.WhenIdleAsync().ConfigureAwait(false);
-        LibFuse.SessionUnmount(_session);
-
-        var receivers = Task.WhenAll(_receivers);
-        if (!await Completes(receivers, s_unmountGrace).ConfigureAwait(false) && _connection is not null)
+        Detach();
+        var finished = FinishAsync();
+        if (!await Completes(finished, s_unmountGrace).ConfigureAwait(false) && _connection is not null)
         {
             if (_logger is not null)
             {
@@ -216,22 +211,53 @@ public sealed partial class FuseExport
             }
 
             TryAbortConnection(_connection);
+            await Completes(finished, s_abortGrace).ConfigureAwait(false);
         }
 
-        if (await Completes(receivers, s_abortGrace).ConfigureAwait(false))
-        {
-            LibFuse.SessionDestroy(_session);
-            _self.Free();
-        }
-
-        // Otherwise a receive thread may still be inside libfuse: the session is left allocated.
-        _session = 0;
         Unregister(MountPoint);
         Node.RemoveUser();
         if (_logger is not null)
         {
             FuseLog.Unmounted(_logger, Id, MountPoint);
         }
+    }
+
+    /// <summary>
+    /// Lazily unmounts while keeping the session's device open, so requests of processes that still
+    /// hold the file are answered, not left hanging (fuse_session_unmount would close the device).
+    /// </summary>
+    private void Detach()
+    {
+        if (Libc.GetEUid() == 0 && Libc.Umount2(MountPoint, Libc.MntDetach) == 0)
+        {
+            return;
+        }
+
+        try
+        {
+            using var fusermount = Process.Start(new ProcessStartInfo("fusermount3", ["-u", "-q", "-z", "--", MountPoint])
+            {
+                UseShellExecute = false,
+            });
+            fusermount?.WaitForExit();
+        }
+        catch (Exception e) when (e is Win32Exception or InvalidOperationException)
+        {
+            // Already unmounted from outside, or fusermount3 missing: the threads end with the connection.
+        }
+    }
+
+    /// <summary>After the receive threads have ended and the last request was answered, frees the session.</summary>
+    private async Task FinishAsync()
+    {
+        await Task.WhenAll(_receivers).ConfigureAwait(false);
+        await _operations.WhenIdleAsync().ConfigureAwait(false);
+
+        // The connection is gone: this only closes the device and frees libfuse's copy of the path.
+        LibFuse.SessionUnmount(_session);
+        LibFuse.SessionDestroy(_session);
+        _session = 0;
+        _self.Free();
     }
 
     private static async Task<bool> Completes(Task task, TimeSpan timeout)

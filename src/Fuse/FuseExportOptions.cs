@@ -15,6 +15,9 @@ public sealed record FuseExportOptions(string Id, BlockNode Node, string MountPo
 
     public FuseAllowOther AllowOther { get; init; } = FuseAllowOther.Auto;
 
-    /// <summary>Threads that receive requests from the kernel; requests themselves run asynchronously.</summary>
-    public int ReceiveThreads { get; init; } = Math.Clamp(Environment.ProcessorCount, 2, 4);
+    /// <summary>
+    /// Threads that receive requests from the kernel. They only decode and hand requests to async
+    /// methods, so two keep up with many concurrent clients (more measured slower on two cores).
+    /// </summary>
+    public int ReceiveThreads { get; init; } = 2;
 }

@@ -23,7 +23,13 @@ internal sealed class FuseOperations
     private const double AttrTimeout = 1.0;
 
     /// <summary>Block-status queries spent on st_blocks before falling back to the node length.</summary>
-    private const int MaxAllocationExtents = 1024;
+    private const int MaxAllocationExtents = 256;
+
+    /// <summary>
+    /// How long a computed st_blocks is reused. The kernel asks for attributes after nearly every
+    /// write (attributes go stale on write, and reads then revalidate), so the walk must not run per request.
+    /// </summary>
+    private const long AllocationCacheMilliseconds = 1000;
 
     private const uint ModeReadOwner = 0x100;   // S_IRUSR
     private const uint ModeWriteOwner = 0x80;   // S_IWUSR
@@ -40,6 +46,9 @@ internal sealed class FuseOperations
     private uint _uid;
     private uint _gid;
     private int _active;
+    private long _sectors = -1;
+    private long _sectorsTime;
+    private int _sectorsRefreshing;
     private TaskCompletionSource? _idle;
 
     public FuseOperations(BlockNode node, bool writable, bool growable, IFuseReplies replies, ILogger? logger)
@@ -61,20 +70,7 @@ internal sealed class FuseOperations
     /// <summary>Whether the mount has allow_other; decides which permission changes make sense.</summary>
     public bool AllowOther { get; set; }
 
-    // ---- request accounting: the export waits for every started request before unmounting ----
-
-    /// <summary>Counts a request (or a receive-loop iteration) as active; false once stopping began.</summary>
-    public bool TryEnter(bool stopping)
-    {
-        Interlocked.Increment(ref _active);
-        if (!stopping)
-        {
-            return true;
-        }
-
-        Leave();
-        return false;
-    }
+    // ---- request accounting: the session is freed only after every started request was answered ----
 
     public void Enter() => Interlocked.Increment(ref _active);
 
@@ -86,7 +82,7 @@ internal sealed class FuseOperations
         }
     }
 
-    /// <summary>Completes when no request is active; call only after new requests are refused.</summary>
+    /// <summary>Completes when no request is active; call only once no new requests can arrive.</summary>
     public Task WhenIdleAsync()
     {
         var idle = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -128,7 +124,7 @@ internal sealed class FuseOperations
     private async ValueTask ReplyAttrAsync(nint req, ulong inode)
     {
         var length = _node.Length;
-        var blocks = await AllocatedSectorsAsync(length).ConfigureAwait(false);
+        var blocks = await CachedAllocatedSectorsAsync(length).ConfigureAwait(false);
         var now = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
         Stat attr = default;
         attr.Ino = inode;
@@ -148,6 +144,44 @@ internal sealed class FuseOperations
         attr.CTimeSec = now;
         _replies.Attr(req, attr, AttrTimeout);
     }
+
+    /// <summary>
+    /// st_blocks, recomputed at most once per cache period by one request at a time; others use the
+    /// previous value meanwhile. Resizing and fallocate drop the cached value.
+    /// </summary>
+    private async ValueTask<long> CachedAllocatedSectorsAsync(long length)
+    {
+        var cached = Volatile.Read(ref _sectors);
+        if (cached < 0)
+        {
+            return await RefreshAllocationAsync(length).ConfigureAwait(false);
+        }
+
+        var fresh = Environment.TickCount64 - Volatile.Read(ref _sectorsTime) < AllocationCacheMilliseconds;
+        if (fresh || Interlocked.Exchange(ref _sectorsRefreshing, 1) != 0)
+        {
+            return cached;
+        }
+
+        try
+        {
+            return await RefreshAllocationAsync(length).ConfigureAwait(false);
+        }
+        finally
+        {
+            Volatile.Write(ref _sectorsRefreshing, 0);
+        }
+    }
+
+    private async ValueTask<long> RefreshAllocationAsync(long length)
+    {
+        var sectors = await AllocatedSectorsAsync(length).ConfigureAwait(false);
+        Volatile.Write(ref _sectorsTime, Environment.TickCount64);
+        Volatile.Write(ref _sectors, sectors);
+        return sectors;
+    }
+
+    private void ForgetAllocation() => Volatile.Write(ref _sectors, -1);
 
     /// <summary>
     /// 512-byte units that hold data, from block status through the backing chain; the whole length
@@ -276,6 +310,7 @@ internal sealed class FuseOperations
             if (!growOnly || size > _node.Length)
             {
                 await _node.TruncateAsync(size).ConfigureAwait(false);
+                ForgetAllocation();
             }
         }
         finally
@@ -404,7 +439,9 @@ internal sealed class FuseOperations
     {
         try
         {
-            _replies.Error(req, await FallocateCoreAsync(mode, offset, length).ConfigureAwait(false));
+            var errno = await FallocateCoreAsync(mode, offset, length).ConfigureAwait(false);
+            ForgetAllocation();
+            _replies.Error(req, errno);
         }
         catch (Exception e)
         {

@@ -31,9 +31,6 @@ internal static unsafe partial class LibFuse
     [LibraryImport(Library, EntryPoint = "fuse_session_destroy")]
     public static partial void SessionDestroy(nint session);
 
-    [LibraryImport(Library, EntryPoint = "fuse_session_exit")]
-    public static partial void SessionExit(nint session);
-
     [LibraryImport(Library, EntryPoint = "fuse_session_exited")]
     public static partial int SessionExited(nint session);
 

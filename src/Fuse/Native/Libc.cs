@@ -25,6 +25,15 @@ internal static unsafe partial class Libc
     [LibraryImport("libc", EntryPoint = "stat", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     public static partial int StatPath(string path, Stat* buf);
 
+    /// <summary>umount2 flag: detach now, clean up when the last user is gone.</summary>
+    public const int MntDetach = 2;
+
+    [LibraryImport("libc", EntryPoint = "umount2", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int Umount2(string target, int flags);
+
+    [LibraryImport("libc", EntryPoint = "geteuid")]
+    public static partial uint GetEUid();
+
     [LibraryImport("libc", EntryPoint = "getuid")]
     public static partial uint GetUid();
 
