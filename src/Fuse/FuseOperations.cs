@@ -338,7 +338,13 @@ internal sealed class FuseOperations
         {
             // Readers expect a short read at the end of the file.
             var n = (int)Math.Clamp(_node.Length - offset, 0, size);
-            buffer = ArrayPool<byte>.Shared.Rent(Math.Max(n, 1));
+            if (n == 0)
+            {
+                _replies.Buffer(req, ReadOnlySpan<byte>.Empty);
+                return;
+            }
+
+            buffer = ArrayPool<byte>.Shared.Rent(n);
             await _node.ReadAsync(offset, buffer.AsMemory(0, n)).ConfigureAwait(false);
             _replies.Buffer(req, buffer.AsSpan(0, n));
         }

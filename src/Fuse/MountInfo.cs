@@ -33,8 +33,8 @@ internal readonly record struct MountInfo(string MountPoint, string FsType, int 
     {
         info = default;
         var fields = line.Split(' ');
-        var separator = Array.IndexOf(fields, "-", 6);
-        if (fields.Length < 7 || separator < 0 || separator + 1 >= fields.Length)
+        var separator = fields.Length < 7 ? -1 : Array.IndexOf(fields, "-", 6);
+        if (separator < 0 || separator + 1 >= fields.Length)
         {
             return false;
         }
