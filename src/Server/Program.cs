@@ -1,6 +1,144 @@
+using System.Runtime.InteropServices;
+using ExportServer.Block.Core;
+using ExportServer.Server.Cli;
+using ExportServer.Server.Daemon;
+using ExportServer.Server.Logging;
+using Microsoft.Extensions.Logging;
+
 namespace ExportServer.Server;
 
 internal static class Program
 {
-    private static int Main(string[] args) => 0;
+    private const string Name = "export-server";
+
+    private static async Task<int> Main(string[] args)
+    {
+        if (args is ["serve", .. var serveArgs])
+        {
+            try
+            {
+                args = ServeCommand.Translate(serveArgs);
+            }
+            catch (CommandLineException e)
+            {
+                Console.Error.WriteLine($"{Name}: {e.Message}");
+                return 1;
+            }
+        }
+
+        CommandLine cl;
+        try
+        {
+            cl = CommandLine.Parse(args);
+        }
+        catch (CommandLineException e)
+        {
+            Console.Error.WriteLine($"{Name}: {e.Message}");
+            return 1;
+        }
+
+        if (cl.Help)
+        {
+            Console.WriteLine(CommandLine.HelpText);
+            return 0;
+        }
+
+        if (cl.Version)
+        {
+            Console.WriteLine($"{Name} version {typeof(Program).Assembly.GetName().Version} (qemu-storage-daemon 7.2 compatible)");
+            return 0;
+        }
+
+        if (cl.Daemonize && !Daemonizer.IsChild)
+        {
+            return Daemonizer.RunParent(args);
+        }
+
+        if (Daemonizer.IsChild)
+        {
+            Daemonizer.DetachSession();
+        }
+
+        ThreadPool.GetMinThreads(out var workers, out var io);
+        ThreadPool.SetMinThreads(Math.Max(workers, 32), io);
+
+        using var loggers = LoggerFactory.Create(b => b.AddProvider(new StderrLoggerProvider(cl.TracePatterns)).SetMinimumLevel(LogLevel.Trace));
+        await using var daemon = new StorageDaemon(loggers);
+        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Quit);
+        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, Quit);
+        using var sighup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, Quit);
+
+        void Quit(PosixSignalContext context)
+        {
+            context.Cancel = true;
+            daemon.RequestQuit();
+        }
+
+        PidFile? pidFile = null;
+        try
+        {
+            foreach (var option in cl.Options)
+            {
+                try
+                {
+                    await ExecuteAsync(daemon, option).ConfigureAwait(false);
+                }
+                catch (BlockException e)
+                {
+                    Console.Error.WriteLine($"{Name}: {option.Name} {option.Text}: {e.Message}");
+                    return 1;
+                }
+            }
+
+            if (cl.PidFile is not null)
+            {
+                try
+                {
+                    pidFile = PidFile.Write(cl.PidFile);
+                }
+                catch (BlockException e)
+                {
+                    Console.Error.WriteLine($"{Name}: {e.Message}");
+                    return 1;
+                }
+            }
+
+            if (Daemonizer.IsChild)
+            {
+                Daemonizer.SignalReady();
+            }
+
+            await daemon.QuitRequested.ConfigureAwait(false);
+            return 0;
+        }
+        finally
+        {
+            pidFile?.Dispose();
+        }
+    }
+
+    private static async ValueTask ExecuteAsync(StorageDaemon daemon, CliOption option)
+    {
+        switch (option.Kind)
+        {
+            case CliOptionKind.Blockdev:
+                await daemon.BlockdevAddAsync(option.Value).ConfigureAwait(false);
+                break;
+            case CliOptionKind.NbdServer:
+                daemon.NbdServerStart(option.Value);
+                break;
+            case CliOptionKind.Export:
+                await daemon.BlockExportAddAsync(option.Value).ConfigureAwait(false);
+                break;
+            case CliOptionKind.Object:
+                daemon.ObjectAdd(option.Value);
+                break;
+            case CliOptionKind.Chardev:
+                daemon.ChardevAdd(option.Value);
+                break;
+            case CliOptionKind.Monitor:
+                daemon.MonitorAdd(option.Value);
+                break;
+        }
+    }
 }

@@ -1,0 +1,11 @@
+namespace ExportServer.Server.Cli;
+
+internal enum CliOptionKind
+{
+    Blockdev,
+    Chardev,
+    Export,
+    Monitor,
+    NbdServer,
+    Object,
+}

@@ -1,0 +1,325 @@
+using System.Text.Json.Nodes;
+using ExportServer.Block;
+using ExportServer.Block.Core;
+using ExportServer.Block.Core.Options;
+using ExportServer.Fuse;
+using ExportServer.Nbd.Server;
+using Microsoft.Extensions.Logging;
+
+namespace ExportServer.Server.Daemon;
+
+/// <summary>
+/// The daemon's state and its handlers: the command line and QMP parse their arguments into the
+/// same JSON trees and call these methods, so both behave alike.
+/// </summary>
+internal sealed class StorageDaemon : IAsyncDisposable
+{
+    private readonly ILoggerFactory _loggers;
+    private readonly Dictionary<string, ExportEntry> _exports = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, IoThread> _ioThreads = new(StringComparer.Ordinal);
+    private readonly TaskCompletionSource _quit = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly Dictionary<string, Chardev> _chardevs = new(StringComparer.Ordinal);
+    private readonly List<Chardev> _monitors = new();
+    private NbdServer? _nbd;
+
+    public StorageDaemon(ILoggerFactory loggers)
+    {
+        _loggers = loggers;
+        BlockDrivers.RegisterBuiltIn(Graph);
+    }
+
+    public BlockGraph Graph { get; } = new();
+
+    public NbdServer? Nbd => _nbd;
+
+    public IReadOnlyCollection<ExportEntry> Exports => _exports.Values;
+
+    /// <summary>Completes when a quit was requested (signal or QMP quit).</summary>
+    public Task QuitRequested => _quit.Task;
+
+    public void RequestQuit() => _quit.TrySetResult();
+
+    /// <summary>blockdev-add / --blockdev: the root node must have a node-name.</summary>
+    public async ValueTask<BlockNode> BlockdevAddAsync(JsonObject options)
+    {
+        if (options["node-name"] is null)
+        {
+            // QEMU checks the driver before the node name.
+            var driver = new OptionReader(options).RequireString("driver");
+            if (!Graph.HasDriver(driver))
+            {
+                throw BlockException.Invalid($"Parameter 'driver' does not accept value '{driver}'");
+            }
+
+            throw BlockException.Invalid("'node-name' must be specified for the root node");
+        }
+
+        return await Graph.AddAsync(options).ConfigureAwait(false);
+    }
+
+    /// <summary>nbd-server-start / --nbd-server.</summary>
+    public void NbdServerStart(JsonObject options)
+    {
+        var r = new OptionReader(options);
+        var addr = r.GetObject("addr") ?? throw BlockException.Invalid("Parameter 'addr' is missing");
+        if (r.GetString("tls-creds") is { } creds)
+        {
+            throw BlockException.NotSupported($"No TLS credentials with id '{creds}'");
+        }
+
+        r.GetString("tls-authz");
+        var max = r.GetInt("max-connections") ?? 0;
+        if (max < 0 || max > int.MaxValue)
+        {
+            throw BlockException.Invalid("Parameter 'max-connections' expects uint32");
+        }
+
+        var endpoints = SocketAddressParser.Parse(addr);
+        r.EnsureAllConsumed();
+        if (_nbd is not null)
+        {
+            throw BlockException.Invalid("NBD server already running");
+        }
+
+        var server = new NbdServer(new NbdServerOptions { EndPoints = endpoints, MaxConnections = (int)max }, _loggers.CreateLogger("ExportServer.Nbd"));
+        server.Start();
+        _nbd = server;
+    }
+
+    /// <summary>nbd-server-stop: removes every NBD export and closes the server.</summary>
+    public async ValueTask NbdServerStopAsync()
+    {
+        var server = _nbd ?? throw BlockException.Invalid("NBD server not running");
+        foreach (var e in _exports.Values.Where(e => e.Type == "nbd").ToList())
+        {
+            await BlockExportDelAsync(e.Id, hard: true).ConfigureAwait(false);
+        }
+
+        _nbd = null;
+        await server.DisposeAsync().ConfigureAwait(false);
+    }
+
+    /// <summary>block-export-add / --export.</summary>
+    public async ValueTask BlockExportAddAsync(JsonObject options)
+    {
+        var r = new OptionReader(options);
+        var type = r.RequireString("type");
+        var id = r.RequireString("id");
+        var nodeName = r.RequireString("node-name");
+        var writable = r.GetBool("writable", false);
+        r.GetBool("writethrough");
+        var ioThreadId = r.GetString("iothread");
+        r.GetBool("fixed-iothread");
+
+        switch (type)
+        {
+            case "nbd":
+                var name = r.GetString("name") ?? nodeName;
+                var description = r.GetString("description");
+                if (r.Raw("bitmaps") is JsonArray { Count: > 0 } bitmaps)
+                {
+                    throw BlockException.Invalid($"Bitmap '{bitmaps[0]}' is not found");
+                }
+
+                r.GetBool("allocation-depth");
+                r.EnsureAllConsumed();
+                CheckNewExport(id);
+                var node = Graph.Find(nodeName);
+                var scheduler = ResolveIoThread(ioThreadId);
+                var server = _nbd ?? throw BlockException.Invalid("NBD server not running");
+                if (writable && node.IsReadOnly)
+                {
+                    throw BlockException.Invalid("Cannot export read-only node as writable");
+                }
+
+                if (server.Exports.Any(e => e.Name == name))
+                {
+                    throw BlockException.Invalid($"NBD server already has export named '{name}'");
+                }
+
+                server.AddExport(new NbdExportOptions { Name = name, Description = description, Node = node, Writable = writable, Scheduler = scheduler });
+                _exports[id] = new ExportEntry(id, "nbd", node, hard => server.RemoveExportAsync(name, hard));
+                break;
+            case "fuse":
+                var mountpoint = r.RequireString("mountpoint");
+                var growable = r.GetBool("growable", false);
+                var allowOther = r.GetEnum("allow-other", AllowOtherValues) ?? FuseAllowOther.Auto;
+                r.EnsureAllConsumed();
+                CheckNewExport(id);
+                var fuseNode = Graph.Find(nodeName);
+                ResolveIoThread(ioThreadId);
+                if (writable && fuseNode.IsReadOnly)
+                {
+                    throw BlockException.Invalid("Cannot export read-only node as writable");
+                }
+
+                var fuse = FuseExport.Mount(
+                    new FuseExportOptions(id, fuseNode, mountpoint) { Writable = writable, Growable = growable, AllowOther = allowOther },
+                    _loggers.CreateLogger("ExportServer.Fuse"));
+                _exports[id] = new ExportEntry(id, "fuse", fuseNode, _ => fuse.DisposeAsync());
+                break;
+            case "vhost-user-blk" or "vduse-blk":
+                throw BlockException.NotSupported($"Export type '{type}' is not supported");
+            default:
+                throw BlockException.Invalid($"Parameter 'type' does not accept value '{type}'");
+        }
+
+        await Task.CompletedTask.ConfigureAwait(false);
+    }
+
+    private static readonly Dictionary<string, FuseAllowOther> AllowOtherValues = new()
+    {
+        ["on"] = FuseAllowOther.On, ["off"] = FuseAllowOther.Off, ["auto"] = FuseAllowOther.Auto,
+    };
+
+    private void CheckNewExport(string id)
+    {
+        if (_exports.ContainsKey(id))
+        {
+            throw BlockException.Invalid($"Block export id '{id}' is already in use");
+        }
+    }
+
+    private IoThread? ResolveIoThread(string? id)
+    {
+        if (id is null)
+        {
+            return null;
+        }
+
+        return _ioThreads.TryGetValue(id, out var t) ? t : throw BlockException.Invalid($"iothread \"{id}\" not found");
+    }
+
+    /// <summary>block-export-del: removes an export; without hard, refuses while clients are connected.</summary>
+    public async ValueTask BlockExportDelAsync(string id, bool hard)
+    {
+        if (!_exports.TryGetValue(id, out var e))
+        {
+            throw BlockException.Invalid($"Export '{id}' is not found");
+        }
+
+        await e.RemoveAsync(hard).ConfigureAwait(false);
+        _exports.Remove(id);
+    }
+
+    /// <summary>object-add / --object.</summary>
+    public void ObjectAdd(JsonObject options)
+    {
+        var r = new OptionReader(options);
+        var type = r.RequireString("qom-type");
+        var id = r.RequireString("id");
+        switch (type)
+        {
+            case "iothread":
+                r.GetInt("poll-max-ns");
+                r.GetInt("poll-grow");
+                r.GetInt("poll-shrink");
+                r.GetInt("aio-max-batch");
+                r.GetInt("thread-pool-min");
+                r.GetInt("thread-pool-max");
+                r.EnsureAllConsumed();
+                if (_ioThreads.ContainsKey(id))
+                {
+                    throw BlockException.Invalid($"attempt to add duplicate property '{id}' to object (type 'container')");
+                }
+
+                _ioThreads[id] = new IoThread(id);
+                break;
+            default:
+                throw BlockException.Invalid($"Parameter 'qom-type' does not accept value '{type}'");
+        }
+    }
+
+    /// <summary>--chardev: only unix server sockets, the kind a QMP monitor listens on.</summary>
+    public void ChardevAdd(JsonObject options)
+    {
+        var r = new OptionReader(options);
+        var backend = r.RequireString("backend");
+        var id = r.RequireString("id");
+        if (backend != "socket")
+        {
+            throw BlockException.NotSupported($"chardev backend '{backend}' is not supported (only 'socket')");
+        }
+
+        var path = r.RequireString("path");
+        var server = r.GetBool("server", false);
+        var wait = r.GetBool("wait", true);
+        r.GetBool("telnet");
+        r.GetBool("tn3270");
+        r.GetBool("websocket");
+        r.GetBool("nodelay");
+        r.GetInt("reconnect");
+        r.EnsureAllConsumed();
+        if (!server)
+        {
+            throw BlockException.NotSupported($"chardev '{id}': only server=on sockets are supported");
+        }
+
+        if (_chardevs.ContainsKey(id))
+        {
+            throw BlockException.Invalid($"attempt to add duplicate property '{id}' to object (type 'container')");
+        }
+
+        _chardevs[id] = new Chardev(id, path, server, wait);
+    }
+
+    /// <summary>--monitor: a QMP monitor on a chardev (the protocol is served by the monitor subsystem).</summary>
+    public Chardev MonitorAdd(JsonObject options)
+    {
+        var r = new OptionReader(options);
+        var id = r.RequireString("chardev");
+        var mode = r.GetString("mode") ?? "control";
+        r.GetBool("pretty");
+        r.GetString("id");
+        r.EnsureAllConsumed();
+        if (mode != "control")
+        {
+            throw BlockException.Invalid("Only QMP is supported");
+        }
+
+        if (!_chardevs.TryGetValue(id, out var chardev))
+        {
+            throw BlockException.Invalid($"chardev \"{id}\" not found");
+        }
+
+        if (chardev.InUse)
+        {
+            throw BlockException.Invalid($"Device '{id}' is in use");
+        }
+
+        chardev.InUse = true;
+        _monitors.Add(chardev);
+        return chardev;
+    }
+
+    /// <summary>Stops the servers (in-flight requests finish), flushes and closes every node.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var e in _exports.Values.ToList())
+        {
+            try
+            {
+                await e.RemoveAsync(true).ConfigureAwait(false);
+            }
+            catch (BlockException)
+            {
+                // Shutting down regardless.
+            }
+        }
+
+        _exports.Clear();
+        if (_nbd is not null)
+        {
+            await _nbd.DisposeAsync().ConfigureAwait(false);
+            _nbd = null;
+        }
+
+        await Graph.CloseAllAsync().ConfigureAwait(false);
+        foreach (var t in _ioThreads.Values)
+        {
+            t.Dispose();
+        }
+
+        _ioThreads.Clear();
+    }
+}

@@ -1,0 +1,139 @@
+using ExportServer.IntegrationTests.Support;
+using Xunit;
+
+namespace ExportServer.IntegrationTests.Nbd;
+
+/// <summary>Protocol edges driven through python3-libnbd: structured replies, block status, error replies.</summary>
+public sealed class ProtocolEdgeTests
+{
+    private static async Task<(TempDir Dir, Daemon Daemon)> StartAsync()
+    {
+        var dir = new TempDir();
+        var image = dir["disk.raw"];
+        (await Tool.RunAsync("qemu-img", "create", "-f", "raw", image, "16M")).Check("create");
+        (await Tool.RunAsync("qemu-io", "-f", "raw", "-c", "write -P 0x5a 1M 1M", image)).Check("qemu-io");
+        var d = await Daemon.StartAsync(dir,
+            "--blockdev", $"driver=file,node-name=f0,filename={image}",
+            "--blockdev", "driver=raw,node-name=rw,file=f0",
+            "--blockdev", "driver=raw,node-name=ro,file=f0,read-only=on",
+            "--nbd-server", $"addr.type=unix,addr.path={dir["s.sock"]}",
+            "--export", "type=nbd,id=e0,node-name=rw,name=rw,writable=on",
+            "--export", "type=nbd,id=e1,node-name=ro,name=ro");
+        return (dir, d);
+    }
+
+    /// <summary>Runs a python3-libnbd script with h connected to export <paramref name="name"/>; prints "OK" at the end.</summary>
+    private static async Task RunAsync(TempDir dir, string name, string body)
+    {
+        var script = $$"""
+            import nbd, errno, sys
+            h = nbd.NBD()
+            h.set_strict_mode(0)
+            h.add_meta_context("base:allocation")
+            h.connect_uri("nbd+unix:///{{name}}?socket={{dir["s.sock"]}}")
+            def expect_err(code, f, *a):
+                try:
+                    f(*a)
+                except nbd.Error as e:
+                    assert e.errno == code, f"{f.__name__}: expected {errno.errorcode[code]}, got {e.errno} {e}"
+                    return
+                raise AssertionError(f"{f.__name__} succeeded, expected {errno.errorcode[code]}")
+            {{body}}
+            h.shutdown()
+            print("OK")
+            """;
+        var r = await Tool.PythonAsync(script);
+        Assert.True(r.ExitCode == 0 && r.Stdout.Contains("OK"), r.Stderr + r.Stdout);
+    }
+
+    [Fact]
+    public async Task StructuredRepliesAndBlockStatus()
+    {
+        var (dir, d) = await StartAsync();
+        await using (d)
+        using (dir)
+        {
+            await RunAsync(dir, "rw", """
+                assert h.get_structured_replies_negotiated()
+                assert h.can_meta_context("base:allocation")
+                ext = []
+                def cb(meta, offset, entries, err):
+                    ext.extend(entries)
+                h.block_status(16 << 20, 0, cb)
+                assert ext[0:2] == [1 << 20, 3], ext
+                assert ext[2:4] == [1 << 20, 0], ext
+                ext.clear()
+                h.block_status(16 << 20, 0, cb, nbd.CMD_FLAG_REQ_ONE)
+                assert len(ext) == 2, ext
+                buf = h.pread(2 << 20, 512 << 10)
+                assert buf[:512 << 10] == b"\0" * (512 << 10)
+                assert buf[512 << 10:] == b"\x5a" * (1536 << 10)
+                assert h.pread(4096, 1 << 20, nbd.CMD_FLAG_DF) == b"\x5a" * 4096
+                """);
+        }
+    }
+
+    [Fact]
+    public async Task ErrorRepliesKeepTheConnectionUsable()
+    {
+        var (dir, d) = await StartAsync();
+        await using (d)
+        using (dir)
+        {
+            await RunAsync(dir, "rw", """
+                size = h.get_size()
+                expect_err(errno.EINVAL, h.pread, 512, size - 100)
+                expect_err(errno.ENOSPC, h.pwrite, b"x" * 512, size - 100)
+                expect_err(errno.ENOSPC, h.zero, 4096, size)
+                expect_err(errno.ENOSPC, h.trim, 4096, size)
+                expect_err(errno.EINVAL, h.pread, 0, 0)
+                expect_err(errno.EOVERFLOW, h.pread, 33 << 20, 0)
+                expect_err(errno.EINVAL, h.pread, 512, 0, nbd.CMD_FLAG_FUA << 8)
+                h.pwrite(b"\x77" * 4096, 0, nbd.CMD_FLAG_FUA)
+                h.zero(4096, 4096, nbd.CMD_FLAG_FAST_ZERO | nbd.CMD_FLAG_NO_HOLE)
+                h.flush()
+                h.cache(4096, 0)
+                assert h.pread(4096, 0) == b"\x77" * 4096
+                """);
+        }
+    }
+
+    [Fact]
+    public async Task ReadOnlyExportRefusesChangesWithEperm()
+    {
+        var (dir, d) = await StartAsync();
+        await using (d)
+        using (dir)
+        {
+            await RunAsync(dir, "ro", """
+                assert h.is_read_only()
+                expect_err(errno.EPERM, h.pwrite, b"x" * 512, 0)
+                expect_err(errno.EPERM, h.zero, 512, 0)
+                expect_err(errno.EPERM, h.trim, 512, 0)
+                assert h.pread(512, 1 << 20) == b"\x5a" * 512
+                """);
+        }
+    }
+
+    [Fact]
+    public async Task UnknownExportNameIsRefused()
+    {
+        var (dir, d) = await StartAsync();
+        await using (d)
+        using (dir)
+        {
+            var r = await Tool.PythonAsync($$"""
+                import nbd
+                h = nbd.NBD()
+                try:
+                    h.connect_uri("nbd+unix:///nosuch?socket={{dir["s.sock"]}}")
+                    print("connected")
+                except nbd.Error as e:
+                    print("refused:", e)
+                """);
+            Assert.Contains("refused", r.Stdout);
+            Assert.Contains("unknown", r.Stdout + r.Stderr, StringComparison.OrdinalIgnoreCase);
+            Assert.False(d.HasExited);
+        }
+    }
+}
