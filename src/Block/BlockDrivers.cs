@@ -1,12 +1,19 @@
 using ExportServer.Block.Core;
+using ExportServer.Block.Formats.Raw;
+using ExportServer.Block.Protocols.File;
+using ExportServer.Block.Protocols.Null;
 
 namespace ExportServer.Block;
 
-/// <summary>The drivers built into the block layer.</summary>
+/// <summary>The drivers built into the block layer, registered in one place.</summary>
 public static class BlockDrivers
 {
     public static void RegisterBuiltIn(BlockGraph graph)
     {
-        ArgumentNullException.ThrowIfNull(graph);
+        graph.Register(FileDriver.File);
+        graph.Register(FileDriver.HostDevice);
+        graph.Register(RawDriver.Instance);
+        graph.Register(NullDriver.Co);
+        graph.Register(NullDriver.Aio);
     }
 }

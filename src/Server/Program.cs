@@ -34,7 +34,7 @@ internal static class Program
         }
         catch (CommandLineException e)
         {
-            Console.Error.WriteLine($"{Name}: {e.Message}");
+            Console.Error.WriteLine($"{(e.FromGetopt ? Environment.ProcessPath ?? Name : Name)}: {e.Message}");
             return 1;
         }
 

@@ -18,9 +18,6 @@ internal static partial class NbdLog
     [LoggerMessage(Level = LogLevel.Debug, Message = "nbd[{Id}]: connection from {Remote}")]
     public static partial void Accepted(ILogger logger, long id, string remote);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "nbd: connection from {Remote} refused: limit of {Max} connections reached")]
-    public static partial void RefusedOverLimit(ILogger logger, string remote, int max);
-
     [LoggerMessage(Level = LogLevel.Debug, Message = "nbd[{Id}]: closed")]
     public static partial void Closed(ILogger logger, long id);
 

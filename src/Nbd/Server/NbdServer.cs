@@ -18,6 +18,7 @@ public sealed class NbdServer : IAsyncDisposable
     private static readonly TimeSpan s_closeGrace = TimeSpan.FromSeconds(5);
 
     private readonly NbdServerOptions _options;
+    private readonly SemaphoreSlim? _slots;
     private readonly ILogger _log;
     private readonly ConcurrentDictionary<string, NbdExport> _exports = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<NbdConnection, Task> _connections = new();
@@ -30,6 +31,7 @@ public sealed class NbdServer : IAsyncDisposable
     public NbdServer(NbdServerOptions options, ILogger? logger = null)
     {
         _options = options;
+        _slots = options.MaxConnections > 0 ? new SemaphoreSlim(options.MaxConnections) : null;
         _log = logger ?? NullLogger.Instance;
     }
 
@@ -120,7 +122,22 @@ public sealed class NbdServer : IAsyncDisposable
             Socket client;
             try
             {
-                client = await listener.AcceptAsync(_stop.Token).ConfigureAwait(false);
+                // At max-connections, stop accepting until a connection ends, as QEMU does: a new
+                // client waits in the listen backlog instead of being refused.
+                if (_slots is not null)
+                {
+                    await _slots.WaitAsync(_stop.Token).ConfigureAwait(false);
+                }
+
+                try
+                {
+                    client = await listener.AcceptAsync(_stop.Token).ConfigureAwait(false);
+                }
+                catch
+                {
+                    _slots?.Release();
+                    throw;
+                }
             }
             catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException || _stop.IsCancellationRequested)
             {
@@ -135,12 +152,6 @@ public sealed class NbdServer : IAsyncDisposable
             }
 
             var remote = client.RemoteEndPoint?.ToString() is { Length: > 0 } r ? r : endPoint.ToString() ?? "?";
-            if (_options.MaxConnections > 0 && _connections.Count >= _options.MaxConnections)
-            {
-                NbdLog.RefusedOverLimit(_log, remote, _options.MaxConnections);
-                client.Dispose();
-                continue;
-            }
 
             if (client.ProtocolType == ProtocolType.Tcp)
             {
@@ -159,8 +170,15 @@ public sealed class NbdServer : IAsyncDisposable
     private async Task RunConnectionAsync(NbdConnection connection, Task registered)
     {
         await registered.ConfigureAwait(false);
-        await connection.RunAsync().ConfigureAwait(false);
-        _connections.TryRemove(connection, out _);
+        try
+        {
+            await connection.RunAsync().ConfigureAwait(false);
+        }
+        finally
+        {
+            _connections.TryRemove(connection, out _);
+            _slots?.Release();
+        }
     }
 
     /// <summary>Adds an export; clients can reach it at once.</summary>

@@ -56,9 +56,11 @@ internal sealed class CommandLine
 
                 if (i + 1 >= args.Count)
                 {
-                    throw new CommandLineException(name.StartsWith("--", StringComparison.Ordinal)
-                        ? $"option '{name}' requires an argument"
-                        : $"option requires an argument -- '{name.TrimStart('-')}'");
+                    throw new CommandLineException(
+                        name.StartsWith("--", StringComparison.Ordinal)
+                            ? $"option '{name}' requires an argument"
+                            : $"option requires an argument -- '{name.TrimStart('-')}'",
+                        fromGetopt: true);
                 }
 
                 return args[++i];
@@ -89,9 +91,11 @@ internal sealed class CommandLine
                         break;
                     }
 
-                    throw new CommandLineException(arg.StartsWith("--", StringComparison.Ordinal)
-                        ? $"unrecognized option '{arg}'"
-                        : arg.StartsWith('-') ? $"invalid option -- '{arg.TrimStart('-')}'" : $"Unexpected argument: {arg}");
+                    throw arg.StartsWith('-')
+                        ? new CommandLineException(
+                            arg.StartsWith("--", StringComparison.Ordinal) ? $"unrecognized option '{arg}'" : $"invalid option -- '{arg.TrimStart('-')}'",
+                            fromGetopt: true)
+                        : new CommandLineException($"Unexpected argument: {arg}");
             }
         }
 

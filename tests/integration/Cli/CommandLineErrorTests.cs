@@ -11,7 +11,7 @@ public sealed class CommandLineErrorTests
 {
     public static TheoryData<string[]> Cases => new()
     {
-        new[] { "--blockdev", "driver=file" },
+        new[] { "--blockdev", "driver=file,node-name=f" },
         new[] { "--blockdev", "driver=file,filename=/etc/hostname" },
         new[] { "--blockdev", "driver=file,node-name=f,filename=/etc/hostname,foo=1" },
         new[] { "--blockdev", "driver=filex,node-name=f,filename=/etc/hostname" },
@@ -48,7 +48,10 @@ public sealed class CommandLineErrorTests
 
         Assert.NotEqual(0, theirs.ExitCode);
         Assert.NotEqual(0, ours.ExitCode);
-        var expected = theirs.Stderr.Replace("qemu-storage-daemon:", "export-server:", StringComparison.Ordinal).Trim();
+        // getopt's messages start with argv[0], QEMU's own with the program name.
+        var expected = theirs.Stderr
+            .Replace("/usr/bin/qemu-storage-daemon:", Daemon.ExportServerPath + ":", StringComparison.Ordinal)
+            .Replace("qemu-storage-daemon:", "export-server:", StringComparison.Ordinal).Trim();
         if (expected.Contains("JSON parse error", StringComparison.Ordinal))
         {
             // The parser's own detail differs; the prefix and the kind of error must not.

@@ -500,17 +500,21 @@ public sealed class NbdServerTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task ConnectionsBeyondTheLimitAreClosed()
+    public async Task ConnectionsBeyondTheLimitWaitUntilOneEnds()
     {
         await _server.DisposeAsync();
         Assert.False(File.Exists(SocketPath));
         _server = NewServer(maxConnections: 1);
         _server.Start();
         _server.AddExport(new NbdExportOptions { Name = "disk", Node = _node });
-        await using var first = await RawNbdClient.HandshakeAsync(SocketPath);
-        await using var second = await RawNbdClient.ConnectAsync(SocketPath);
-        Assert.True(await second.IsClosedByServerAsync());
+        var first = await RawNbdClient.HandshakeAsync(SocketPath);
+        var second = RawNbdClient.HandshakeAsync(SocketPath);
+        await Task.Delay(300);
+        Assert.False(second.IsCompleted, "the second client was greeted while the first held the only slot");
         Assert.Equal((ulong)Size, (await first.GoAsync("disk")).Size);
+        await first.DisposeAsync();
+        await using var c = await second.WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Equal((ulong)Size, (await c.GoAsync("disk")).Size);
     }
 
     [Fact]

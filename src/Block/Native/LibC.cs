@@ -1,0 +1,93 @@
+using System.Runtime.InteropServices;
+
+namespace ExportServer.Block.Native;
+
+/// <summary>
+/// The libc calls the block layer needs beyond what .NET offers (x86_64/aarch64 Linux, glibc).
+/// Every call sets the last P/Invoke error; callers read it with <see cref="Marshal.GetLastPInvokeError"/>.
+/// </summary>
+internal static unsafe partial class LibC
+{
+    private const string Lib = "libc";
+
+    public const int O_RDONLY = 0x0;
+    public const int O_RDWR = 0x2;
+    public const int O_DIRECT = 0x4000;
+    public const int O_CLOEXEC = 0x80000;
+
+    public const int SEEK_END = 2;
+    public const int SEEK_DATA = 3;
+    public const int SEEK_HOLE = 4;
+
+    public const int FALLOC_FL_KEEP_SIZE = 0x01;
+    public const int FALLOC_FL_PUNCH_HOLE = 0x02;
+    public const int FALLOC_FL_ZERO_RANGE = 0x10;
+
+    public const int F_OFD_GETLK = 36;
+    public const int F_OFD_SETLK = 37;
+
+    public const short F_RDLCK = 0;
+    public const short F_WRLCK = 1;
+    public const short F_UNLCK = 2;
+
+    public const int POSIX_FADV_DONTNEED = 4;
+
+    public const int EINTR = 4;
+    public const int EAGAIN = 11;
+    public const int EACCES = 13;
+    public const int EINVAL = 22;
+    public const int EROFS = 30;
+    public const int ENXIO = 6;
+    public const int EOPNOTSUPP = 95;
+
+    /// <summary>The S_IFMT bits of st_mode and the two kinds of file the file driver serves.</summary>
+    public const uint S_IFMT = 0xF000;
+    public const uint S_IFREG = 0x8000;
+    public const uint S_IFBLK = 0x6000;
+    public const uint S_IFCHR = 0x2000;
+
+    [LibraryImport(Lib, EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int Open(string path, int flags, uint mode);
+
+    [LibraryImport(Lib, EntryPoint = "lseek", SetLastError = true)]
+    public static partial long LSeek(nint fd, long offset, int whence);
+
+    [LibraryImport(Lib, EntryPoint = "fdatasync", SetLastError = true)]
+    public static partial int FDataSync(nint fd);
+
+    [LibraryImport(Lib, EntryPoint = "fallocate", SetLastError = true)]
+    public static partial int FAllocate(nint fd, int mode, long offset, long length);
+
+    [LibraryImport(Lib, EntryPoint = "ftruncate", SetLastError = true)]
+    public static partial int FTruncate(nint fd, long length);
+
+    [LibraryImport(Lib, EntryPoint = "posix_fadvise")]
+    public static partial int PosixFAdvise(nint fd, long offset, long length, int advice);
+
+    [LibraryImport(Lib, EntryPoint = "fcntl", SetLastError = true)]
+    public static partial int FcntlLock(nint fd, int command, Flock* lockDescription);
+
+    /// <summary>struct stat is 144 bytes on x86_64 and 128 on aarch64; the buffer covers both.</summary>
+    [LibraryImport(Lib, EntryPoint = "fstat", SetLastError = true)]
+    public static partial int FStat(nint fd, byte* statBuffer);
+
+    [LibraryImport(Lib, EntryPoint = "pread", SetLastError = true)]
+    public static partial nint PRead(nint fd, byte* buffer, nuint count, long offset);
+
+    /// <summary>The S_IFMT bits of the file behind <paramref name="fd"/>, or -errno.</summary>
+    public static long FileType(nint fd)
+    {
+        var stat = stackalloc byte[256];
+        if (FStat(fd, stat) != 0)
+        {
+            return -Marshal.GetLastPInvokeError();
+        }
+
+        // st_mode follows st_dev, st_ino and (on x86_64 only) a 64-bit st_nlink.
+        var modeOffset = RuntimeInformation.ProcessArchitecture == Architecture.X64 ? 24 : 16;
+        return *(uint*)(stat + modeOffset) & S_IFMT;
+    }
+
+    /// <summary>The text of an errno value, as strerror(3) gives it.</summary>
+    public static string StrError(int errno) => Marshal.GetPInvokeErrorMessage(errno);
+}

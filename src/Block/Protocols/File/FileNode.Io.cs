@@ -1,0 +1,191 @@
+using System.Buffers;
+using System.Runtime.InteropServices;
+using ExportServer.Block.Core;
+using ExportServer.Block.Native;
+
+namespace ExportServer.Block.Protocols.File;
+
+/// <summary>The I/O of a file node. The engine guarantees aligned, in-bounds, non-empty requests.</summary>
+internal sealed partial class FileNode
+{
+    protected override async ValueTask ReadCoreAsync(long offset, Memory<byte> buffer)
+    {
+        if (!_direct)
+        {
+            await ReadFullyAsync(offset, buffer).ConfigureAwait(false);
+            return;
+        }
+
+        using var pin = buffer.Pin();
+        if (IsDirectAligned(pin))
+        {
+            await ReadFullyAsync(offset, buffer).ConfigureAwait(false);
+            return;
+        }
+
+        using var bounce = new AlignedBuffer(buffer.Length, DirectMemoryAlignment);
+        await ReadFullyAsync(offset, bounce.Memory).ConfigureAwait(false);
+        bounce.Memory.Span.CopyTo(buffer.Span);
+    }
+
+    /// <summary>Reads until the buffer is full; what lies past the end of the file reads as zeroes.</summary>
+    private async ValueTask ReadFullyAsync(long offset, Memory<byte> buffer)
+    {
+        while (buffer.Length > 0)
+        {
+            int n;
+            try
+            {
+                n = await RandomAccess.ReadAsync(_handle, buffer, offset).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is not BlockException)
+            {
+                throw BlockException.From(e);
+            }
+
+            // A short read that leaves O_DIRECT alignment can only be the end of the file; reading on
+            // from an unaligned offset would fail with EINVAL.
+            if (n == 0 || (_direct && n % Limits.RequestAlignment != 0))
+            {
+                buffer.Span[n..].Clear();
+                return;
+            }
+
+            offset += n;
+            buffer = buffer[n..];
+        }
+    }
+
+    protected override async ValueTask WriteCoreAsync(long offset, ReadOnlyMemory<byte> buffer, WriteFlags flags)
+    {
+        if (_direct)
+        {
+            using var pin = buffer.Pin();
+            if (!IsDirectAligned(pin))
+            {
+                using var bounce = new AlignedBuffer(buffer.Length, DirectMemoryAlignment);
+                buffer.Span.CopyTo(bounce.Memory.Span);
+                await WriteFullyAsync(offset, bounce.Memory).ConfigureAwait(false);
+                return;
+            }
+        }
+
+        await WriteFullyAsync(offset, buffer).ConfigureAwait(false);
+    }
+
+    private async ValueTask WriteFullyAsync(long offset, ReadOnlyMemory<byte> buffer)
+    {
+        try
+        {
+            await RandomAccess.WriteAsync(_handle, buffer, offset).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not BlockException)
+        {
+            throw BlockException.From(e);
+        }
+    }
+
+    private static unsafe bool IsDirectAligned(in MemoryHandle pin) =>
+        ((nint)pin.Pointer & (DirectMemoryAlignment - 1)) == 0;
+
+    /// <summary>
+    /// Punches a hole when the caller allows unmapping and the node has discard=unmap, otherwise
+    /// zeroes the range in place; ENOTSUP (the engine then writes zero buffers) when the file
+    /// system can do neither.
+    /// </summary>
+    protected override async ValueTask WriteZeroesCoreAsync(long offset, long length, ZeroFlags flags)
+    {
+        if ((flags & ZeroFlags.MayUnmap) != 0 && DiscardUnmap &&
+            await FAllocateAsync(LibC.FALLOC_FL_PUNCH_HOLE | LibC.FALLOC_FL_KEEP_SIZE, offset, length).ConfigureAwait(false))
+        {
+            return;
+        }
+
+        if (!await FAllocateAsync(LibC.FALLOC_FL_ZERO_RANGE, offset, length).ConfigureAwait(false))
+        {
+            throw BlockException.NotSupported($"Write zeroes not supported by '{_fileName}'");
+        }
+    }
+
+    /// <summary>Frees the range when discard=unmap; advisory, so a file system without hole punching is not an error.</summary>
+    protected override async ValueTask DiscardCoreAsync(long offset, long length)
+    {
+        if (DiscardUnmap)
+        {
+            await FAllocateAsync(LibC.FALLOC_FL_PUNCH_HOLE | LibC.FALLOC_FL_KEEP_SIZE, offset, length).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>fallocate(2) off the caller's thread; false when the mode is not supported here.</summary>
+    private async ValueTask<bool> FAllocateAsync(int mode, long offset, long length)
+    {
+        var errno = await Task.Run(() => LibC.FAllocate(Fd, mode, offset, length) == 0 ? 0 : Marshal.GetLastPInvokeError()).ConfigureAwait(false);
+        return errno switch
+        {
+            0 => true,
+            LibC.EOPNOTSUPP => false,
+            _ => throw Failure("Could not zero or discard a range of", errno),
+        };
+    }
+
+    protected override async ValueTask FlushCoreAsync()
+    {
+        if (_noFlush)
+        {
+            return;
+        }
+
+        var errno = await Task.Run(() => LibC.FDataSync(Fd) == 0 ? 0 : Marshal.GetLastPInvokeError()).ConfigureAwait(false);
+        if (errno != 0)
+        {
+            throw Failure("Could not flush", errno);
+        }
+    }
+
+    /// <summary>Holes (SEEK_HOLE) read as zeroes, the rest is data; everything belongs to this layer.</summary>
+    protected override ValueTask<BlockStatus> GetBlockStatusCoreAsync(long offset, long length)
+    {
+        const BlockStatusFlags data = BlockStatusFlags.Data | BlockStatusFlags.Allocated;
+        const BlockStatusFlags hole = BlockStatusFlags.Zero | BlockStatusFlags.Allocated;
+
+        var dataStart = LibC.LSeek(Fd, offset, LibC.SEEK_DATA);
+        if (dataStart < 0)
+        {
+            // ENXIO: no data from offset to the end of the file; anything else: no SEEK_DATA here.
+            var flags = Marshal.GetLastPInvokeError() == LibC.ENXIO ? hole : data;
+            return ValueTask.FromResult(new BlockStatus(length, flags));
+        }
+
+        long a = Limits.RequestAlignment;
+        if (dataStart > offset)
+        {
+            // With O_DIRECT an answer stays a multiple of the alignment: a partial block counts as data.
+            var holeLength = Math.Min(dataStart - offset, length) / a * a;
+            if (holeLength > 0)
+            {
+                return ValueTask.FromResult(new BlockStatus(holeLength, hole));
+            }
+        }
+
+        var holeStart = LibC.LSeek(Fd, Math.Max(dataStart, offset), LibC.SEEK_HOLE);
+        var dataEnd = holeStart > offset ? (holeStart + a - 1) / a * a : offset + length;
+        return ValueTask.FromResult(new BlockStatus(Math.Min(dataEnd - offset, length), data));
+    }
+
+    protected override async ValueTask TruncateCoreAsync(long length)
+    {
+        if (!_isRegular)
+        {
+            await base.TruncateCoreAsync(length).ConfigureAwait(false);
+            return;
+        }
+
+        var errno = await Task.Run(() => LibC.FTruncate(Fd, length) == 0 ? 0 : Marshal.GetLastPInvokeError()).ConfigureAwait(false);
+        if (errno != 0)
+        {
+            throw Failure("Failed to resize", errno);
+        }
+
+        Length = length;
+    }
+}

@@ -1,0 +1,55 @@
+using ExportServer.Block.Core;
+
+namespace ExportServer.Block.Protocols.Null;
+
+/// <summary>
+/// Discards writes and, as in QEMU 7.2, leaves read buffers untouched unless read-zeroes is on.
+/// Every request but block status waits <c>latency</c> first, to model a slow device.
+/// </summary>
+internal sealed class NullNode : BlockNode
+{
+    private readonly TimeSpan _latency;
+    private readonly bool _readZeroes;
+
+    public NullNode(string nodeName, string driverName, bool readOnly, long size, TimeSpan latency, bool readZeroes)
+        : base(nodeName, readOnly)
+    {
+        DriverName = driverName;
+        Length = size;
+        _latency = latency;
+        _readZeroes = readZeroes;
+    }
+
+    public override string DriverName { get; }
+
+    public override string FileName => DriverName + "://";
+
+    protected override bool SupportsWriteZeroes => true;
+
+    private ValueTask DelayAsync() =>
+        _latency > TimeSpan.Zero ? new ValueTask(Task.Delay(_latency)) : ValueTask.CompletedTask;
+
+    protected override async ValueTask ReadCoreAsync(long offset, Memory<byte> buffer)
+    {
+        await DelayAsync().ConfigureAwait(false);
+        if (_readZeroes)
+        {
+            buffer.Span.Clear();
+        }
+    }
+
+    protected override ValueTask WriteCoreAsync(long offset, ReadOnlyMemory<byte> buffer, WriteFlags flags) => DelayAsync();
+
+    protected override ValueTask WriteZeroesCoreAsync(long offset, long length, ZeroFlags flags) => DelayAsync();
+
+    protected override ValueTask DiscardCoreAsync(long offset, long length) => DelayAsync();
+
+    protected override ValueTask FlushCoreAsync() => DelayAsync();
+
+    /// <summary>
+    /// QEMU reports zeroes with read-zeroes; without it the content is unspecified, which this
+    /// layer reports as allocated data so that nobody takes it for zeroes.
+    /// </summary>
+    protected override ValueTask<BlockStatus> GetBlockStatusCoreAsync(long offset, long length) =>
+        ValueTask.FromResult(new BlockStatus(length, BlockStatusFlags.Allocated | (_readZeroes ? BlockStatusFlags.Zero : BlockStatusFlags.Data)));
+}
