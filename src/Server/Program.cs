@@ -3,6 +3,7 @@ using ExportServer.Block.Core;
 using ExportServer.Server.Cli;
 using ExportServer.Server.Daemon;
 using ExportServer.Server.Logging;
+using ExportServer.Server.Qmp;
 using Microsoft.Extensions.Logging;
 
 namespace ExportServer.Server;
@@ -64,6 +65,7 @@ internal static class Program
 
         using var loggers = LoggerFactory.Create(b => b.AddProvider(new StderrLoggerProvider(cl.TracePatterns)).SetMinimumLevel(LogLevel.Trace));
         await using var daemon = new StorageDaemon(loggers);
+        await using var qmp = new QmpService(daemon, loggers.CreateLogger("ExportServer.Qmp"));
         using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Quit);
         using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, Quit);
         using var sighup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, Quit);
@@ -81,7 +83,7 @@ internal static class Program
             {
                 try
                 {
-                    await ExecuteAsync(daemon, option).ConfigureAwait(false);
+                    await ExecuteAsync(daemon, qmp, option).ConfigureAwait(false);
                 }
                 catch (BlockException e)
                 {
@@ -117,7 +119,7 @@ internal static class Program
         }
     }
 
-    private static async ValueTask ExecuteAsync(StorageDaemon daemon, CliOption option)
+    private static async ValueTask ExecuteAsync(StorageDaemon daemon, QmpService qmp, CliOption option)
     {
         switch (option.Kind)
         {
@@ -137,7 +139,7 @@ internal static class Program
                 daemon.ChardevAdd(option.Value);
                 break;
             case CliOptionKind.Monitor:
-                daemon.MonitorAdd(option.Value);
+                qmp.StartMonitor(daemon.MonitorAdd(option.Value));
                 break;
         }
     }

@@ -175,7 +175,7 @@ public sealed class BlockGraph
                    ?? throw new BlockException(Errno.ENOENT, $"Failed to find node with node-name='{nodeName}'");
             if (node.UserCount > 0)
             {
-                throw new BlockException(Errno.EBUSY, $"Node '{nodeName}' is busy: node is used as a child or by an export or job");
+                throw new BlockException(Errno.EBUSY, $"Node {nodeName} is in use");
             }
 
             _nodes.Remove(node);

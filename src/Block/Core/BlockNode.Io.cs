@@ -402,6 +402,12 @@ public abstract partial class BlockNode
     /// </summary>
     public async ValueTask<BlockStatus> GetBlockStatusAboveAsync(long offset, long length)
     {
+        if (this is BlockRoot root)
+        {
+            // A root is no layer of its own: depths count from the node it forwards to.
+            return await root.Node.GetBlockStatusAboveAsync(offset, length).ConfigureAwait(false);
+        }
+
         var node = this;
         var depth = 1;
         while (true)

@@ -39,6 +39,38 @@ internal sealed class StorageDaemon : IAsyncDisposable
 
     public void RequestQuit() => _quit.TrySetResult();
 
+    /// <summary>Where events go (the QMP monitors); unset, events are dropped.</summary>
+    public Action<string, JsonObject?>? EventSink { get; set; }
+
+    public void Emit(string name, JsonObject? data) => EventSink?.Invoke(name, data);
+
+    /// <summary>The node an export serves now (an export follows its root through graph changes).</summary>
+    public static BlockNode ExportedNode(ExportEntry e) => e.Node is BlockRoot r ? r.Node : e.Node;
+
+    /// <summary>
+    /// Points every export that serves <paramref name="old"/> at <paramref name="replacement"/>,
+    /// each after draining its requests (a snapshot puts an overlay above the exported node).
+    /// </summary>
+    public async ValueTask ReplaceExportedNodeAsync(BlockNode old, BlockNode replacement)
+    {
+        foreach (var e in _exports.Values)
+        {
+            if (e.Node is BlockRoot r && ReferenceEquals(r.Node, old))
+            {
+                await r.SwapAsync(replacement).ConfigureAwait(false);
+            }
+        }
+    }
+
+    /// <summary>Lets exports see a node's new size or mode after block_resize or a reopen.</summary>
+    public void SyncExports()
+    {
+        foreach (var e in _exports.Values)
+        {
+            (e.Node as BlockRoot)?.Sync();
+        }
+    }
+
     /// <summary>blockdev-add / --blockdev: the root node must have a node-name.</summary>
     public async ValueTask<BlockNode> BlockdevAddAsync(JsonObject options)
     {
@@ -124,10 +156,10 @@ internal sealed class StorageDaemon : IAsyncDisposable
                 r.GetBool("allocation-depth");
                 r.EnsureAllConsumed();
                 CheckNewExport(id);
-                var node = Graph.Find(nodeName);
+                var found = Graph.Find(nodeName);
                 var scheduler = ResolveIoThread(ioThreadId);
                 var server = _nbd ?? throw BlockException.Invalid("NBD server not running");
-                if (writable && node.IsReadOnly)
+                if (writable && found.IsReadOnly)
                 {
                     throw BlockException.Invalid("Cannot export read-only node as writable");
                 }
@@ -137,8 +169,13 @@ internal sealed class StorageDaemon : IAsyncDisposable
                     throw BlockException.Invalid($"NBD server already has export named '{name}'");
                 }
 
+                var node = new BlockRoot(found);
                 server.AddExport(new NbdExportOptions { Name = name, Description = description, Node = node, Writable = writable, Scheduler = scheduler });
-                _exports[id] = new ExportEntry(id, "nbd", node, hard => server.RemoveExportAsync(name, hard));
+                _exports[id] = new ExportEntry(id, "nbd", node, async hard =>
+                {
+                    await server.RemoveExportAsync(name, hard).ConfigureAwait(false);
+                    await node.DisposeAsync().ConfigureAwait(false);
+                });
                 break;
             case "fuse":
                 var mountpoint = r.RequireString("mountpoint");
@@ -146,17 +183,33 @@ internal sealed class StorageDaemon : IAsyncDisposable
                 var allowOther = r.GetEnum("allow-other", AllowOtherValues) ?? FuseAllowOther.Auto;
                 r.EnsureAllConsumed();
                 CheckNewExport(id);
-                var fuseNode = Graph.Find(nodeName);
+                var fuseFound = Graph.Find(nodeName);
                 ResolveIoThread(ioThreadId);
-                if (writable && fuseNode.IsReadOnly)
+                if (writable && fuseFound.IsReadOnly)
                 {
                     throw BlockException.Invalid("Cannot export read-only node as writable");
                 }
 
-                var fuse = FuseExport.Mount(
-                    new FuseExportOptions(id, fuseNode, mountpoint) { Writable = writable, Growable = growable, AllowOther = allowOther },
-                    _loggers.CreateLogger("ExportServer.Fuse"));
-                _exports[id] = new ExportEntry(id, "fuse", fuseNode, _ => fuse.DisposeAsync());
+                var fuseNode = new BlockRoot(fuseFound);
+
+                FuseExport fuse;
+                try
+                {
+                    fuse = FuseExport.Mount(
+                        new FuseExportOptions(id, fuseNode, mountpoint) { Writable = writable, Growable = growable, AllowOther = allowOther },
+                        _loggers.CreateLogger("ExportServer.Fuse"));
+                }
+                catch
+                {
+                    await fuseNode.DisposeAsync().ConfigureAwait(false);
+                    throw;
+                }
+
+                _exports[id] = new ExportEntry(id, "fuse", fuseNode, async _ =>
+                {
+                    await fuse.DisposeAsync().ConfigureAwait(false);
+                    await fuseNode.DisposeAsync().ConfigureAwait(false);
+                });
                 break;
             case "vhost-user-blk" or "vduse-blk":
                 throw BlockException.NotSupported($"Export type '{type}' is not supported");
@@ -164,7 +217,6 @@ internal sealed class StorageDaemon : IAsyncDisposable
                 throw BlockException.Invalid($"Parameter 'type' does not accept value '{type}'");
         }
 
-        await Task.CompletedTask.ConfigureAwait(false);
     }
 
     private static readonly Dictionary<string, FuseAllowOther> AllowOtherValues = new()
@@ -198,8 +250,19 @@ internal sealed class StorageDaemon : IAsyncDisposable
             throw BlockException.Invalid($"Export '{id}' is not found");
         }
 
-        await e.RemoveAsync(hard).ConfigureAwait(false);
+        e.ShuttingDown = true;
+        try
+        {
+            await e.RemoveAsync(hard).ConfigureAwait(false);
+        }
+        catch
+        {
+            e.ShuttingDown = false;
+            throw;
+        }
+
         _exports.Remove(id);
+        Emit("BLOCK_EXPORT_DELETED", new JsonObject { ["id"] = id });
     }
 
     /// <summary>object-add / --object.</summary>
@@ -228,6 +291,23 @@ internal sealed class StorageDaemon : IAsyncDisposable
             default:
                 throw BlockException.Invalid($"Parameter 'qom-type' does not accept value '{type}'");
         }
+    }
+
+    /// <summary>object-del: removes an object nothing refers to.</summary>
+    public void ObjectDel(string id)
+    {
+        if (!_ioThreads.TryGetValue(id, out var thread))
+        {
+            throw BlockException.Invalid($"object '{id}' not found");
+        }
+
+        if (_exports.Count > 0)
+        {
+            throw BlockException.Invalid($"object '{id}' can't be deleted");
+        }
+
+        _ioThreads.Remove(id);
+        thread.Dispose();
     }
 
     /// <summary>--chardev: only unix server sockets, the kind a QMP monitor listens on.</summary>

@@ -1,0 +1,73 @@
+namespace ExportServer.Block.Core;
+
+/// <summary>
+/// What an export or job holds instead of a node (QEMU's BlockBackend): a nameless forwarder to
+/// one node of the graph that can be pointed at another node after a drain, so that an export
+/// follows graph changes such as a snapshot putting an overlay on top of the exported node.
+/// It is not entered in the graph; it counts as one user of its current node.
+/// </summary>
+public sealed class BlockRoot : BlockNode
+{
+    private BlockChild _child;
+
+    public BlockRoot(BlockNode node)
+        : base(node.NodeName, node.IsReadOnly)
+    {
+        AttachChild("root", ChildRole.Other, node);
+        _child = Children[0];
+        Sync();
+    }
+
+    /// <summary>The node the root forwards to.</summary>
+    public BlockNode Node => _child.Node;
+
+    public override string DriverName => Node.DriverName;
+
+    public override string FileName => Node.FileName;
+
+    public override bool CanTruncate => Node.CanTruncate;
+
+    public override bool CanFastZero => Node.CanFastZero;
+
+    protected override bool SupportsFua => true;
+
+    protected override bool SupportsWriteZeroes => true;
+
+    /// <summary>Takes over the node's size, mode and limits (after a resize or a reopen).</summary>
+    public void Sync()
+    {
+        Length = Node.Length;
+        IsReadOnly = Node.IsReadOnly;
+        Limits = Node.Limits;
+    }
+
+    /// <summary>Points the root at <paramref name="node"/> once the requests in flight have finished.</summary>
+    public async ValueTask SwapAsync(BlockNode node)
+    {
+        await DrainAsync().ConfigureAwait(false);
+        ReplaceChild(_child, node);
+        _child = Children[0];
+        Sync();
+    }
+
+    protected override ValueTask ReadCoreAsync(long offset, Memory<byte> buffer) => Node.ReadAsync(offset, buffer);
+
+    protected override ValueTask WriteCoreAsync(long offset, ReadOnlyMemory<byte> buffer, WriteFlags flags) =>
+        Node.WriteAsync(offset, buffer, flags);
+
+    protected override ValueTask WriteZeroesCoreAsync(long offset, long length, ZeroFlags flags) =>
+        Node.WriteZeroesAsync(offset, length, flags);
+
+    protected override ValueTask DiscardCoreAsync(long offset, long length) => Node.DiscardAsync(offset, length);
+
+    protected override ValueTask FlushCoreAsync() => Node.FlushAsync();
+
+    protected override ValueTask<BlockStatus> GetBlockStatusCoreAsync(long offset, long length) =>
+        Node.GetBlockStatusAsync(offset, length);
+
+    protected override async ValueTask TruncateCoreAsync(long length)
+    {
+        await Node.TruncateAsync(length).ConfigureAwait(false);
+        Length = Node.Length;
+    }
+}

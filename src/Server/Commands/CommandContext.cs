@@ -1,0 +1,6 @@
+using ExportServer.Server.Daemon;
+
+namespace ExportServer.Server.Commands;
+
+/// <summary>The state command handlers share: the daemon and the run-time tables QMP adds to it.</summary>
+internal sealed record CommandContext(StorageDaemon Daemon, WriteThresholds Thresholds, JobRegistry Jobs);

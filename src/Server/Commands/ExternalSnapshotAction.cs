@@ -1,0 +1,145 @@
+using System.Text.Json.Nodes;
+using ExportServer.Block.Core;
+using ExportServer.Server.Qmp;
+
+namespace ExportServer.Server.Commands;
+
+/// <summary>
+/// blockdev-snapshot-sync (creates and opens the overlay) and blockdev-snapshot (an overlay added
+/// with blockdev-add). Prepare leaves the graph as it was apart from the new, unattached overlay;
+/// commit puts the overlay on top (backing = old top, old top read-only) and moves exports to it;
+/// abort closes the overlay it opened and deletes the file it created.
+/// </summary>
+internal sealed class ExternalSnapshotAction(CommandContext ctx, JsonObject args, bool sync) : ITransactionAction
+{
+    private BlockNode? _top;
+    private BlockNode? _overlay;
+    private bool _openedOverlay;
+    private string? _createdFile;
+
+    public async ValueTask PrepareAsync()
+    {
+        var graph = ctx.Daemon.Graph;
+        if (!sync)
+        {
+            _top = GraphCommands.Lookup(ctx.Daemon, null, Str("node"));
+            var overlayName = Str("overlay");
+            _overlay = graph.TryFind(overlayName) ?? throw QmpException.Generic($"Cannot find device='' nor node-name='{overlayName}'");
+            if (_overlay.BackingChild is not null)
+            {
+                throw QmpException.Generic($"The overlay already has a backing image");
+            }
+
+            if (!_overlay.SupportsBacking)
+            {
+                throw QmpException.Generic($"The overlay does not support backing images");
+            }
+
+            CheckTop();
+            return;
+        }
+
+        _top = GraphCommands.Lookup(ctx.Daemon, OptStr("device"), OptStr("node-name"));
+        CheckTop();
+        var file = Str("snapshot-file");
+        var nodeName = OptStr("snapshot-node-name");
+        var format = OptStr("format") ?? "qcow2";
+        var mode = OptStr("mode") ?? "absolute-paths";
+        if (nodeName is not null && graph.TryFind(nodeName) is not null)
+        {
+            throw QmpException.Generic($"Duplicate nodes with node-name='{nodeName}'");
+        }
+
+        if (!graph.HasDriver(format))
+        {
+            throw QmpException.Generic($"Unknown driver '{format}'");
+        }
+
+        if (mode == "absolute-paths")
+        {
+            if (!ImageCreators.CanCreate(format))
+            {
+                throw QmpException.Generic($"Driver '{format}' does not support image creation");
+            }
+
+            await CreateOverlayAsync(file, format).ConfigureAwait(false);
+        }
+
+        var options = new JsonObject
+        {
+            ["driver"] = format,
+            ["file"] = new JsonObject { ["driver"] = "file", ["filename"] = file },
+            ["backing"] = null,
+        };
+        if (nodeName is not null)
+        {
+            options["node-name"] = nodeName;
+        }
+
+        _overlay = await graph.AddAsync(options).ConfigureAwait(false);
+        _openedOverlay = true;
+        if (!_overlay.SupportsBacking)
+        {
+            throw QmpException.Generic($"The overlay does not support backing images");
+        }
+    }
+
+    private void CheckTop()
+    {
+        if (ReferenceEquals(_top, _overlay))
+        {
+            throw QmpException.Generic("Cannot snapshot a node onto itself");
+        }
+    }
+
+    /// <summary>The overlay file: a protocol file, then the format written into it with the top as backing.</summary>
+    private async ValueTask CreateOverlayAsync(string file, string format)
+    {
+        var top = _top!;
+        await ImageCreators.CreateAsync(ctx.Daemon, new JsonObject { ["driver"] = "file", ["filename"] = file, ["size"] = 0 }).ConfigureAwait(false);
+        _createdFile = file;
+        var protocol = await ctx.Daemon.Graph.AddAsync(new JsonObject { ["driver"] = "file", ["filename"] = file }).ConfigureAwait(false);
+        try
+        {
+            await ImageCreators.CreateAsync(ctx.Daemon, new JsonObject
+            {
+                ["driver"] = format,
+                ["file"] = protocol.NodeName,
+                ["size"] = top.Length,
+                ["backing-file"] = top.FileName,
+                ["backing-fmt"] = top.DriverName,
+            }).ConfigureAwait(false);
+        }
+        finally
+        {
+            await ctx.Daemon.Graph.RemoveAsync(protocol.NodeName).ConfigureAwait(false);
+        }
+    }
+
+    public async ValueTask CommitAsync()
+    {
+        var top = _top!;
+        var overlay = _overlay!;
+        await overlay.SetBackingAsync(top).ConfigureAwait(false);
+        await ctx.Daemon.ReplaceExportedNodeAsync(top, overlay).ConfigureAwait(false);
+        await GraphCommands.SetReadOnlyAsync(top, true).ConfigureAwait(false);
+        ctx.Daemon.SyncExports();
+    }
+
+    public async ValueTask AbortAsync()
+    {
+        if (_openedOverlay && _overlay is not null)
+        {
+            await ctx.Daemon.Graph.RemoveAsync(_overlay.NodeName).ConfigureAwait(false);
+        }
+
+        if (_createdFile is not null)
+        {
+            File.Delete(_createdFile);
+        }
+    }
+
+    private string Str(string key) => OptStr(key) ?? throw QmpException.Generic($"Parameter '{key}' is missing");
+
+    private string? OptStr(string key) => args[key]?.GetValue<string>();
+}

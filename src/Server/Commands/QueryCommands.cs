@@ -1,0 +1,83 @@
+using System.Text.Json;
+using ExportServer.Block.Core;
+using ExportServer.Server.Qmp;
+using ExportServer.Server.Qmp.Types;
+using static ExportServer.Server.Commands.ControlCommands;
+
+namespace ExportServer.Server.Commands;
+
+/// <summary>qapi/block-core.json queries: named nodes, devices, statistics.</summary>
+internal static class QueryCommands
+{
+    public static void Register(QmpDispatcher d, CommandContext ctx)
+    {
+        d.Add(new QmpCommand("query-named-block-nodes", [QmpArg.Bool("flat")], call =>
+        {
+            var flat = call.GetBool("flat", false);
+            var list = ctx.Daemon.Graph.Nodes.Select(n => DeviceInfo(n, flat, ctx.Thresholds)).ToList();
+            return Return(JsonSerializer.SerializeToNode(list, QmpJsonContext.Default.ListBlockDeviceInfo));
+        }, "[BlockDeviceInfo]"));
+
+        // qemu-storage-daemon has no named devices (exports' backends are anonymous): the list is empty.
+        d.Add(new QmpCommand("query-block", [], _ => Return(new System.Text.Json.Nodes.JsonArray()), "[BlockInfo]"));
+        d.Add(new QmpCommand("query-blockstats", [QmpArg.Bool("query-nodes")], call =>
+        {
+            var list = call.GetBool("query-nodes", false)
+                ? ctx.Daemon.Graph.Nodes.Where(n => !n.NodeName.StartsWith('#')).Select(n => Stats(n, named: true)).ToList()
+                : [];
+            return Return(JsonSerializer.SerializeToNode(list, QmpJsonContext.Default.ListBlockStatsInfo));
+        }, "[BlockStats]"));
+    }
+
+    public static BlockDeviceInfo DeviceInfo(BlockNode node, bool flat, WriteThresholds thresholds) => new()
+    {
+        File = node.FileName,
+        NodeName = node.NodeName,
+        ReadOnly = node.IsReadOnly,
+        Driver = node.DriverName,
+        BackingFile = node.BackingChild?.Node.FileName,
+        BackingFileDepth = GraphCommands.Chain(node).Count() - 1,
+        Image = Image(node, flat),
+        Cache = new BlockdevCacheInfo(true, false, false),
+        WriteThreshold = thresholds.Get(node),
+    };
+
+    /// <summary>QEMU's bdrv_query_image_info: this layer, and unless flat, the backing layers nested.</summary>
+    public static ImageInfo Image(BlockNode node, bool flat)
+    {
+        var backing = node.BackingChild?.Node;
+        return new ImageInfo
+        {
+            Filename = node.FileName,
+            Format = node.DriverName,
+            VirtualSize = node.Length,
+            ActualSize = FileAllocation.Get(node.FileName) ?? 0,
+            BackingFilename = backing?.FileName,
+            FullBackingFilename = backing?.FileName,
+            BackingFilenameFormat = backing?.DriverName,
+            Snapshots = node is IInternalSnapshots s && s.ListSnapshots().Count > 0 ? s.ListSnapshots().Select(Snapshot).ToList() : null,
+            BackingImage = backing is not null && !flat ? Image(backing, false) : null,
+        };
+    }
+
+    public static SnapshotInfo Snapshot(InternalSnapshotInfo s) => new(
+        s.Id, s.Name, s.VmStateSize, s.DateSeconds, s.DateNanoseconds, s.VmClockNanoseconds / 1_000_000_000, s.VmClockNanoseconds % 1_000_000_000);
+
+    private static BlockStatsInfo Stats(BlockNode node, bool named) => new()
+    {
+        NodeName = named || !node.NodeName.StartsWith('#') ? node.NodeName : null,
+        Stats = new BlockDeviceStats
+        {
+            RdBytes = node.Stats.ReadBytes,
+            WrBytes = node.Stats.WriteBytes + node.Stats.ZeroBytes,
+            UnmapBytes = node.Stats.DiscardBytes,
+            RdOperations = node.Stats.ReadOps,
+            WrOperations = node.Stats.WriteOps + node.Stats.ZeroOps,
+            FlushOperations = node.Stats.FlushOps,
+            UnmapOperations = node.Stats.DiscardOps,
+            FailedWrOperations = node.Stats.FailedOps,
+        },
+        Parent = node.FileChild is { } f ? Stats(f.Node, named: false) : null,
+        Backing = node.BackingChild is { } b ? Stats(b.Node, named: false) : null,
+    };
+}
