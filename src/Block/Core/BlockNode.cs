@@ -27,7 +27,9 @@ public abstract partial class BlockNode : IAsyncDisposable
     public abstract string DriverName { get; }
 
     /// <summary>Size in bytes as seen by users of this node.</summary>
-    public long Length { get; protected set; }
+    public virtual long Length { get => _length; protected set => _length = value; }
+
+    private long _length;
 
     public bool IsReadOnly { get; protected set; }
 
@@ -51,7 +53,9 @@ public abstract partial class BlockNode : IAsyncDisposable
     public virtual bool CanTruncate => false;
 
     /// <summary>The node's option 'discard': unmap lets discards free space, ignore drops them.</summary>
-    public bool DiscardUnmap { get; set; }
+    public virtual bool DiscardUnmap { get => _discardUnmap; set => _discardUnmap = value; }
+
+    private bool _discardUnmap;
 
     public IReadOnlyList<BlockChild> Children => _children;
 

@@ -27,6 +27,11 @@ public sealed class BlockRoot : BlockNode
 
     public override bool CanTruncate => Node.CanTruncate;
 
+    /// <summary>Always the node's: several roots (an NBD and a FUSE export) may share one node that one of them resizes.</summary>
+    public override long Length => Node.Length;
+
+    public override bool DiscardUnmap { get => Node.DiscardUnmap; set => Node.DiscardUnmap = value; }
+
     public override bool CanFastZero => Node.CanFastZero;
 
     protected override bool SupportsFua => true;
@@ -36,7 +41,6 @@ public sealed class BlockRoot : BlockNode
     /// <summary>Takes over the node's size, mode and limits (after a resize or a reopen).</summary>
     public void Sync()
     {
-        Length = Node.Length;
         IsReadOnly = Node.IsReadOnly;
         Limits = Node.Limits;
     }
@@ -68,6 +72,5 @@ public sealed class BlockRoot : BlockNode
     protected override async ValueTask TruncateCoreAsync(long length)
     {
         await Node.TruncateAsync(length).ConfigureAwait(false);
-        Length = Node.Length;
     }
 }
