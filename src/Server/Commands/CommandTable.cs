@@ -16,5 +16,6 @@ internal static class CommandTable
         SnapshotCommands.Register(dispatcher, context);
         TransactionCommands.Register(dispatcher, context);
         JobCommands.Register(dispatcher, context);
+        BlockJobCommands.Register(dispatcher, context);
     }
 }

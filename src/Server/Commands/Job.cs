@@ -1,24 +1,427 @@
 using System.Text.Json.Nodes;
+using ExportServer.Block.Jobs;
 using ExportServer.Server.Daemon;
+using ExportServer.Server.Qmp;
 
 namespace ExportServer.Server.Commands;
 
-/// <summary>A job as query-jobs shows it; every status change goes through the table and emits JOB_STATUS_CHANGE.</summary>
-internal sealed class Job(string id, string type, StorageDaemon daemon)
+/// <summary>
+/// A job as QMP sees it: QEMU's lifecycle around a <see cref="JobBody"/>. Every status change goes
+/// through <see cref="JobStateTable"/> and emits JOB_STATUS_CHANGE; block jobs also emit
+/// BLOCK_JOB_READY / _ERROR / _COMPLETED / _CANCELLED with QEMU's data. The body runs in the
+/// background; its end leads to waiting → pending → (finalize) → concluded on success, or
+/// aborting → concluded on failure or cancel; concluded → null on dismiss.
+/// </summary>
+internal sealed class Job : IJobObserver
 {
-    public string Id { get; } = id;
+    private readonly StorageDaemon _daemon;
+    private readonly Action<Job> _dismissed;
+    private readonly object _gate = new();
+    private int _finalizing;
 
-    public string Type { get; } = type;
+    public Job(string id, JobBody body, StorageDaemon daemon, Action<Job> dismissed, bool autoFinalize = true, bool autoDismiss = true)
+    {
+        Id = id;
+        Body = body;
+        _daemon = daemon;
+        _dismissed = dismissed;
+        AutoFinalize = autoFinalize;
+        AutoDismiss = autoDismiss;
+        Control = new JobControl(this);
+    }
+
+    public string Id { get; }
+
+    public JobBody Body { get; }
+
+    public string Type => Body.Type;
+
+    public JobControl Control { get; }
+
+    public bool AutoFinalize { get; }
+
+    public bool AutoDismiss { get; }
 
     public JobStatus Status { get; private set; } = JobStatus.Undefined;
 
-    public long CurrentProgress { get; set; }
+    /// <summary>Set by job-pause / block-job-pause and by a stop error policy; job-resume clears it.</summary>
+    public bool UserPaused { get; private set; }
 
-    public long TotalProgress { get; set; }
+    public string? Error { get; private set; }
 
-    public string? Error { get; set; }
+    public long CurrentProgress => Control.Offset;
 
-    public void Transition(JobStatus to)
+    public long TotalProgress => Control.Length;
+
+    /// <summary>Enters created and running and starts the body.</summary>
+    public void Start()
+    {
+        lock (_gate)
+        {
+            Transition(JobStatus.Created);
+            Transition(JobStatus.Running);
+        }
+
+        _ = Task.Run(RunAsync);
+    }
+
+    public void Check(JobVerb verb)
+    {
+        lock (_gate)
+        {
+            if (!JobStateTable.Accepts(Status, verb))
+            {
+                throw QmpException.Generic($"Job '{Id}' in state '{JobStateTable.Name(Status)}' cannot accept command verb '{JobStateTable.Name(verb)}'");
+            }
+        }
+    }
+
+    public void Pause()
+    {
+        Check(JobVerb.Pause);
+        lock (_gate)
+        {
+            if (UserPaused)
+            {
+                throw QmpException.Generic("The block job is already paused");
+            }
+
+            UserPaused = true;
+        }
+
+        Control.Pause();
+    }
+
+    public void Resume()
+    {
+        Check(JobVerb.Resume);
+        lock (_gate)
+        {
+            if (!UserPaused)
+            {
+                throw QmpException.Generic("Can't resume a job that was not paused");
+            }
+
+            UserPaused = false;
+        }
+
+        Control.Resume();
+    }
+
+    public void SetSpeed(long speed)
+    {
+        Check(JobVerb.SetSpeed);
+        if (speed < 0)
+        {
+            throw QmpException.Generic("Parameter 'speed' expects a non-negative value");
+        }
+
+        Control.Rate.Speed = speed;
+        Control.Kick();
+    }
+
+    public void Complete()
+    {
+        Check(JobVerb.Complete);
+        if (Control.CancelRequested || !Body.CanComplete)
+        {
+            throw QmpException.Generic($"The active block job '{Id}' cannot be completed");
+        }
+
+        Control.Complete();
+    }
+
+    /// <summary>A pending job is aborted at once; a running one is told to stop (or, ready and not forced, to finish without pivot).</summary>
+    public void Cancel(bool force)
+    {
+        Check(JobVerb.Cancel);
+        lock (_gate)
+        {
+            UserPaused = false;
+        }
+
+        Control.Cancel(force);
+        bool pending;
+        lock (_gate)
+        {
+            pending = Status == JobStatus.Pending;
+        }
+
+        if (pending)
+        {
+            _ = Task.Run(() => AbortAsync(cancelled: true));
+        }
+    }
+
+    public Task FinalizeAsync()
+    {
+        Check(JobVerb.Finalize);
+        return FinalizeCoreAsync();
+    }
+
+    public void Dismiss()
+    {
+        lock (_gate)
+        {
+            Check(JobVerb.Dismiss);
+            Transition(JobStatus.Null);
+        }
+
+        _dismissed(this);
+    }
+
+    /// <summary>QAPI JobInfo.</summary>
+    public JsonObject ToJobInfo()
+    {
+        var o = new JsonObject
+        {
+            ["id"] = Id,
+            ["type"] = Type,
+            ["status"] = JobStateTable.Name(Status),
+            ["current-progress"] = CurrentProgress,
+            ["total-progress"] = TotalProgress,
+        };
+        if (Error is not null)
+        {
+            o["error"] = Error;
+        }
+
+        return o;
+    }
+
+    /// <summary>QAPI BlockJobInfo (query-block-jobs).</summary>
+    public JsonObject ToBlockJobInfo()
+    {
+        var o = new JsonObject
+        {
+            ["type"] = Type,
+            ["device"] = Id,
+            ["len"] = Control.Length,
+            ["offset"] = Control.Offset,
+            ["busy"] = Control.Busy && Status is JobStatus.Running or JobStatus.Ready,
+            ["paused"] = Control.PauseRequested,
+            ["speed"] = Control.Rate.Speed,
+            ["io-status"] = Control.IoStatus.ToString().ToLowerInvariant(),
+            ["ready"] = Status is JobStatus.Ready or JobStatus.Standby,
+            ["status"] = JobStateTable.Name(Status),
+            ["auto-finalize"] = AutoFinalize,
+            ["auto-dismiss"] = AutoDismiss,
+        };
+        if (Error is not null)
+        {
+            o["error"] = Error;
+        }
+
+        return o;
+    }
+
+    void IJobObserver.Paused()
+    {
+        lock (_gate)
+        {
+            if (Status == JobStatus.Running)
+            {
+                Transition(JobStatus.Paused);
+            }
+            else if (Status == JobStatus.Ready)
+            {
+                Transition(JobStatus.Standby);
+            }
+        }
+    }
+
+    void IJobObserver.Resumed()
+    {
+        lock (_gate)
+        {
+            if (Status == JobStatus.Paused)
+            {
+                Transition(JobStatus.Running);
+            }
+            else if (Status == JobStatus.Standby)
+            {
+                Transition(JobStatus.Ready);
+            }
+        }
+    }
+
+    void IJobObserver.Ready()
+    {
+        lock (_gate)
+        {
+            Transition(JobStatus.Ready);
+            Emit("BLOCK_JOB_READY", Summary());
+        }
+    }
+
+    void IJobObserver.Error(bool read, ErrorAction action)
+    {
+        if (action == ErrorAction.Stop)
+        {
+            lock (_gate)
+            {
+                UserPaused = true;
+            }
+        }
+
+        Emit("BLOCK_JOB_ERROR", new JsonObject
+        {
+            ["device"] = Id,
+            ["operation"] = read ? "read" : "write",
+            ["action"] = action.ToString().ToLowerInvariant(),
+        });
+    }
+
+    private async Task RunAsync()
+    {
+        Exception? failure = null;
+        try
+        {
+            await Body.RunAsync(Control).ConfigureAwait(false);
+        }
+        catch (Exception e)
+        {
+            failure = e;
+        }
+
+        if (failure is not null || Control.IsCancelled)
+        {
+            if (failure is not OperationCanceledException && failure is not null)
+            {
+                Error = failure.Message;
+            }
+
+            await AbortAsync(cancelled: failure is OperationCanceledException || (failure is null && Control.IsCancelled)).ConfigureAwait(false);
+            return;
+        }
+
+        lock (_gate)
+        {
+            Transition(JobStatus.Waiting);
+            Transition(JobStatus.Pending);
+        }
+
+        if (AutoFinalize)
+        {
+            await FinalizeCoreAsync().ConfigureAwait(false);
+        }
+    }
+
+    private async Task FinalizeCoreAsync()
+    {
+        if (Interlocked.Exchange(ref _finalizing, 1) != 0)
+        {
+            return;
+        }
+
+        try
+        {
+            await Body.CommitAsync().ConfigureAwait(false);
+        }
+        catch (Exception e)
+        {
+            Error = e.Message;
+            Interlocked.Exchange(ref _finalizing, 0);
+            await AbortAsync(cancelled: false).ConfigureAwait(false);
+            return;
+        }
+
+        await CleanAsync().ConfigureAwait(false);
+        Conclude("BLOCK_JOB_COMPLETED");
+    }
+
+    private async Task AbortAsync(bool cancelled)
+    {
+        if (Interlocked.Exchange(ref _finalizing, 1) != 0)
+        {
+            return;
+        }
+
+        lock (_gate)
+        {
+            if (Status is JobStatus.Paused or JobStatus.Standby)
+            {
+                Transition(Status == JobStatus.Paused ? JobStatus.Running : JobStatus.Ready);
+            }
+
+            Transition(JobStatus.Aborting);
+        }
+
+        if (cancelled)
+        {
+            Error ??= "Operation canceled";
+        }
+
+        try
+        {
+            await Body.AbortAsync().ConfigureAwait(false);
+        }
+        catch (Exception e)
+        {
+            Error ??= e.Message;
+        }
+
+        await CleanAsync().ConfigureAwait(false);
+        Conclude(cancelled ? "BLOCK_JOB_CANCELLED" : "BLOCK_JOB_COMPLETED");
+    }
+
+    private async Task CleanAsync()
+    {
+        try
+        {
+            await Body.CleanAsync().ConfigureAwait(false);
+        }
+        catch (Exception e)
+        {
+            Error ??= e.Message;
+        }
+    }
+
+    private void Conclude(string blockEvent)
+    {
+        var dismiss = false;
+        lock (_gate)
+        {
+            var data = Summary();
+            if (blockEvent == "BLOCK_JOB_COMPLETED" && Error is not null)
+            {
+                data["error"] = Error;
+            }
+
+            Emit(blockEvent, data);
+            Transition(JobStatus.Concluded);
+            if (AutoDismiss)
+            {
+                Transition(JobStatus.Null);
+                dismiss = true;
+            }
+        }
+
+        if (dismiss)
+        {
+            _dismissed(this);
+        }
+    }
+
+    private JsonObject Summary() => new()
+    {
+        ["type"] = Type,
+        ["device"] = Id,
+        ["len"] = Control.Length,
+        ["offset"] = Control.Offset,
+        ["speed"] = Control.Rate.Speed,
+    };
+
+    /// <summary>BLOCK_JOB_* events belong to block jobs only.</summary>
+    private void Emit(string name, JsonObject data)
+    {
+        if (Body.IsBlockJob)
+        {
+            _daemon.Emit(name, data);
+        }
+    }
+
+    private void Transition(JobStatus to)
     {
         if (!JobStateTable.CanTransition(Status, to))
         {
@@ -26,14 +429,6 @@ internal sealed class Job(string id, string type, StorageDaemon daemon)
         }
 
         Status = to;
-        daemon.Emit("JOB_STATUS_CHANGE", new JsonObject { ["status"] = JobStateTable.Name(to), ["id"] = Id });
-    }
-
-    public void Check(JobVerb verb)
-    {
-        if (!JobStateTable.Accepts(Status, verb))
-        {
-            throw Qmp.QmpException.Generic($"Job '{Id}' in state '{JobStateTable.Name(Status)}' cannot accept command verb '{JobStateTable.Name(verb)}'");
-        }
+        _daemon.Emit("JOB_STATUS_CHANGE", new JsonObject { ["status"] = JobStateTable.Name(to), ["id"] = Id });
     }
 }

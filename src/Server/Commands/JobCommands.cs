@@ -1,12 +1,10 @@
-using System.Text.Json;
 using System.Text.Json.Nodes;
 using ExportServer.Server.Qmp;
-using ExportServer.Server.Qmp.Types;
 using static ExportServer.Server.Commands.ControlCommands;
 
 namespace ExportServer.Server.Commands;
 
-/// <summary>qapi/job.json and blockdev-create: jobs as a small table of states and verbs.</summary>
+/// <summary>qapi/job.json (query-jobs, job-pause/resume/cancel/complete/finalize/dismiss) and blockdev-create.</summary>
 internal static class JobCommands
 {
     public static void Register(QmpDispatcher d, CommandContext ctx)
@@ -19,20 +17,27 @@ internal static class JobCommands
                 throw QmpException.Generic("Parameter 'options.driver' is missing");
             }
 
-            ctx.Jobs.Start(call.RequireString("job-id"), "create", _ => ImageCreators.CreateAsync(ctx.Daemon, options));
+            ctx.Jobs.Start(call.RequireString("job-id"), "create", () => ImageCreators.CreateAsync(ctx.Daemon, options));
             return Empty();
         }));
         d.Add(new QmpCommand("query-jobs", [], _ =>
+            Return(new JsonArray(ctx.Jobs.All.Select(j => (JsonNode)j.ToJobInfo()).ToArray())), "[JobInfo]"));
+        Verb(d, ctx, "job-pause", j => j.Pause());
+        Verb(d, ctx, "job-resume", j => j.Resume());
+        Verb(d, ctx, "job-cancel", j => j.Cancel(force: true));
+        Verb(d, ctx, "job-complete", j => j.Complete());
+        Verb(d, ctx, "job-dismiss", j => j.Dismiss());
+        d.Add(new QmpCommand("job-finalize", [QmpArg.Str("id")], async call =>
         {
-            var list = ctx.Jobs.All
-                .Select(j => new JobInfo(j.Id, j.Type, JobStateTable.Name(j.Status), j.CurrentProgress, j.TotalProgress, j.Error))
-                .ToList();
-            return Return(JsonSerializer.SerializeToNode(list, QmpJsonContext.Default.ListJobInfo));
-        }, "[JobInfo]"));
-        d.Add(new QmpCommand("job-dismiss", [QmpArg.Str("id")], call =>
-        {
-            ctx.Jobs.Dismiss(call.RequireString("id"));
-            return Empty();
+            await ctx.Jobs.Find(call.RequireString("id")).FinalizeAsync().ConfigureAwait(false);
+            return null;
         }));
     }
+
+    private static void Verb(QmpDispatcher d, CommandContext ctx, string name, Action<Job> verb) =>
+        d.Add(new QmpCommand(name, [QmpArg.Str("id")], call =>
+        {
+            verb(ctx.Jobs.Find(call.RequireString("id")));
+            return Empty();
+        }));
 }

@@ -1,3 +1,4 @@
+using ExportServer.Block.Jobs;
 using ExportServer.Server.Daemon;
 using ExportServer.Server.Qmp;
 
@@ -19,14 +20,28 @@ internal sealed class JobRegistry(StorageDaemon daemon)
         }
     }
 
-    /// <summary>
-    /// Creates a job and runs <paramref name="work"/> in the background:
-    /// created → running → waiting → pending → concluded, with the failure recorded as its error.
-    /// </summary>
-    public Job Start(string id, string type, Func<Job, ValueTask> work)
+    /// <summary>Creates a job around <paramref name="body"/> and starts it (created → running).</summary>
+    public Job Start(string id, JobBody body, bool autoFinalize = true, bool autoDismiss = true, long speed = 0)
+    {
+        var job = Reserve(id, body, autoFinalize, autoDismiss, speed);
+        job.Start();
+        return job;
+    }
+
+    /// <summary>A job whose work is one call (blockdev-create).</summary>
+    public Job Start(string id, string type, Func<ValueTask> work) => Start(id, new DelegateJob(type, work));
+
+    /// <summary>Enters a job under its id without starting it (a transaction starts its jobs on commit).</summary>
+    public Job Reserve(string id, JobBody body, bool autoFinalize = true, bool autoDismiss = true, long speed = 0)
     {
         Block.Core.BlockGraph.ValidateNodeName(id);
-        var job = new Job(id, type, daemon);
+        if (speed < 0)
+        {
+            throw QmpException.Generic("Parameter 'speed' expects a non-negative value");
+        }
+
+        var job = new Job(id, body, daemon, Remove, autoFinalize, autoDismiss);
+        job.Control.Rate.Speed = speed;
         lock (_jobs)
         {
             if (!_jobs.TryAdd(id, job))
@@ -35,56 +50,46 @@ internal sealed class JobRegistry(StorageDaemon daemon)
             }
         }
 
-        job.Transition(JobStatus.Created);
-        job.Transition(JobStatus.Running);
-        _ = Task.Run(async () =>
-        {
-            try
-            {
-                await work(job).ConfigureAwait(false);
-            }
-            catch (Exception e)
-            {
-                job.Error = e.Message;
-            }
-
-            lock (_jobs)
-            {
-                job.TotalProgress = Math.Max(job.TotalProgress, 1);
-                job.CurrentProgress = job.Error is null ? job.TotalProgress : job.CurrentProgress;
-                if (job.Error is null)
-                {
-                    job.Transition(JobStatus.Waiting);
-                    job.Transition(JobStatus.Pending);
-                }
-                else
-                {
-                    job.Transition(JobStatus.Aborting);
-                }
-
-                job.Transition(JobStatus.Concluded);
-            }
-        });
         return job;
     }
 
+    /// <summary>Forgets a job that was reserved but never started.</summary>
+    public void Remove(Job job)
+    {
+        lock (_jobs)
+        {
+            if (_jobs.TryGetValue(job.Id, out var j) && ReferenceEquals(j, job))
+            {
+                _jobs.Remove(job.Id);
+            }
+        }
+    }
+
+    public bool InUse(string id)
+    {
+        lock (_jobs)
+        {
+            return _jobs.ContainsKey(id);
+        }
+    }
+
+    /// <summary>job-* lookup (QEMU: "Job not found").</summary>
     public Job Find(string id)
     {
         lock (_jobs)
         {
-            return _jobs.TryGetValue(id, out var j) ? j : throw QmpException.Generic($"Job not found");
+            return _jobs.TryGetValue(id, out var j) ? j : throw QmpException.Generic("Job not found");
         }
     }
 
-    /// <summary>job-dismiss: a concluded job leaves the list.</summary>
-    public void Dismiss(string id)
+    /// <summary>block-job-* lookup: only block jobs, and QEMU's DeviceNotActive class.</summary>
+    public Job FindBlockJob(string id)
     {
         lock (_jobs)
         {
-            var job = Find(id);
-            job.Check(JobVerb.Dismiss);
-            job.Transition(JobStatus.Null);
-            _jobs.Remove(id);
+            return _jobs.TryGetValue(id, out var j) && j.Body.IsBlockJob
+                ? j
+                : throw new QmpException("DeviceNotActive", $"Block job '{id}' not found");
         }
     }
 }

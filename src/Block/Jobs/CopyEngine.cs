@@ -1,0 +1,179 @@
+using System.Buffers;
+using ExportServer.Block.Bitmaps;
+using ExportServer.Block.Core;
+
+namespace ExportServer.Block.Jobs;
+
+/// <summary>
+/// Copies the dirty ranges of a bitmap from a source node to a target node, in chunks with several
+/// requests in flight, under the job's rate limit, pause points and error policies. A range is
+/// claimed (its bits cleared) only under a range lock, so a copy-before-write of the same range
+/// (<see cref="CopyNowAsync"/>) and the background pass never copy one range twice or out of order.
+/// Writes to the source that mark the bitmap while a pass runs are copied by the same pass.
+/// </summary>
+public sealed class CopyEngine(BlockNode source, BlockNode target, DirtyBitmap bitmap, JobControl control, CopyOptions options)
+{
+    private readonly RangeLock _locks = new();
+
+    public DirtyBitmap Bitmap { get; } = bitmap;
+
+    /// <summary>Called after each copied range with the bytes copied (mirror keeps its length current).</summary>
+    public Action<long>? Copied { get; set; }
+
+    /// <summary>Copies until the bitmap is clean; rethrows the first failure the error policy reports.</summary>
+    public async Task CopyDirtyAsync()
+    {
+        var chunk = Math.Max(options.ChunkSize / Bitmap.Granularity, 1) * Bitmap.Granularity;
+        var running = new List<Task>();
+        long cursor = 0;
+        while (true)
+        {
+            if (running.Count >= Math.Max(options.MaxInFlight, 1))
+            {
+                await ReapAsync(running, await Task.WhenAny(running).ConfigureAwait(false)).ConfigureAwait(false);
+                continue;
+            }
+
+            var next = Bitmap.NextDirty(cursor, chunk) ?? (cursor > 0 ? Bitmap.NextDirty(0, chunk) : null);
+            if (next is not { } run)
+            {
+                if (running.Count == 0)
+                {
+                    return;
+                }
+
+                await ReapAsync(running, await Task.WhenAny(running).ConfigureAwait(false)).ConfigureAwait(false);
+                cursor = 0;
+                continue;
+            }
+
+            await control.ThrottleAsync(run.Length).ConfigureAwait(false);
+            cursor = run.Offset + run.Length;
+            var held = await _locks.AcquireAsync(run.Offset, run.Length).ConfigureAwait(false);
+            running.Add(CopyClaimedAsync(held, Bitmap.Claim(run.Offset, run.Length)));
+        }
+    }
+
+    /// <summary>
+    /// Copy-before-write: copies the still-dirty parts of [offset, offset+length) now, without
+    /// throttling, and returns once they are on the target (the caller's write may then proceed).
+    /// </summary>
+    public async ValueTask CopyNowAsync(long offset, long length)
+    {
+        var g = Bitmap.Granularity;
+        var start = offset / g * g;
+        var end = Math.Min((offset + length + g - 1) / g * g, Bitmap.Length);
+        if (start >= end)
+        {
+            return;
+        }
+
+        var held = await _locks.AcquireAsync(start, end - start).ConfigureAwait(false);
+        await CopyClaimedAsync(held, Bitmap.Claim(start, end - start)).ConfigureAwait(false);
+    }
+
+    private async Task CopyClaimedAsync(RangeLock.Releaser held, List<(long Offset, long Length)> runs)
+    {
+        using (held)
+        {
+            for (var i = 0; i < runs.Count; i++)
+            {
+                try
+                {
+                    await CopyRangeAsync(runs[i].Offset, runs[i].Length).ConfigureAwait(false);
+                }
+                catch
+                {
+                    // What was claimed but not copied stays to be copied.
+                    for (var j = i; j < runs.Count; j++)
+                    {
+                        Bitmap.Set(runs[j].Offset, runs[j].Length);
+                    }
+
+                    throw;
+                }
+            }
+        }
+    }
+
+    private async ValueTask CopyRangeAsync(long offset, long length)
+    {
+        var pos = offset;
+        var end = offset + length;
+        while (pos < end)
+        {
+            var n = (int)Math.Min(end - pos, options.ChunkSize);
+            await CopyWithPolicyAsync(pos, n).ConfigureAwait(false);
+            pos += n;
+        }
+    }
+
+    private async ValueTask CopyWithPolicyAsync(long offset, int length)
+    {
+        while (true)
+        {
+            var reading = true;
+            try
+            {
+                if (options.DetectZeroes)
+                {
+                    var status = await source.GetBlockStatusAboveAsync(offset, length).ConfigureAwait(false);
+                    if (status.IsZero && status.Length >= length)
+                    {
+                        reading = false;
+                        await target.WriteZeroesAsync(offset, length, ZeroFlags.MayUnmap).ConfigureAwait(false);
+                        Done(length);
+                        return;
+                    }
+                }
+
+                using var owner = MemoryPool<byte>.Shared.Rent(length);
+                var buffer = owner.Memory[..length];
+                await source.ReadAsync(offset, buffer).ConfigureAwait(false);
+                reading = false;
+                await target.WriteAsync(offset, buffer).ConfigureAwait(false);
+                Done(length);
+                return;
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                var policy = reading ? options.OnSourceError : options.OnTargetError;
+                var action = await control.HandleErrorAsync(policy, reading, e).ConfigureAwait(false);
+                if (action == ErrorAction.Ignore)
+                {
+                    if (options.RetryIgnored)
+                    {
+                        Bitmap.Set(offset, length);
+                    }
+
+                    return;
+                }
+            }
+        }
+    }
+
+    private void Done(long length)
+    {
+        control.AddProgress(length);
+        Copied?.Invoke(length);
+    }
+
+    private static async Task ReapAsync(List<Task> running, Task finished)
+    {
+        running.Remove(finished);
+        if (finished.IsFaulted || finished.IsCanceled)
+        {
+            try
+            {
+                await Task.WhenAll(running).ConfigureAwait(false);
+            }
+            catch
+            {
+                // The first failure is the one reported.
+            }
+
+            running.Clear();
+            await finished.ConfigureAwait(false);
+        }
+    }
+}

@@ -1,0 +1,36 @@
+namespace ExportServer.Block.Jobs;
+
+/// <summary>
+/// What a job does, apart from its lifecycle (QEMU's JobDriver): <see cref="RunAsync"/> does the
+/// work and returns once done (or throws when it failed or was cancelled); then exactly one of
+/// <see cref="CommitAsync"/> (success) or <see cref="AbortAsync"/> (failure, cancel) runs at
+/// finalisation, and <see cref="CleanAsync"/> always runs last.
+/// </summary>
+public abstract class JobBody
+{
+    /// <summary>QAPI JobType: "mirror", "backup", "stream", "commit", "create".</summary>
+    public abstract string Type { get; }
+
+    /// <summary>Whether block-job-complete applies (mirror, active commit).</summary>
+    public virtual bool CanComplete => false;
+
+    /// <summary>Whether the job appears in query-block-jobs.</summary>
+    public virtual bool IsBlockJob => true;
+
+    public abstract Task RunAsync(JobControl control);
+
+    /// <summary>Checks block-job-complete before it is accepted; throws with the reason it cannot.</summary>
+    public virtual void CheckComplete(JobControl control)
+    {
+        if (!CanComplete)
+        {
+            throw new InvalidOperationException($"Job type '{Type}' does not support completion");
+        }
+    }
+
+    public virtual ValueTask CommitAsync() => ValueTask.CompletedTask;
+
+    public virtual ValueTask AbortAsync() => ValueTask.CompletedTask;
+
+    public virtual ValueTask CleanAsync() => ValueTask.CompletedTask;
+}

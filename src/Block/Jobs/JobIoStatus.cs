@@ -1,0 +1,9 @@
+namespace ExportServer.Block.Jobs;
+
+/// <summary>QAPI BlockDeviceIoStatus of a block job: set when a stop policy paused the job.</summary>
+public enum JobIoStatus
+{
+    Ok,
+    Failed,
+    Nospace,
+}

@@ -1,0 +1,69 @@
+using System.Text.Json.Nodes;
+using ExportServer.Block.Jobs;
+using ExportServer.Server.Qmp;
+using static ExportServer.Server.Commands.ControlCommands;
+
+namespace ExportServer.Server.Commands;
+
+/// <summary>
+/// qapi/block-core.json's block-job-* verbs and query-block-jobs: the job named by 'device' (its
+/// job id), and the options every block job command shares (speed, error policies, auto-*).
+/// </summary>
+internal static class BlockJobCommands
+{
+    /// <summary>The arguments of every block job command after its own.</summary>
+    public static readonly QmpArg[] CommonArgs =
+    [
+        QmpArg.Int("speed", optional: true),
+        QmpArg.Bool("auto-finalize"),
+        QmpArg.Bool("auto-dismiss"),
+    ];
+
+    public static readonly string[] ErrorPolicies = ["report", "ignore", "enospc", "stop", "auto"];
+
+    public static void Register(QmpDispatcher d, CommandContext ctx)
+    {
+        d.Add(new QmpCommand("query-block-jobs", [], _ =>
+            Return(new JsonArray(ctx.Jobs.All.Where(j => j.Body.IsBlockJob).Select(j => (JsonNode)j.ToBlockJobInfo()).ToArray())), "[BlockJobInfo]"));
+        Verb(d, ctx, "block-job-pause", [], (j, _) => j.Pause());
+        Verb(d, ctx, "block-job-resume", [], (j, _) => j.Resume());
+        Verb(d, ctx, "block-job-complete", [], (j, _) => j.Complete());
+        Verb(d, ctx, "block-job-dismiss", [QmpArg.Str("id")], (j, _) => j.Dismiss());
+        Verb(d, ctx, "block-job-cancel", [QmpArg.Bool("force")], (j, call) => j.Cancel(call.GetBool("force", false)));
+        Verb(d, ctx, "block-job-set-speed", [QmpArg.Int("speed")], (j, call) => j.SetSpeed(call.GetInt("speed")!.Value));
+        d.Add(new QmpCommand("block-job-finalize", [QmpArg.Str("id")], async call =>
+        {
+            await ctx.Jobs.FindBlockJob(call.RequireString("id")).FinalizeAsync().ConfigureAwait(false);
+            return null;
+        }));
+    }
+
+    /// <summary>Starts a block job with the common options of <paramref name="call"/>; the job id defaults to the device name.</summary>
+    public static Job Start(CommandContext ctx, QmpCall call, string defaultId, JobBody body) =>
+        ctx.Jobs.Start(
+            call.GetString("job-id") ?? defaultId,
+            body,
+            call.GetBool("auto-finalize", true),
+            call.GetBool("auto-dismiss", true),
+            call.GetInt("speed") ?? 0);
+
+    /// <summary>on-source-error / on-target-error; 'auto' is report for jobs (no guest to follow).</summary>
+    public static ErrorPolicy Policy(QmpCall call, string name) => call.GetString(name) switch
+    {
+        "ignore" => ErrorPolicy.Ignore,
+        "enospc" => ErrorPolicy.Enospc,
+        "stop" => ErrorPolicy.Stop,
+        _ => ErrorPolicy.Report,
+    };
+
+    private static void Verb(QmpDispatcher d, CommandContext ctx, string name, QmpArg[] args, Action<Job, QmpCall> verb)
+    {
+        // block-job-dismiss and -finalize name the job 'id'; the others 'device'.
+        var idArg = args.Length > 0 && args[0].Name == "id" ? [] : new[] { QmpArg.Str("device") };
+        d.Add(new QmpCommand(name, [.. idArg, .. args], call =>
+        {
+            verb(ctx.Jobs.FindBlockJob(call.GetString("device") ?? call.RequireString("id")), call);
+            return Empty();
+        }));
+    }
+}
