@@ -1,0 +1,97 @@
+using ExportServer.Block.Core;
+
+namespace ExportServer.UnitTests.Qcow2;
+
+/// <summary>
+/// A protocol node over an image held in memory, standing in for the "file" driver in unit tests:
+/// it has a file name (so relative backing names resolve), grows on truncate, and is safe for
+/// concurrent requests (a reader-writer lock guards resizes).
+/// </summary>
+internal sealed class InMemoryFileNode : BlockNode
+{
+    private readonly ReaderWriterLockSlim _resize = new();
+    private readonly string _fileName;
+    private byte[] _data;
+
+    public InMemoryFileNode(string nodeName, string fileName, byte[] data, bool readOnly)
+        : base(nodeName, readOnly)
+    {
+        _fileName = fileName;
+        _data = data;
+        Length = data.Length;
+    }
+
+    public override string DriverName => "file";
+
+    public override string FileName => _fileName;
+
+    public override bool CanTruncate => true;
+
+    public int FlushCount;
+
+    /// <summary>A copy of the current contents.</summary>
+    public byte[] Snapshot()
+    {
+        _resize.EnterReadLock();
+        try
+        {
+            return (byte[])_data.Clone();
+        }
+        finally
+        {
+            _resize.ExitReadLock();
+        }
+    }
+
+    protected override ValueTask ReadCoreAsync(long offset, Memory<byte> buffer)
+    {
+        _resize.EnterReadLock();
+        try
+        {
+            _data.AsSpan((int)offset, buffer.Length).CopyTo(buffer.Span);
+        }
+        finally
+        {
+            _resize.ExitReadLock();
+        }
+
+        return ValueTask.CompletedTask;
+    }
+
+    protected override ValueTask WriteCoreAsync(long offset, ReadOnlyMemory<byte> buffer, WriteFlags flags)
+    {
+        _resize.EnterReadLock();
+        try
+        {
+            buffer.Span.CopyTo(_data.AsSpan((int)offset));
+        }
+        finally
+        {
+            _resize.ExitReadLock();
+        }
+
+        return ValueTask.CompletedTask;
+    }
+
+    protected override ValueTask FlushCoreAsync()
+    {
+        Interlocked.Increment(ref FlushCount);
+        return ValueTask.CompletedTask;
+    }
+
+    protected override ValueTask TruncateCoreAsync(long length)
+    {
+        _resize.EnterWriteLock();
+        try
+        {
+            Array.Resize(ref _data, checked((int)length));
+            Length = length;
+        }
+        finally
+        {
+            _resize.ExitWriteLock();
+        }
+
+        return ValueTask.CompletedTask;
+    }
+}
