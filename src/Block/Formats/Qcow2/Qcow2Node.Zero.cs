@@ -76,7 +76,8 @@ internal sealed partial class Qcow2Node
     /// <summary>Discard: only with discard=unmap; whole clusters become zero (v3) or unallocated, their clusters freed.</summary>
     protected override async ValueTask DiscardCoreAsync(long offset, long length)
     {
-        if (!DiscardUnmap || _header.DataFileRaw)
+        // Version 2 cannot express "zero" over a backing file, so (as QEMU) it does not discard there.
+        if (!DiscardUnmap || _header.DataFileRaw || (_header.Version < 3 && BackingChild is not null))
         {
             return;
         }
@@ -169,7 +170,8 @@ internal sealed partial class Qcow2Node
 
     /// <summary>
     /// Standard L2: zero keeps an owned cluster allocated (zero flag) unless unmapping; discard (like
-    /// QEMU) leaves a zero cluster in v3 so that backing data does not show through.
+    /// QEMU) leaves a zero cluster in v3 so that backing data does not show through; v2 (never
+    /// with a backing file here) leaves it unallocated.
     /// </summary>
     private (ulong Entry, ulong Bitmap, bool Free) StandardZeroEntry(ulong entry, bool discard, bool unmap, bool hasBacking)
     {
@@ -185,7 +187,7 @@ internal sealed partial class Qcow2Node
                 return (entry, 0, false);
             }
 
-            return (Qcow2Format.FlagZero, 0, compressed || hasHost);
+            return (_header.Version >= 3 ? Qcow2Format.FlagZero : 0, 0, compressed || hasHost);
         }
 
         if (hasHost && copied && !unmap)
