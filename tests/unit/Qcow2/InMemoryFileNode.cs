@@ -29,6 +29,9 @@ internal sealed class InMemoryFileNode : BlockNode
 
     public int FlushCount;
 
+    /// <summary>Called before each write reaches the bytes: the contents at that moment are what a crash would leave.</summary>
+    public Action<InMemoryFileNode>? BeforeWrite { get; set; }
+
     /// <summary>A copy of the current contents.</summary>
     public byte[] Snapshot()
     {
@@ -60,6 +63,7 @@ internal sealed class InMemoryFileNode : BlockNode
 
     protected override ValueTask WriteCoreAsync(long offset, ReadOnlyMemory<byte> buffer, WriteFlags flags)
     {
+        BeforeWrite?.Invoke(this);
         _resize.EnterReadLock();
         try
         {
