@@ -13,16 +13,7 @@ public sealed class Qcow2ConcurrencyTests
     public async Task ConcurrentWritesToDisjointBlocks(string options, bool withBacking)
     {
         using var dir = new TempDir();
-        var args = new List<string> { "create", "-f", "qcow2", "-o", options };
-        if (withBacking)
-        {
-            Ok("qemu-img", "create", "-f", "qcow2", dir["base.qcow2"], "16M");
-            Ok("qemu-io", "-f", "qcow2", "-c", "write -P 0xb1 0 16M", dir["base.qcow2"]);
-            args.AddRange(["-b", "base.qcow2", "-F", "qcow2"]);
-        }
-
-        args.AddRange([dir["img.qcow2"], "16M"]);
-        Ok("qemu-img", [.. args]);
+        TestImages.Create(dir, "img.qcow2", options, "16M", withBacking, "16M");
         var expected = ConvertToRaw(dir["img.qcow2"], dir.Path);
 
         await using (var h = new Qcow2Harness())

@@ -18,16 +18,7 @@ public sealed class Qcow2CrashSafetyTests
     public async Task EveryIntermediateStateHasAtMostLeaks(string options, bool withBacking)
     {
         using var dir = new TempDir();
-        var args = new List<string> { "create", "-f", "qcow2", "-o", options };
-        if (withBacking)
-        {
-            Ok("qemu-img", "create", "-f", "qcow2", dir["base.qcow2"], "4M");
-            Ok("qemu-io", "-f", "qcow2", "-c", "write -P 0xb1 0 4M", dir["base.qcow2"]);
-            args.AddRange(["-b", "base.qcow2", "-F", "qcow2"]);
-        }
-
-        args.AddRange([dir["img.qcow2"], "8M"]);
-        Ok("qemu-img", [.. args]);
+        TestImages.Create(dir, "img.qcow2", options, "8M", withBacking, "4M");
 
         var captures = new List<byte[]>();
         var writes = 0;

@@ -42,7 +42,7 @@ internal sealed partial class Qcow2Node
         _ => BinaryPrimitives.ReadUInt64BigEndian(block[(int)(index * 8)..]),
     };
 
-    private static void SetRefcountEntry(Span<byte> block, long index, int bits, ulong value)
+    internal static void SetRefcountEntry(Span<byte> block, long index, int bits, ulong value)
     {
         switch (bits)
         {
