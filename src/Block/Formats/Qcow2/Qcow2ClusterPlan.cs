@@ -19,6 +19,12 @@ internal struct Qcow2ClusterPlan
     public bool FreeOld;
     public bool FullCopy;
 
-    /// <summary>Whether the stored bytes are exactly the written bytes (nothing to copy from the old content).</summary>
-    public readonly bool IsPureData => UnitStart == WriteStart && UnitEnd == WriteEnd;
+    /// <summary>The old content of the cluster reads as zeroes (unallocated without backing data, or zero).</summary>
+    public bool ZeroSource;
+
+    /// <summary>The new host cluster is known to hold zeroes (just added at the end of the file), as the old content does.</summary>
+    public bool SkipCow;
+
+    /// <summary>Whether only the written bytes need storing (nothing to copy from the old content).</summary>
+    public readonly bool IsPureData => SkipCow || (UnitStart == WriteStart && UnitEnd == WriteEnd);
 }

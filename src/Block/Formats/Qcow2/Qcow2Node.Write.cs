@@ -173,6 +173,9 @@ internal sealed partial class Qcow2Node
         var hostOff = (long)(entry & Qcow2Format.OffsetMask);
         var hasHost = !compressed && (hostOff != 0 || (HasExternalData && copied));
         p.Host = hasHost ? hostOff : 0;
+        var noBackingData = BackingChild is not { } b || gc >= b.Node.Length;
+        p.ZeroSource = !compressed && !hasHost &&
+                       (_header.ExtendedL2 ? noBackingData : entry == Qcow2Format.FlagZero || (entry == 0 && noBackingData));
         if (!_header.ExtendedL2)
         {
             if (hasHost && copied && (entry & Qcow2Format.FlagZero) == 0)
@@ -272,10 +275,15 @@ internal sealed partial class Qcow2Node
         }
 
         long host;
+        bool fresh;
         await _meta.WaitAsync().ConfigureAwait(false);
         try
         {
+            var fileEnd = _file.Length;
             host = await AllocateClustersLockedAsync(needNew).ConfigureAwait(false);
+
+            // Clusters past the old end of the file read as zeroes: no need to copy zeroes into them.
+            fresh = host >= fileEnd;
         }
         finally
         {
@@ -288,6 +296,7 @@ internal sealed partial class Qcow2Node
             if (p.Mode == Qcow2WriteMode.New)
             {
                 p.Host = next;
+                p.SkipCow = fresh && p.ZeroSource;
                 next += _clusterSize;
             }
         }
