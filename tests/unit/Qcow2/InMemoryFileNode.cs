@@ -13,6 +13,7 @@ internal sealed class InMemoryFileNode : BlockNode
     private readonly string _fileName;
     private byte[] _data;
 
+    /// <summary>Wraps <paramref name="data"/> (not copied) as the file's contents.</summary>
     public InMemoryFileNode(string nodeName, string fileName, byte[] data, bool readOnly)
         : base(nodeName, readOnly)
     {
@@ -38,7 +39,7 @@ internal sealed class InMemoryFileNode : BlockNode
         _resize.EnterReadLock();
         try
         {
-            return (byte[])_data.Clone();
+            return _data.AsSpan(0, (int)Length).ToArray();
         }
         finally
         {
@@ -88,7 +89,17 @@ internal sealed class InMemoryFileNode : BlockNode
         _resize.EnterWriteLock();
         try
         {
-            Array.Resize(ref _data, checked((int)length));
+            // Capacity grows geometrically so that images growing a cluster at a time stay cheap.
+            if (length > _data.Length)
+            {
+                Array.Resize(ref _data, (int)Math.Min(Math.Max(length, (long)_data.Length * 2), Array.MaxLength));
+            }
+            else if (length < Length)
+            {
+                // Bytes beyond the end must read as zeroes when the file grows again.
+                _data.AsSpan((int)length, (int)(Length - length)).Clear();
+            }
+
             Length = length;
         }
         finally
