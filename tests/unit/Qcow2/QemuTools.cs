@@ -36,10 +36,18 @@ internal static class QemuTools
     }
 
     /// <summary>The guest content of an image as qemu-img sees it.</summary>
-    public static byte[] ConvertToRaw(string image, string dir)
+    public static byte[] ConvertToRaw(string image, string dir, string? snapshot = null)
     {
         var raw = Path.Combine(dir, Guid.NewGuid().ToString("N") + ".raw");
-        Ok("qemu-img", "convert", "-U", "-O", "raw", image, raw);
+        if (snapshot is not null)
+        {
+            Ok("qemu-img", "convert", "-U", "-l", "snapshot.name=" + snapshot, "-O", "raw", image, raw);
+        }
+        else
+        {
+            Ok("qemu-img", "convert", "-U", "-O", "raw", image, raw);
+        }
+
         var bytes = File.ReadAllBytes(raw);
         File.Delete(raw);
         return bytes;

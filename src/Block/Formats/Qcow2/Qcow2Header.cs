@@ -23,7 +23,7 @@ internal sealed partial class Qcow2Header
     internal const int OffL1TableOffset = 40;
     internal const int OffRefcountTableOffset = 48;
     private const int OffRefcountTableClusters = 56;
-    private const int OffNbSnapshots = 60;
+    internal const int OffNbSnapshots = 60;
     private const int OffSnapshotsOffset = 64;
     internal const int OffIncompatibleFeatures = 72;
     private const int OffCompatibleFeatures = 80;

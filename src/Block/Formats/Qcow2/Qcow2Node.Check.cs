@@ -7,7 +7,7 @@ namespace ExportServer.Block.Formats.Qcow2;
 /// computed from the metadata (header, tables, snapshots, every L1 tree) and the blocks are rewritten
 /// where they differ, as QEMU's check with repair does on opening such an image.
 /// </summary>
-internal sealed partial class Qcow2Node
+public sealed partial class Qcow2Node
 {
     private async ValueTask RebuildRefcountsAsync()
     {

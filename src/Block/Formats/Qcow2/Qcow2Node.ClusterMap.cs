@@ -4,7 +4,7 @@ using ExportServer.Block.Core;
 namespace ExportServer.Block.Formats.Qcow2;
 
 /// <summary>The L1/L2 cluster map: lookups (standard and extended L2 entries) and L2 table updates.</summary>
-internal sealed partial class Qcow2Node
+public sealed partial class Qcow2Node
 {
     private int L2EntrySize => _header.L2EntrySize;
 

@@ -3,7 +3,7 @@ using ExportServer.Block.Core;
 namespace ExportServer.Block.Formats.Qcow2;
 
 /// <summary>Preallocation at creation: every guest cluster mapped to a host cluster, one L2 table at a time.</summary>
-internal sealed partial class Qcow2Node
+public sealed partial class Qcow2Node
 {
     /// <summary>
     /// Maps every unmapped guest cluster. With extended L2 the subclusters stay unallocated (so a

@@ -4,7 +4,7 @@ using ExportServer.Block.Core;
 namespace ExportServer.Block.Formats.Qcow2;
 
 /// <summary>Reads (through the backing node where this layer is unallocated) and block status.</summary>
-internal sealed partial class Qcow2Node
+public sealed partial class Qcow2Node
 {
     protected override ValueTask ReadCoreAsync(long offset, Memory<byte> buffer) => ReadGuestAsync(_l1, offset, buffer);
 

@@ -9,7 +9,7 @@ namespace ExportServer.Block.Formats.Qcow2;
 /// big-endian), cluster allocation and freeing, and growth of the refcount table.
 /// All of it runs under the metadata lock.
 /// </summary>
-internal sealed partial class Qcow2Node
+public sealed partial class Qcow2Node
 {
     private ulong[] _refTable;
     private long _freeHint;

@@ -4,7 +4,7 @@ using ExportServer.Block.Core;
 namespace ExportServer.Block.Formats.Qcow2;
 
 /// <summary>Resizing: growing (with L1 table growth) and shrinking over unallocated space only.</summary>
-internal sealed partial class Qcow2Node
+public sealed partial class Qcow2Node
 {
     protected override async ValueTask TruncateCoreAsync(long length)
     {

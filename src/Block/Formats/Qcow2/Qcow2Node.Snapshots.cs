@@ -3,7 +3,7 @@ using ExportServer.Block.Core;
 namespace ExportServer.Block.Formats.Qcow2;
 
 /// <summary>Internal snapshots: the snapshot table, and opening one snapshot read-only.</summary>
-internal sealed partial class Qcow2Node
+public sealed partial class Qcow2Node
 {
     /// <summary>The internal snapshots, in table order.</summary>
     public IReadOnlyList<Qcow2Snapshot> Snapshots => _snapshots;

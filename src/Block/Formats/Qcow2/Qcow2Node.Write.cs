@@ -9,7 +9,7 @@ namespace ExportServer.Block.Formats.Qcow2;
 /// compressed or shared cluster). Order per allocating write: refcounts in the cache → data written
 /// → L2 entries in the cache (write-back writes refcounts, flushes, then L2 tables) → old clusters freed.
 /// </summary>
-internal sealed partial class Qcow2Node
+public sealed partial class Qcow2Node
 {
     private int SubclusterSize => 1 << _subclusterBits;
 

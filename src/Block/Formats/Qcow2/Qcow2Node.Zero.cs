@@ -7,7 +7,7 @@ namespace ExportServer.Block.Formats.Qcow2;
 /// Write-zeroes (v3 zero clusters, or zero subclusters with extended L2) and discard. Both change
 /// only L2 entries for whole units; the L2 change is written back before the old clusters are freed.
 /// </summary>
-internal sealed partial class Qcow2Node
+public sealed partial class Qcow2Node
 {
     protected override async ValueTask WriteZeroesCoreAsync(long offset, long length, ZeroFlags flags)
     {

@@ -14,7 +14,7 @@ namespace ExportServer.Block.Formats.Qcow2;
 /// before the L2 entry that maps it; an L2 entry is cleared and written before the refcount of the
 /// cluster it pointed at is decremented.
 /// </summary>
-internal sealed partial class Qcow2Node : BlockNode
+public sealed partial class Qcow2Node : BlockNode
 {
     private readonly BlockNode _file;
     private readonly Qcow2Header _header;
@@ -89,7 +89,7 @@ internal sealed partial class Qcow2Node : BlockNode
     /// Reads and validates the header and the tables it points to. The caller attaches the backing
     /// node and the external data file (<see cref="AttachBacking"/>, <see cref="AttachDataFile"/>).
     /// </summary>
-    public static async ValueTask<Qcow2Node> OpenAsync(string nodeName, bool readOnly, BlockNode file, Qcow2Options options)
+    internal static async ValueTask<Qcow2Node> OpenAsync(string nodeName, bool readOnly, BlockNode file, Qcow2Options options)
     {
         var fileLength = file.Length;
         var probe = new byte[(int)Math.Min(fileLength, 1 << Qcow2Format.MaxClusterBits)];
@@ -163,9 +163,9 @@ internal sealed partial class Qcow2Node : BlockNode
         }
     }
 
-    public void AttachBacking(BlockNode backing) => AttachChild("backing", ChildRole.Backing, backing);
+    internal void AttachBacking(BlockNode backing) => AttachChild("backing", ChildRole.Backing, backing);
 
-    public void AttachDataFile(BlockNode dataFile)
+    internal void AttachDataFile(BlockNode dataFile)
     {
         _data = dataFile;
         AttachChild("data-file", ChildRole.File, dataFile);

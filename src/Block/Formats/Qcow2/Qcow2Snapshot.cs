@@ -8,7 +8,7 @@ namespace ExportServer.Block.Formats.Qcow2;
 /// One entry of the snapshot table: the snapshot's own L1 table and its identity. Entries are
 /// variable length (fixed part, extra data, id, name) padded to 8 bytes; extra data is kept verbatim.
 /// </summary>
-internal sealed record Qcow2Snapshot
+public sealed record Qcow2Snapshot
 {
     private const int FixedLength = 40;
 
@@ -29,15 +29,15 @@ internal sealed record Qcow2Snapshot
     public uint VmStateSize { get; init; }
 
     /// <summary>Extra data: vm_state_size_large (8), disk_size (8), icount (8) in current QEMU.</summary>
-    public byte[] Extra { get; init; } = [];
+    internal byte[] Extra { get; init; } = [];
 
     /// <summary>The guest size when the snapshot was taken, from extra data; null when not recorded.</summary>
     public long? DiskSize => Extra.Length >= 16 ? (long)BinaryPrimitives.ReadUInt64BigEndian(Extra.AsSpan(8)) : null;
 
-    public int EncodedLength => (FixedLength + Extra.Length + Encoding.UTF8.GetByteCount(Id) + Encoding.UTF8.GetByteCount(Name) + 7) & ~7;
+    internal int EncodedLength => (FixedLength + Extra.Length + Encoding.UTF8.GetByteCount(Id) + Encoding.UTF8.GetByteCount(Name) + 7) & ~7;
 
     /// <summary>Parses <paramref name="count"/> entries; errors name the entry and the field.</summary>
-    public static List<Qcow2Snapshot> ReadTable(ReadOnlySpan<byte> b, int count, int clusterSize, long fileLength)
+    internal static List<Qcow2Snapshot> ReadTable(ReadOnlySpan<byte> b, int count, int clusterSize, long fileLength)
     {
         var list = new List<Qcow2Snapshot>(count);
         var pos = 0;
@@ -91,7 +91,7 @@ internal sealed record Qcow2Snapshot
     }
 
     /// <summary>Serialises this entry at the start of <paramref name="b"/>; returns its padded length.</summary>
-    public int Write(Span<byte> b)
+    internal int Write(Span<byte> b)
     {
         var len = EncodedLength;
         b[..len].Clear();
