@@ -83,8 +83,13 @@ public sealed class Qcow2DifferentialTests
     [InlineData("extended_l2=on,cluster_size=65536", true, 7)]
     [InlineData("extended_l2=on,cluster_size=16384", false, 8)]
     [InlineData("lazy_refcounts=on,cluster_size=4096", true, 9)]
+    [InlineData("cluster_size=4096,snapshot", false, 10)]
+    [InlineData("extended_l2=on,cluster_size=32768,snapshot", true, 11)]
     public async Task SameOperationsGiveEqualCleanImages(string options, bool withBacking, int seed)
     {
+        // "snapshot": the image holds data and an internal snapshot before the operations start.
+        var snapshot = options.EndsWith(",snapshot", StringComparison.Ordinal);
+        options = snapshot ? options[..^",snapshot".Length] : options;
         using var dir = new TempDir();
         var create = new List<string> { "create", "-f", "qcow2", "-o", options };
         if (withBacking)
@@ -96,6 +101,12 @@ public sealed class Qcow2DifferentialTests
 
         create.AddRange([dir["ours.qcow2"], Size.ToString(CultureInfo.InvariantCulture)]);
         Ok("qemu-img", [.. create]);
+        if (snapshot)
+        {
+            Ok("qemu-io", "-f", "qcow2", "-c", "write -P 0x5e 0 4M", dir["ours.qcow2"]);
+            Ok("qemu-img", "snapshot", "-c", "before", dir["ours.qcow2"]);
+        }
+
         File.Copy(dir["ours.qcow2"], dir["theirs.qcow2"]);
         var cluster = int.Parse(options.Split(',').FirstOrDefault(o => o.StartsWith("cluster_size=", StringComparison.Ordinal))?[13..] ?? "65536", CultureInfo.InvariantCulture);
         var ops = MakeOps(seed, 300, cluster);
@@ -131,5 +142,9 @@ public sealed class Qcow2DifferentialTests
         Assert.True(code == 0, "qemu-img check of qemu's image: " + output);
         (code, output) = Run("qemu-img", "compare", "-U", dir["ours.qcow2"], dir["theirs.qcow2"]);
         Assert.True(code == 0, "qemu-img compare: " + output);
+        if (snapshot)
+        {
+            Assert.Equal(ConvertToRaw(dir["theirs.qcow2"], dir.Path, "before"), ConvertToRaw(dir["ours.qcow2"], dir.Path, "before"));
+        }
     }
 }
