@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Runtime.CompilerServices;
 using ExportServer.Block.Core;
 
 namespace ExportServer.Block.Formats.Qcow2;
@@ -9,6 +10,7 @@ public sealed partial class Qcow2Node
     protected override ValueTask ReadCoreAsync(long offset, Memory<byte> buffer) => ReadGuestAsync(_l1, offset, buffer);
 
     /// <summary>Reads guest bytes as mapped by <paramref name="l1"/>; runs of one mapping are read in one request.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask ReadGuestAsync(ulong[] l1, long offset, Memory<byte> buffer)
     {
         while (buffer.Length > 0)
@@ -51,6 +53,7 @@ public sealed partial class Qcow2Node
     }
 
     /// <summary>Host data; a cluster past the end of the (data) file reads as zeroes, as QEMU's file driver does.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask ReadHostAsync(long host, Memory<byte> buffer)
     {
         var n = (int)Math.Clamp(_data.Length - host, 0, buffer.Length);

@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Runtime.CompilerServices;
 using ExportServer.Block.Core;
 
 namespace ExportServer.Block.Formats.Qcow2;
@@ -17,6 +18,7 @@ public sealed partial class Qcow2Node
 
     private long L2Span => 1L << (_clusterBits + _l2Bits);
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     protected override async ValueTask WriteCoreAsync(long offset, ReadOnlyMemory<byte> buffer, WriteFlags flags)
     {
         CheckNotCorrupt();
@@ -30,6 +32,7 @@ public sealed partial class Qcow2Node
     }
 
     /// <summary>Writes a range inside one L2 table; the clusters it touches are locked against other mapping changes.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask WriteChunkAsync(long offset, ReadOnlyMemory<byte> data)
     {
         var start = offset & ClusterOffsetMask;
@@ -45,6 +48,7 @@ public sealed partial class Qcow2Node
         await WriteAllocatingAsync(offset, data).ConfigureAwait(false);
     }
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask WriteHostAsync(long host, ReadOnlyMemory<byte> data)
     {
         if (_data.Length < host + data.Length)

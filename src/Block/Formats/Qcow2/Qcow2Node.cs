@@ -278,10 +278,13 @@ public sealed partial class Qcow2Node : BlockNode
         }
     }
 
-    /// <summary>Writes back when dirty tables fill half of a cache, so the caches stay near their size.</summary>
+    /// <summary>
+    /// Writes back when dirty tables hold a cache above its size (clean ones are evicted first), so
+    /// a cache that maps the whole image is only written on flush, as QEMU does.
+    /// </summary>
     private async ValueTask WriteBackIfFullLockedAsync()
     {
-        if (_l2Cache.DirtyCount > _l2Cache.Capacity / 2 || _refCache.DirtyCount > _refCache.Capacity / 2)
+        if (_l2Cache.Count > _l2Cache.Capacity || _refCache.Count > _refCache.Capacity)
         {
             await WriteBackLockedAsync().ConfigureAwait(false);
         }
