@@ -14,6 +14,7 @@ public sealed class Qcow2CrashSafetyTests
     [InlineData("cluster_size=4096", false)]
     [InlineData("cluster_size=4096", true)]
     [InlineData("cluster_size=512,refcount_bits=2", false)]
+    [InlineData("cluster_size=512,refcount_bits=64", false)]
     [InlineData("extended_l2=on,cluster_size=16384", true)]
     public async Task EveryIntermediateStateHasAtMostLeaks(string options, bool withBacking)
     {

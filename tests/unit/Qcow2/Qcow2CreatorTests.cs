@@ -12,7 +12,7 @@ public sealed class Qcow2CreatorTests
     public static TheoryData<string> Cases => new()
     {
         "default", "cluster512", "cluster2m", "v2", "refcount1", "refcount64", "lazy", "extl2", "zstd",
-        "prealloc-metadata", "prealloc-full", "prealloc-extl2-backing", "backing", "datafile", "datafile-raw", "huge",
+        "prealloc-metadata", "prealloc-full", "prealloc-extl2-backing", "backing", "datafile", "datafile-raw", "huge", "prealloc-refcount64",
     };
 
     private static Qcow2CreateOptions Options(string name, TempDir dir) => name switch
@@ -33,6 +33,9 @@ public sealed class Qcow2CreatorTests
         "datafile" => new() { Size = 8 << 20, DataFile = dir["data.bin"] },
         "datafile-raw" => new() { Size = 8 << 20, DataFile = dir["data.bin"], DataFileRaw = true },
         "huge" => new() { Size = 1L << 40 },
+
+        // One L2 table maps as many clusters as one refcount block counts: runs span whole blocks.
+        "prealloc-refcount64" => new() { Size = 8 << 20, ClusterSize = 4096, RefcountBits = 64, Preallocation = Qcow2Preallocation.Metadata },
         _ => throw new ArgumentException(name),
     };
 

@@ -112,21 +112,112 @@ public sealed partial class Qcow2Node
 
     /// <summary>
     /// Allocates <paramref name="count"/> contiguous free host clusters with refcount 1 (in the cache)
-    /// and grows the image file to hold them. Returns the host offset of the first.
+    /// and grows the image file to hold them. Returns the host offset of the first. Refcount blocks
+    /// missing for the range are placed right after it (so blocks never split a run); they reach the
+    /// file, flushed, before the refcount table entries that point to them.
     /// </summary>
     private async ValueTask<long> AllocateClustersLockedAsync(int count)
     {
         CheckNotCorrupt();
         await MarkDirtyAsync().ConfigureAwait(false);
-        var c = Math.Max(_freeHint, 1);
-        long start = 0;
-        var run = 0;
-        while (run < count)
+        var n = RefBlockEntries;
+
+        // Room for the blocks a run of count + spare clusters can need (it touches at most that many ranges).
+        var spare = (int)(count / (n - 1)) + 3;
+        long start;
+        List<long> missing;
+        while (true)
         {
-            var blockIndex = c / RefBlockEntries;
-            if (RefBlockOffset(blockIndex) == 0)
+            start = await FindFreeRunAsync(Math.Max(_freeHint, 1), count + spare).ConfigureAwait(false);
+            missing = MissingBlocks(start, count);
+            while (MissingBlocks(start, count + missing.Count) is { } more && more.Count != missing.Count)
             {
-                await CreateRefBlockLockedAsync(blockIndex).ConfigureAwait(false);
+                missing = more;
+            }
+
+            if (missing.TrueForAll(b => b < _refTable.Length))
+            {
+                break;
+            }
+
+            // The table grows into free space; the search starts again over the new layout.
+            await GrowRefcountTableLockedAsync(missing.Find(b => b >= _refTable.Length)).ConfigureAwait(false);
+        }
+
+        var offset = start << _clusterBits;
+        var total = count + missing.Count;
+        await CheckNotMetadataAsync(offset, (long)total << _clusterBits).ConfigureAwait(false);
+        await EnsureFileLengthAsync(offset + ((long)total << _clusterBits)).ConfigureAwait(false);
+        var created = new List<Qcow2Table>();
+        for (var i = 0; i < missing.Count; i++)
+        {
+            var blockOffset = (start + count + i) << _clusterBits;
+            created.Add(_refCache.CreateNew(blockOffset));
+            _refTable[missing[i]] = (ulong)blockOffset;
+        }
+
+        for (var i = 0; i < total; i++)
+        {
+            await SetRefcountLockedAsync(start + i, 1).ConfigureAwait(false);
+        }
+
+        if (created.Count > 0)
+        {
+            foreach (var block in created)
+            {
+                await _refCache.WriteOneAsync(block).ConfigureAwait(false);
+            }
+
+            await _file.FlushAsync().ConfigureAwait(false);
+            var entry = new byte[8];
+            foreach (var b in missing)
+            {
+                BinaryPrimitives.WriteUInt64BigEndian(entry, _refTable[b]);
+                await _file.WriteAsync(_header.RefcountTableOffset + (b * 8), entry).ConfigureAwait(false);
+            }
+        }
+
+        if (count == 1 || start == Math.Max(_freeHint, 1))
+        {
+            _freeHint = start + total;
+        }
+
+        return offset;
+    }
+
+    /// <summary>Refcount blocks that do not exist yet for clusters [start, start+length).</summary>
+    private List<long> MissingBlocks(long start, long length)
+    {
+        var list = new List<long>();
+        for (var b = start / RefBlockEntries; b <= (start + length - 1) / RefBlockEntries; b++)
+        {
+            if (RefBlockOffset(b) == 0)
+            {
+                list.Add(b);
+            }
+        }
+
+        return list;
+    }
+
+    /// <summary>First run of <paramref name="length"/> free clusters from <paramref name="from"/>; clusters without a refcount block are free.</summary>
+    private async ValueTask<long> FindFreeRunAsync(long from, long length)
+    {
+        var c = from;
+        long start = c, run = 0;
+        while (run < length)
+        {
+            if (RefBlockOffset(c / RefBlockEntries) == 0)
+            {
+                // A whole range without a block is free.
+                var rangeEnd = ((c / RefBlockEntries) + 1) * RefBlockEntries;
+                if (run == 0)
+                {
+                    start = c;
+                }
+
+                run += rangeEnd - c;
+                c = rangeEnd;
                 continue;
             }
 
@@ -147,22 +238,8 @@ public sealed partial class Qcow2Node
             c++;
         }
 
-        for (var i = 0; i < count; i++)
-        {
-            await SetRefcountLockedAsync(start + i, 1).ConfigureAwait(false);
-        }
-
-        if (count == 1 || start == Math.Max(_freeHint, 1))
-        {
-            _freeHint = start + count;
-        }
-
-        var offset = start << _clusterBits;
-        await CheckNotMetadataAsync(offset, (long)count << _clusterBits).ConfigureAwait(false);
-        await EnsureFileLengthAsync(offset + ((long)count << _clusterBits)).ConfigureAwait(false);
-        return offset;
+        return start;
     }
-
     /// <summary>A newly allocated range must not overlap the header or fixed tables; if it does, refcounts are wrong.</summary>
     private async ValueTask CheckNotMetadataAsync(long offset, long length)
     {
@@ -226,32 +303,6 @@ public sealed partial class Qcow2Node
         }
 
         await SetRefcountLockedAsync(c, rc + 1).ConfigureAwait(false);
-    }
-
-    /// <summary>
-    /// Creates refcount block <paramref name="blockIndex"/> in the first cluster it covers (free, since
-    /// no block describes it), describing itself. The block reaches the file, flushed, before the
-    /// refcount table entry that points to it.
-    /// </summary>
-    private async ValueTask CreateRefBlockLockedAsync(long blockIndex)
-    {
-        if (blockIndex >= _refTable.Length)
-        {
-            await GrowRefcountTableLockedAsync(blockIndex).ConfigureAwait(false);
-            return;
-        }
-
-        var offset = blockIndex * RefBlockEntries << _clusterBits;
-        await CheckNotMetadataAsync(offset, _clusterSize).ConfigureAwait(false);
-        await EnsureFileLengthAsync(offset + _clusterSize).ConfigureAwait(false);
-        var block = _refCache.CreateNew(offset);
-        SetRefcountEntry(block.Data, 0, RefBits, 1);
-        await _refCache.WriteOneAsync(block).ConfigureAwait(false);
-        await _file.FlushAsync().ConfigureAwait(false);
-        var buf = new byte[8];
-        BinaryPrimitives.WriteUInt64BigEndian(buf, (ulong)offset);
-        await _file.WriteAsync(_header.RefcountTableOffset + (blockIndex * 8), buf).ConfigureAwait(false);
-        _refTable[blockIndex] = (ulong)offset;
     }
 
     /// <summary>
