@@ -78,6 +78,25 @@ internal sealed class InMemoryFileNode : BlockNode
         return ValueTask.CompletedTask;
     }
 
+    /// <summary>Bytes punched by discards; a punched range reads as zeroes, like a hole.</summary>
+    public long DiscardedBytes;
+
+    protected override ValueTask DiscardCoreAsync(long offset, long length)
+    {
+        _resize.EnterReadLock();
+        try
+        {
+            _data.AsSpan((int)offset, (int)length).Clear();
+        }
+        finally
+        {
+            _resize.ExitReadLock();
+        }
+
+        Interlocked.Add(ref DiscardedBytes, length);
+        return ValueTask.CompletedTask;
+    }
+
     protected override ValueTask FlushCoreAsync()
     {
         Interlocked.Increment(ref FlushCount);

@@ -273,7 +273,8 @@ public sealed partial class Qcow2Node
     }
 
     /// <summary>Drops one reference to each of <paramref name="count"/> host clusters from <paramref name="offset"/>.</summary>
-    private async ValueTask FreeClustersLockedAsync(long offset, int count)
+    /// <remarks>Clusters whose refcount reaches zero are added to <paramref name="released"/> when given.</remarks>
+    private async ValueTask FreeClustersLockedAsync(long offset, int count, List<long>? released = null)
     {
         var first = offset >> _clusterBits;
         for (var c = first; c < first + count; c++)
@@ -287,6 +288,7 @@ public sealed partial class Qcow2Node
             await SetRefcountLockedAsync(c, rc - 1).ConfigureAwait(false);
             if (rc == 1)
             {
+                released?.Add(c << _clusterBits);
                 _l2Cache.Remove(c << _clusterBits);
                 _freeHint = Math.Min(_freeHint, c);
             }

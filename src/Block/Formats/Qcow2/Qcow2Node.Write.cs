@@ -388,7 +388,7 @@ public sealed partial class Qcow2Node
     }
 
     /// <summary>Drops the reference an L2 entry held: its data cluster, or the clusters a compressed cluster spans.</summary>
-    private async ValueTask FreeEntryLockedAsync(ulong entry)
+    private async ValueTask FreeEntryLockedAsync(ulong entry, List<long>? released = null)
     {
         if (HasExternalData)
         {
@@ -400,14 +400,14 @@ public sealed partial class Qcow2Node
             var (coffset, csize) = CompressedExtent(entry);
             var firstCluster = coffset & ClusterOffsetMask;
             var count = (int)((AlignUp(coffset + csize, _clusterSize) - firstCluster) >> _clusterBits);
-            await FreeClustersLockedAsync(firstCluster, count).ConfigureAwait(false);
+            await FreeClustersLockedAsync(firstCluster, count, released).ConfigureAwait(false);
             return;
         }
 
         var host = (long)(entry & Qcow2Format.OffsetMask);
         if (host != 0)
         {
-            await FreeClustersLockedAsync(host, 1).ConfigureAwait(false);
+            await FreeClustersLockedAsync(host, 1, released).ConfigureAwait(false);
         }
     }
 }

@@ -154,10 +154,13 @@ public sealed partial class Qcow2Node
             if (toFree is not null)
             {
                 await WriteBackLockedAsync().ConfigureAwait(false);
+                var released = new List<long>();
                 foreach (var old in toFree)
                 {
-                    await FreeEntryLockedAsync(old).ConfigureAwait(false);
+                    await FreeEntryLockedAsync(old, released).ConfigureAwait(false);
                 }
+
+                await DiscardReleasedLockedAsync(released).ConfigureAwait(false);
             }
 
             await WriteBackIfFullLockedAsync().ConfigureAwait(false);
@@ -218,5 +221,33 @@ public sealed partial class Qcow2Node
 
         var mask = SubclusterMask(zs, ze);
         return (entry, (bitmap & ~mask) | (mask << 32), false);
+    }
+
+    /// <summary>
+    /// Passes the discard down (QEMU's pass-discard-request): clusters no longer referenced are punched
+    /// in the image file. Safe under the metadata lock: nothing can reuse them before this returns.
+    /// Advisory, so failures are ignored.
+    /// </summary>
+    private async ValueTask DiscardReleasedLockedAsync(List<long> released)
+    {
+        released.Sort();
+        for (var i = 0; i < released.Count;)
+        {
+            var start = released[i];
+            var end = start + _clusterSize;
+            for (i++; i < released.Count && released[i] == end; i++)
+            {
+                end += _clusterSize;
+            }
+
+            try
+            {
+                await _file.DiscardAsync(start, end - start).ConfigureAwait(false);
+            }
+            catch (BlockException)
+            {
+                // The space stays allocated in the file; the image is consistent either way.
+            }
+        }
     }
 }
