@@ -34,6 +34,25 @@ public sealed class Qcow2OptionsTests
     }
 
     [Fact]
+    public async Task CacheCleanIntervalDropsUnusedTables()
+    {
+        using var dir = new TempDir();
+        Ok("qemu-img", "create", "-f", "qcow2", "-o", "cluster_size=4096", dir["c.qcow2"], "16M");
+        Ok("qemu-io", "-f", "qcow2", "-c", "write -P 1 0 16M", dir["c.qcow2"]);
+        await using var h = new Qcow2Harness();
+        var node = await h.OpenAsync(dir["c.qcow2"], """{"cache-clean-interval": 1}""", readOnly: true);
+        await Qcow2Harness.ReadAllAsync(node);
+        Assert.Equal(8, node.L2CacheCount);
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (node.L2CacheCount > 0 && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(200);
+        }
+
+        Assert.Equal(0, node.L2CacheCount);
+    }
+
+    [Fact]
     public async Task LazyRefcountsSetTheDirtyBitUntilClose()
     {
         using var dir = new TempDir();

@@ -78,6 +78,8 @@ public sealed partial class Qcow2Node : BlockNode
 
     internal int RefcountCacheCapacity => _refCache.Capacity;
 
+    internal int L2CacheCount => _l2Cache.Count;
+
     /// <summary>Why the image was marked corrupt during this session, if it was.</summary>
     public string? CorruptReason => _corruptReason;
 
