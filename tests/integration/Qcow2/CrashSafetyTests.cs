@@ -84,7 +84,7 @@ public sealed class CrashSafetyTests
             Assert.False(report.TryGetProperty("corruptions", out var c) && c.GetInt32() > 0, check.Stdout);
         }
 
-        Assert.NotEmpty(durable);
+        Assert.True(durable.Count > 100, $"only {durable.Count} durable writes before the kills");
         var reads = durable.SelectMany(w => new[] { "-c", $"read -q -P {w.Pattern} {w.Offset} {w.Size}" }).ToList();
         for (var i = 0; i < reads.Count; i += 400)
         {
