@@ -45,13 +45,13 @@ public sealed class CrashSafetyTests
         var image = dir["top.qcow2"];
         if (withBacking)
         {
-            (await Tool.RunAsync("qemu-img", "create", "-f", "qcow2", dir["base.qcow2"], "1G")).Check("base");
+            (await Tool.RunAsync("qemu-img", "create", "-f", "qcow2", dir["base.qcow2"], "4G")).Check("base");
             (await Tool.RunAsync("qemu-io", "-f", "qcow2", "-c", "write -P 0xbb 0 512M", dir["base.qcow2"])).Check("fill base");
             (await Tool.RunAsync("qemu-img", "create", "-f", "qcow2", "-b", dir["base.qcow2"], "-F", "qcow2", image)).Check("overlay");
         }
         else
         {
-            (await Tool.RunAsync("qemu-img", "create", "-f", "qcow2", image, "1G")).Check("create");
+            (await Tool.RunAsync("qemu-img", "create", "-f", "qcow2", image, "4G")).Check("create");
         }
 
         await File.WriteAllTextAsync(dir["writer.py"], Writer);
