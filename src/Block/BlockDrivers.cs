@@ -1,4 +1,5 @@
 using ExportServer.Block.Core;
+using ExportServer.Block.Formats.Qcow2;
 using ExportServer.Block.Formats.Raw;
 using ExportServer.Block.Protocols.File;
 using ExportServer.Block.Protocols.Null;
@@ -15,5 +16,6 @@ public static class BlockDrivers
         graph.Register(RawDriver.Instance);
         graph.Register(NullDriver.Co);
         graph.Register(NullDriver.Aio);
+        graph.Register(new Qcow2Driver());
     }
 }

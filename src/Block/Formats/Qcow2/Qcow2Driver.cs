@@ -1,0 +1,217 @@
+using System.Text.Json.Nodes;
+using ExportServer.Block.Core;
+using ExportServer.Block.Core.Options;
+using ExportServer.Block.Formats.Probe;
+
+namespace ExportServer.Block.Formats.Qcow2;
+
+/// <summary>
+/// The "qcow2" driver: options file, backing (node name; null = none; object = inline; absent = the
+/// header's backing file, opened read-only relative to the image's directory with the header's
+/// backing format or a probe), data-file, lazy-refcounts, l2-cache-size, refcount-cache-size,
+/// cache-size, cache-clean-interval, and snapshot.id / snapshot.name (open an internal snapshot read-only).
+/// </summary>
+public sealed class Qcow2Driver : IBlockDriver
+{
+    /// <summary>Files whose backing chain is being opened in this async flow, to refuse loops.</summary>
+    private static readonly AsyncLocal<List<string>?> s_opening = new();
+
+    public string Name => "qcow2";
+
+    public async ValueTask<BlockNode> OpenAsync(BlockOpenContext context, OptionReader options)
+    {
+        var file = await context.OpenChildAsync(options, "file").ConfigureAwait(false)
+                   ?? throw BlockException.Invalid($"Parameter '{options.FullName("file")}' is missing");
+        var qcowOptions = ReadOptions(options);
+        var node = await Qcow2Node.OpenAsync(context.NodeName, context.ReadOnly, file, qcowOptions).ConfigureAwait(false);
+        try
+        {
+            await OpenDataFileAsync(context, options, node, file).ConfigureAwait(false);
+            await OpenBackingAsync(context, options, node, file).ConfigureAwait(false);
+            return node;
+        }
+        catch
+        {
+            await node.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    private static Qcow2Options ReadOptions(OptionReader options)
+    {
+        var l2 = options.GetSize("l2-cache-size");
+        var refcount = options.GetSize("refcount-cache-size");
+        var combined = options.GetSize("cache-size");
+        if (combined is { } total)
+        {
+            if (l2 is not null && refcount is not null)
+            {
+                throw BlockException.Invalid("cache-size, l2-cache-size and refcount-cache-size may not be set at the same time");
+            }
+
+            // As QEMU: whatever is not given explicitly is the rest of the combined size.
+            l2 ??= refcount is null ? total * 3 / 4 : total - refcount.Value;
+            refcount ??= total - l2.Value;
+            if (l2 < 0 || refcount < 0)
+            {
+                throw BlockException.Invalid($"l2-cache-size + refcount-cache-size may not exceed cache-size ({total})");
+            }
+        }
+
+        var interval = options.GetInt("cache-clean-interval") ?? Qcow2Options.DefaultCacheCleanInterval;
+        if (interval is < 0 or > int.MaxValue)
+        {
+            throw BlockException.Invalid("Cache clean interval too big");
+        }
+
+        string? snapshot = null;
+        if (options.GetObject("snapshot") is { } s)
+        {
+            snapshot = s.GetString("id") ?? s.GetString("name");
+            s.EnsureAllConsumed();
+        }
+
+        // Accepted for compatibility; overlap checks and discard passing are not configurable here.
+        options.Consume("overlap-check");
+        options.Consume("pass-discard-request");
+        options.Consume("pass-discard-snapshot");
+        options.Consume("pass-discard-other");
+        return new Qcow2Options
+        {
+            LazyRefcounts = options.GetBool("lazy-refcounts"),
+            L2CacheSize = l2,
+            RefcountCacheSize = refcount,
+            CacheCleanInterval = (int)interval,
+            Snapshot = snapshot,
+        };
+    }
+
+    private static async ValueTask OpenDataFileAsync(BlockOpenContext context, OptionReader options, Qcow2Node node, BlockNode file)
+    {
+        var given = options.Has("data-file");
+        if (!node.Header.HasDataFile)
+        {
+            options.Consume("data-file");
+            if (given)
+            {
+                throw BlockException.Invalid("'data-file' can only be set for images with an external data file");
+            }
+
+            return;
+        }
+
+        BlockNode? data;
+        if (given)
+        {
+            data = await context.OpenChildAsync(options, "data-file").ConfigureAwait(false);
+        }
+        else
+        {
+            options.Consume("data-file");
+            var name = node.Header.DataFile
+                       ?? throw BlockException.Invalid($"qcow2: image '{file.FileName}' has an external data file but no data file name");
+            data = await OpenInlineAsync(context, "data-file", new JsonObject
+            {
+                ["driver"] = "file",
+                ["filename"] = ResolveRelative(file.FileName, name),
+            }).ConfigureAwait(false);
+        }
+
+        node.AttachDataFile(data!);
+    }
+
+    private static async ValueTask OpenBackingAsync(BlockOpenContext context, OptionReader options, Qcow2Node node, BlockNode file)
+    {
+        BlockNode? backing;
+        if (options.Options.TryGetPropertyValue("backing", out var raw))
+        {
+            options.Consume("backing");
+            if (raw is null)
+            {
+                return;
+            }
+
+            backing = await context.OpenChildAsync(options, "backing").ConfigureAwait(false);
+        }
+        else
+        {
+            var name = node.Header.BackingFile;
+            if (name is null)
+            {
+                return;
+            }
+
+            backing = await OpenHeaderBackingAsync(context, file, name, node.Header.BackingFormat).ConfigureAwait(false);
+        }
+
+        if (backing is not null)
+        {
+            node.AttachBacking(backing);
+        }
+    }
+
+    private static async ValueTask<BlockNode> OpenHeaderBackingAsync(BlockOpenContext context, BlockNode file, string name, string? format)
+    {
+        var path = ResolveRelative(file.FileName, name);
+        var chain = s_opening.Value ?? new List<string> { Path.GetFullPath(file.FileName.Length > 0 ? file.FileName : ".") };
+        if (chain.Contains(Path.GetFullPath(path)))
+        {
+            throw BlockException.Invalid($"qcow2: backing file loop: {string.Join(" -> ", chain.Select(c => $"'{c}'"))} -> '{path}'");
+        }
+
+        var previous = s_opening.Value;
+        s_opening.Value = [.. chain, Path.GetFullPath(path)];
+        try
+        {
+            var fileOptions = new JsonObject { ["driver"] = "file", ["filename"] = path, ["read-only"] = true };
+            if (format is null)
+            {
+                var protocol = await OpenInlineAsync(context, "backing", fileOptions).ConfigureAwait(false);
+                var head = new byte[(int)Math.Min(protocol.Length, FormatProbe.ProbeLength)];
+                await protocol.ReadAsync(0, head).ConfigureAwait(false);
+                format = FormatProbe.Probe(head, path);
+                if (format == "raw" && !context.Graph.HasDriver("raw"))
+                {
+                    return protocol;
+                }
+
+                return await OpenInlineAsync(context, "backing", new JsonObject
+                {
+                    ["driver"] = format,
+                    ["file"] = protocol.NodeName,
+                    ["read-only"] = true,
+                }).ConfigureAwait(false);
+            }
+
+            return await OpenInlineAsync(context, "backing", new JsonObject
+            {
+                ["driver"] = format,
+                ["file"] = fileOptions,
+                ["read-only"] = true,
+            }).ConfigureAwait(false);
+        }
+        finally
+        {
+            s_opening.Value = previous;
+        }
+    }
+
+    /// <summary>Opens a child from options built here, with the parent's inherited settings.</summary>
+    private static async ValueTask<BlockNode> OpenInlineAsync(BlockOpenContext context, string key, JsonObject child)
+    {
+        var holder = new OptionReader(new JsonObject { [key] = child });
+        return (await context.OpenChildAsync(holder, key).ConfigureAwait(false))!;
+    }
+
+    /// <summary>QEMU's rule: a relative backing name is relative to the directory of the image that names it.</summary>
+    public static string ResolveRelative(string imageFileName, string name)
+    {
+        if (Path.IsPathRooted(name) || imageFileName.Length == 0)
+        {
+            return name;
+        }
+
+        var dir = Path.GetDirectoryName(imageFileName);
+        return string.IsNullOrEmpty(dir) ? name : Path.Combine(dir, name);
+    }
+}

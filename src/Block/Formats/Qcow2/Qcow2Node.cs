@@ -1,0 +1,353 @@
+using System.Buffers.Binary;
+using ExportServer.Block.Core;
+
+namespace ExportServer.Block.Formats.Qcow2;
+
+/// <summary>
+/// A qcow2 image as a block node. Split by on-disk concern: the cluster map (L1/L2, ClusterMap.cs),
+/// refcounts (Refcounts.cs), reads and block status (Read.cs), writes/zeroes/discard/resize
+/// (Write.cs), snapshots (Snapshots.cs).
+/// Concurrency: metadata changes run under one async lock (<see cref="_meta"/>); guest ranges whose
+/// mapping may change are serialised per cluster by <see cref="_clusterLocks"/>; reads take no lock.
+/// Crash safety (a kill at any moment leaves at most leaked clusters): refcount increments reach the
+/// file, and are flushed, before any L2 or L1 entry pointing at the new cluster; guest data is written
+/// before the L2 entry that maps it; an L2 entry is cleared and written before the refcount of the
+/// cluster it pointed at is decremented.
+/// </summary>
+public sealed partial class Qcow2Node : BlockNode
+{
+    private readonly BlockNode _file;
+    private readonly Qcow2Header _header;
+    private readonly int _clusterBits;
+    private readonly int _clusterSize;
+    private readonly int _l2Bits;
+    private readonly int _subclusterBits;
+    private readonly Qcow2TableCache _l2Cache;
+    private readonly Qcow2TableCache _refCache;
+    private readonly SemaphoreSlim _meta = new(1, 1);
+    private readonly RangeLock _clusterLocks = new();
+    private readonly bool _lazyRefcounts;
+    private readonly Timer? _cleanTimer;
+    private BlockNode _data;
+    private ulong[] _l1;
+    private long _l1Offset;
+    private List<Qcow2Snapshot> _snapshots;
+    private bool _dirtyBitWritten;
+    private string? _corruptReason;
+
+    private Qcow2Node(string nodeName, bool readOnly, BlockNode file, Qcow2Header header, Qcow2Options options)
+        : base(nodeName, readOnly)
+    {
+        _file = file;
+        _data = file;
+        _header = header;
+        _clusterBits = header.ClusterBits;
+        _clusterSize = header.ClusterSize;
+        _l2Bits = header.L2Bits;
+        _subclusterBits = header.ExtendedL2 ? _clusterBits - 5 : _clusterBits;
+        _l1 = [];
+        _refTable = [];
+        _snapshots = [];
+        _l1Offset = header.L1TableOffset;
+        _lazyRefcounts = options.LazyRefcounts ?? header.LazyRefcounts;
+        Length = header.Size;
+        Limits = new BlockLimits(RequestAlignment: 1, DiscardGranularity: _clusterSize, OptimalTransfer: _clusterSize);
+
+        // Default L2 cache maps the whole image (capped); see Qcow2Options.
+        var l2Tables = Math.Max(1L, ((header.Size >> _clusterBits) + (1L << _l2Bits) - 1) >> _l2Bits);
+        var l2Bytes = options.L2CacheSize ?? Math.Min(l2Tables * _clusterSize, Qcow2Options.DefaultL2CacheMax);
+        var refBytes = options.RefcountCacheSize ?? Math.Max(l2Bytes / 4, 4L * _clusterSize);
+        _l2Cache = new Qcow2TableCache(file, _clusterSize, (int)Math.Clamp(l2Bytes / _clusterSize, 2, int.MaxValue));
+        _refCache = new Qcow2TableCache(file, _clusterSize, (int)Math.Clamp(refBytes / _clusterSize, 4, int.MaxValue));
+        if (options.CacheCleanInterval > 0)
+        {
+            var period = TimeSpan.FromSeconds(options.CacheCleanInterval);
+            _cleanTimer = new Timer(_ => DropUnusedTables(), null, period, period);
+        }
+    }
+
+    public override string DriverName => "qcow2";
+
+    public override bool CanTruncate => true;
+
+    protected override bool SupportsWriteZeroes => _header.Version >= 3;
+
+    internal Qcow2Header Header => _header;
+
+    internal int L2CacheCapacity => _l2Cache.Capacity;
+
+    internal int RefcountCacheCapacity => _refCache.Capacity;
+
+    internal int L2CacheCount => _l2Cache.Count;
+
+    /// <summary>Why the image was marked corrupt during this session, if it was.</summary>
+    public string? CorruptReason => _corruptReason;
+
+    private long ClusterOffsetMask => ~((long)_clusterSize - 1);
+
+    private bool HasExternalData => _header.HasDataFile;
+
+    /// <summary>
+    /// Reads and validates the header and the tables it points to. The caller attaches the backing
+    /// node and the external data file (<see cref="AttachBacking"/>, <see cref="AttachDataFile"/>).
+    /// </summary>
+    internal static async ValueTask<Qcow2Node> OpenAsync(string nodeName, bool readOnly, BlockNode file, Qcow2Options options)
+    {
+        var fileLength = file.Length;
+        var probe = new byte[(int)Math.Min(fileLength, 1 << Qcow2Format.MaxClusterBits)];
+        if (probe.Length > 0)
+        {
+            await file.ReadAsync(0, probe).ConfigureAwait(false);
+        }
+
+        var cbits = probe.Length >= 24 ? BinaryPrimitives.ReadUInt32BigEndian(probe.AsSpan(20)) : 0;
+        var headerBytes = cbits is >= Qcow2Format.MinClusterBits and <= Qcow2Format.MaxClusterBits
+            ? probe.AsSpan(0, (int)Math.Min(probe.Length, 1L << (int)cbits))
+            : probe;
+        var header = Qcow2Header.Read(headerBytes, fileLength, file.FileName);
+        if (options.Snapshot is not null)
+        {
+            readOnly = true;
+        }
+
+        if (!readOnly && header.IsCorrupt)
+        {
+            throw BlockException.Invalid($"qcow2: Image '{file.FileName}' is corrupt; cannot be opened read/write");
+        }
+
+        if (options.LazyRefcounts == true && header.Version < 3)
+        {
+            throw BlockException.Invalid("Lazy refcounts require a qcow2 image with at least qemu 1.1 compatibility level");
+        }
+
+        var node = new Qcow2Node(nodeName, readOnly, file, header, options);
+        try
+        {
+            node._l1 = await node.ReadL1Async(header.L1TableOffset, header.L1Size).ConfigureAwait(false);
+            await node.LoadRefcountTableAsync().ConfigureAwait(false);
+            await node.LoadSnapshotsAsync().ConfigureAwait(false);
+            if (options.Snapshot is not null)
+            {
+                await node.SelectSnapshotAsync(options.Snapshot).ConfigureAwait(false);
+            }
+
+            if (!readOnly)
+            {
+                await node.PrepareForWritingAsync().ConfigureAwait(false);
+            }
+
+            node.AttachChild("file", ChildRole.File, file);
+            return node;
+        }
+        catch
+        {
+            node._cleanTimer?.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>On a read-write open: repair a dirty image's refcounts and clear the autoclear bits we do not maintain.</summary>
+    private async ValueTask PrepareForWritingAsync()
+    {
+        if (_header.IsDirty)
+        {
+            await RebuildRefcountsAsync().ConfigureAwait(false);
+            _header.IncompatibleFeatures &= ~Qcow2Format.IncompatDirty;
+            await WriteIncompatibleFeaturesAsync().ConfigureAwait(false);
+        }
+
+        // Persistent bitmaps are not maintained: clearing their autoclear bit tells QEMU they are stale.
+        var keep = _header.AutoclearFeatures & Qcow2Format.AutoclearDataFileRaw;
+        if (_header.AutoclearFeatures != keep)
+        {
+            _header.AutoclearFeatures = keep;
+            await WriteHeaderAsync().ConfigureAwait(false);
+        }
+    }
+
+    internal void AttachBacking(BlockNode backing) => AttachChild("backing", ChildRole.Backing, backing);
+
+    internal void AttachDataFile(BlockNode dataFile)
+    {
+        _data = dataFile;
+        AttachChild("data-file", ChildRole.File, dataFile);
+    }
+
+    private async ValueTask<ulong[]> ReadL1Async(long offset, int entries)
+    {
+        var bytes = new byte[entries * 8];
+        if (bytes.Length > 0)
+        {
+            await _file.ReadAsync(offset, bytes).ConfigureAwait(false);
+        }
+
+        var l1 = new ulong[entries];
+        for (var i = 0; i < entries; i++)
+        {
+            l1[i] = BinaryPrimitives.ReadUInt64BigEndian(bytes.AsSpan(i * 8));
+        }
+
+        return l1;
+    }
+
+    /// <summary>Writes the whole header cluster (size, tables, extensions, backing name).</summary>
+    private async ValueTask WriteHeaderAsync()
+    {
+        var buf = new byte[_clusterSize];
+        _header.Write(buf);
+        await _file.WriteAsync(0, buf).ConfigureAwait(false);
+        await _file.FlushAsync().ConfigureAwait(false);
+    }
+
+    private async ValueTask WriteIncompatibleFeaturesAsync()
+    {
+        var buf = new byte[8];
+        Qcow2Header.WriteIncompatibleFeatures(buf, _header.IncompatibleFeatures);
+        await _file.WriteAsync(Qcow2Header.OffIncompatibleFeatures, buf).ConfigureAwait(false);
+        await _file.FlushAsync().ConfigureAwait(false);
+    }
+
+    /// <summary>Lazy refcounts: the dirty bit is set (and flushed) before the first metadata change.</summary>
+    private async ValueTask MarkDirtyAsync()
+    {
+        if (!_lazyRefcounts || _dirtyBitWritten)
+        {
+            return;
+        }
+
+        _header.IncompatibleFeatures |= Qcow2Format.IncompatDirty;
+        await WriteIncompatibleFeaturesAsync().ConfigureAwait(false);
+        _dirtyBitWritten = true;
+    }
+
+    /// <summary>
+    /// Records an inconsistency found while writing: sets the corrupt bit on disk, refuses further
+    /// writes, and returns the EIO to throw.
+    /// </summary>
+    private async ValueTask<BlockException> MarkCorruptAsync(string reason)
+    {
+        var message = $"qcow2: Marking image as corrupt: {reason}; further corruption events will be suppressed";
+        if (_corruptReason is null)
+        {
+            _corruptReason = reason;
+            _header.IncompatibleFeatures |= Qcow2Format.IncompatCorrupt;
+            try
+            {
+                await WriteIncompatibleFeaturesAsync().ConfigureAwait(false);
+            }
+            catch (BlockException)
+            {
+                // The image stays refused in memory; the caller still gets EIO.
+            }
+        }
+
+        return BlockException.Io(message);
+    }
+
+    private void CheckNotCorrupt()
+    {
+        if (_corruptReason is not null)
+        {
+            throw BlockException.Io($"qcow2: image '{FileName}' is marked corrupt ({_corruptReason}); writes are refused");
+        }
+    }
+
+    /// <summary>
+    /// Writes every dirty table in dependency order: refcount blocks, flush, L2 tables. With lazy
+    /// refcounts the L2 tables do not wait for the refcounts (the dirty bit covers them).
+    /// The caller holds the metadata lock.
+    /// </summary>
+    private async ValueTask WriteBackLockedAsync()
+    {
+        if (_refCache.DirtyCount > 0)
+        {
+            await _refCache.WriteBackAsync().ConfigureAwait(false);
+            if (_l2Cache.DirtyCount > 0 && !_lazyRefcounts)
+            {
+                await _file.FlushAsync().ConfigureAwait(false);
+            }
+        }
+
+        if (_l2Cache.DirtyCount > 0)
+        {
+            // Guest data of newly mapped clusters is flushed before the L2 entries that expose it.
+            if (_data != _file)
+            {
+                await _data.FlushAsync().ConfigureAwait(false);
+            }
+
+            await _l2Cache.WriteBackAsync().ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// Writes back when dirty tables hold a cache above its size (clean ones are evicted first), so
+    /// a cache that maps the whole image is only written on flush, as QEMU does.
+    /// </summary>
+    private async ValueTask WriteBackIfFullLockedAsync()
+    {
+        if (_l2Cache.Count > _l2Cache.Capacity || _refCache.Count > _refCache.Capacity)
+        {
+            await WriteBackLockedAsync().ConfigureAwait(false);
+        }
+    }
+
+    protected override async ValueTask FlushCoreAsync()
+    {
+        if (!IsReadOnly)
+        {
+            await _meta.WaitAsync().ConfigureAwait(false);
+            try
+            {
+                await WriteBackLockedAsync().ConfigureAwait(false);
+            }
+            finally
+            {
+                _meta.Release();
+            }
+        }
+
+        if (_data != _file)
+        {
+            await _data.FlushAsync().ConfigureAwait(false);
+        }
+
+        await _file.FlushAsync().ConfigureAwait(false);
+    }
+
+    private void DropUnusedTables()
+    {
+        _l2Cache.DropUnused();
+        _refCache.DropUnused();
+    }
+
+    protected override async ValueTask DisposeCoreAsync()
+    {
+        if (_cleanTimer is not null)
+        {
+            await _cleanTimer.DisposeAsync().ConfigureAwait(false);
+        }
+
+        if (IsReadOnly || _corruptReason is not null)
+        {
+            return;
+        }
+
+        await _meta.WaitAsync().ConfigureAwait(false);
+        try
+        {
+            await WriteBackLockedAsync().ConfigureAwait(false);
+            await _file.FlushAsync().ConfigureAwait(false);
+            if (_dirtyBitWritten)
+            {
+                _header.IncompatibleFeatures &= ~Qcow2Format.IncompatDirty;
+                await WriteIncompatibleFeaturesAsync().ConfigureAwait(false);
+                _dirtyBitWritten = false;
+            }
+        }
+        finally
+        {
+            _meta.Release();
+        }
+    }
+}

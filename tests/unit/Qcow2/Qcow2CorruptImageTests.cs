@@ -1,0 +1,150 @@
+using System.Buffers.Binary;
+using ExportServer.Block.Core;
+using ExportServer.Block.Formats.Qcow2;
+using Xunit;
+using static ExportServer.UnitTests.Qcow2.QemuTools;
+
+namespace ExportServer.UnitTests.Qcow2;
+
+/// <summary>Damaged images are refused with an error naming the field; inconsistencies found while writing mark the image corrupt.</summary>
+public sealed class Qcow2CorruptImageTests
+{
+    private static byte[] Fresh(TempDir dir, string options = "cluster_size=65536")
+    {
+        Ok("qemu-img", "create", "-f", "qcow2", "-o", options, dir["x.qcow2"], "16M");
+        Ok("qemu-io", "-f", "qcow2", "-c", "write -P 0x5a 0 128k", dir["x.qcow2"]);
+        return File.ReadAllBytes(dir["x.qcow2"]);
+    }
+
+    private static async Task<BlockException> OpenFails(byte[] image, bool readOnly = true)
+    {
+        await using var h = new Qcow2Harness();
+        h.Files.Files["img"] = image;
+        return await Assert.ThrowsAsync<BlockException>(() => h.OpenAsync("img", readOnly: readOnly));
+    }
+
+    [Fact]
+    public async Task TruncatedHeader()
+    {
+        using var dir = new TempDir();
+        var e = await OpenFails(Fresh(dir)[..50]);
+        Assert.Contains("header truncated", e.Message);
+    }
+
+    [Theory]
+    [InlineData(40, 8, 0x10000000L, "l1_table_offset")]
+    [InlineData(40, 8, 0x10001L, "l1_table_offset")]
+    [InlineData(48, 8, 0L, "refcount_table_offset")]
+    [InlineData(24, 8, 1L << 62, "size")]
+    [InlineData(36, 4, 0xffffffffL, "l1_size")]
+    [InlineData(20, 4, 30L, "cluster_bits")]
+    [InlineData(56, 4, 0x10000000L, "refcount_table_clusters")]
+    [InlineData(96, 4, 9L, "refcount_order")]
+    [InlineData(60, 4, 0x7fffffffL, "nb_snapshots")]
+    public async Task BadFieldIsNamed(int offset, int width, long value, string field)
+    {
+        using var dir = new TempDir();
+        var image = Fresh(dir);
+        if (width == 8)
+        {
+            BinaryPrimitives.WriteInt64BigEndian(image.AsSpan(offset), value);
+        }
+        else
+        {
+            BinaryPrimitives.WriteUInt32BigEndian(image.AsSpan(offset), (uint)value);
+        }
+
+        var e = await OpenFails(image);
+        Assert.Contains(field, e.Message);
+    }
+
+    [Fact]
+    public async Task UnknownIncompatibleFeatureIsRefused()
+    {
+        using var dir = new TempDir();
+        var image = Fresh(dir);
+        BinaryPrimitives.WriteUInt64BigEndian(image.AsSpan(72), 1UL << 40);
+        var e = await OpenFails(image);
+        Assert.Equal(Errno.ENOTSUP, e.Errno);
+        Assert.Contains("incompatible features", e.Message);
+    }
+
+    [Fact]
+    public async Task BackingLoopIsRefused()
+    {
+        using var dir = new TempDir();
+        Ok("qemu-img", "create", "-f", "qcow2", dir["b.qcow2"], "1M");
+        Ok("qemu-img", "create", "-f", "qcow2", "-b", "b.qcow2", "-F", "qcow2", dir["a.qcow2"]);
+        var bytes = File.ReadAllBytes(dir["b.qcow2"]);
+        var header = Qcow2Header.Read(bytes.AsSpan(0, 65536), bytes.Length, "b");
+        header.BackingFile = "a.qcow2";
+        header.BackingFormat = "qcow2";
+        header.Write(bytes.AsSpan(0, 65536));
+        File.WriteAllBytes(dir["b.qcow2"], bytes);
+
+        await using var h = new Qcow2Harness();
+        var e = await Assert.ThrowsAsync<BlockException>(() => h.OpenAsync(dir["a.qcow2"], readOnly: true));
+        Assert.Contains("backing file loop", e.Message);
+    }
+
+    [Fact]
+    public async Task CorruptBitRefusesReadWriteButAllowsReading()
+    {
+        using var dir = new TempDir();
+        var image = Fresh(dir);
+        BinaryPrimitives.WriteUInt64BigEndian(image.AsSpan(72), 2);
+        var e = await OpenFails(image, readOnly: false);
+        Assert.Contains("corrupt", e.Message);
+
+        await using var h = new Qcow2Harness();
+        h.Files.Files["img"] = image;
+        var node = await h.OpenAsync("img", readOnly: true);
+        var buf = new byte[4];
+        await node.ReadAsync(0, buf);
+        Assert.Equal(0x5a, buf[0]);
+    }
+
+    [Fact]
+    public async Task GarbageCompressedClusterIsAnIoError()
+    {
+        using var dir = new TempDir();
+        var raw = dir["r.raw"];
+        File.WriteAllBytes(raw, Enumerable.Range(0, 1 << 20).Select(i => (byte)(i % 7)).ToArray());
+        Ok("qemu-img", "convert", "-c", "-f", "raw", "-O", "qcow2", raw, dir["c.qcow2"]);
+        var bytes = File.ReadAllBytes(dir["c.qcow2"]);
+        Assert.True(bytes.Length < 6 * 65536, "the data should be stored compressed");
+
+        // Overwrite everything after the metadata clusters (where compressed data lives) with garbage.
+        new Random(1).NextBytes(bytes.AsSpan(5 * 65536));
+        await using var h = new Qcow2Harness();
+        h.Files.Files["img"] = bytes;
+        var node = await h.OpenAsync("img", readOnly: true);
+        var e = await Assert.ThrowsAsync<BlockException>(() => node.ReadAsync(0, new byte[4096]).AsTask());
+        Assert.Equal(Errno.EIO, e.Errno);
+    }
+
+    [Fact]
+    public async Task RefcountUnderflowWhileWritingMarksTheImageCorrupt()
+    {
+        using var dir = new TempDir();
+        var image = Fresh(dir);
+
+        // Layout of a fresh 64 KiB-cluster image: refcount block at 0x20000, first data cluster at 0x50000.
+        var map = Ok("qemu-img", "map", "--output=json", "-U", dir["x.qcow2"]);
+        Assert.Contains("\"offset\": 327680", map);
+        BinaryPrimitives.WriteUInt16BigEndian(image.AsSpan(0x20000 + (5 * 2)), 0);
+
+        await using var h = new Qcow2Harness();
+        h.Files.Files["img"] = image;
+        var node = await h.OpenAsync("img");
+        node.DiscardUnmap = true;
+        var e = await Assert.ThrowsAsync<BlockException>(() => node.DiscardAsync(0, 65536).AsTask());
+        Assert.Equal(Errno.EIO, e.Errno);
+        Assert.Contains("corrupt", e.Message);
+        Assert.NotNull(node.CorruptReason);
+        e = await Assert.ThrowsAsync<BlockException>(() => node.WriteAsync(0, new byte[512]).AsTask());
+        Assert.Equal(Errno.EIO, e.Errno);
+        var stored = h.Files.Opened["img"].Snapshot();
+        Assert.Equal(2UL, BinaryPrimitives.ReadUInt64BigEndian(stored.AsSpan(72)) & 2);
+    }
+}
