@@ -168,6 +168,11 @@ public abstract partial class BlockNode
                 await WriteUnalignedAsync(offset, buffer, flags).ConfigureAwait(false);
             }
 
+            if (!WrittenNotifiers.IsEmpty)
+            {
+                await WrittenNotifiers.InvokeAsync(this, offset, buffer.Length).ConfigureAwait(false);
+            }
+
             Stats.Write(buffer.Length);
         }
         catch
@@ -240,6 +245,11 @@ public abstract partial class BlockNode
             }
 
             await WriteZeroesAlignedAsync(offset, length, flags).ConfigureAwait(false);
+            if (!WrittenNotifiers.IsEmpty)
+            {
+                await WrittenNotifiers.InvokeAsync(this, offset, length).ConfigureAwait(false);
+            }
+
             Stats.Zero(length);
         }
         catch
@@ -337,6 +347,11 @@ public abstract partial class BlockNode
             }
 
             await DiscardCoreAsync(start, end - start).ConfigureAwait(false);
+            if (!WrittenNotifiers.IsEmpty)
+            {
+                await WrittenNotifiers.InvokeAsync(this, start, end - start).ConfigureAwait(false);
+            }
+
             Stats.Discard(end - start);
         }
         catch

@@ -75,6 +75,9 @@ public abstract partial class BlockNode : IAsyncDisposable
     /// <summary>Hooks called before every write-like request reaches the driver (dirty bitmaps, copy-before-write).</summary>
     public WriteNotifierList WriteNotifiers { get; } = new();
 
+    /// <summary>Hooks called after a write-like request succeeded (dirty tracking that must not miss data still in flight).</summary>
+    public WriteNotifierList WrittenNotifiers { get; } = new();
+
     protected void AttachChild(string name, ChildRole role, BlockNode node)
     {
         _children.Add(new BlockChild(name, role, node));

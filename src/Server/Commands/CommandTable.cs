@@ -17,5 +17,6 @@ internal static class CommandTable
         TransactionCommands.Register(dispatcher, context);
         JobCommands.Register(dispatcher, context);
         BlockJobCommands.Register(dispatcher, context);
+        MirrorJobCommands.Register(dispatcher, context);
     }
 }

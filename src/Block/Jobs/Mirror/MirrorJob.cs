@@ -1,0 +1,132 @@
+using ExportServer.Block.Bitmaps;
+using ExportServer.Block.Core;
+
+namespace ExportServer.Block.Jobs.Mirror;
+
+/// <summary>
+/// Mirror (and active commit, which is a mirror of the active layer into its base): copies the
+/// source to the target, then keeps copying what is written to the source (a notifier marks the
+/// bitmap once each write has reached the source, so a copy racing with it is redone) and reports
+/// READY whenever nothing is left. block-job-complete ends it in sync and
+/// pivots: <see cref="MirrorSettings.Pivot"/> moves the users of the source to the target. A soft
+/// cancel once ready ends it in sync without pivoting; the target is then a consistent copy.
+/// </summary>
+public sealed class MirrorJob(BlockNode source, BlockNode target, MirrorSettings settings) : JobBody
+{
+    private static readonly TimeSpan IdlePoll = TimeSpan.FromMilliseconds(200);
+    private DirtyBitmap? _bitmap;
+    private CopyEngine? _engine;
+    private WriteNotifier? _notifier;
+    private bool _pivot;
+
+    public override string Type => settings.Type;
+
+    public override bool CanComplete => true;
+
+    public override async Task RunAsync(JobControl control)
+    {
+        if (target.Length < source.Length)
+        {
+            throw BlockException.Invalid($"Source and target image have different sizes");
+        }
+
+        _bitmap = new DirtyBitmap(source.Length, settings.Granularity);
+        var chunk = Math.Clamp(settings.BufferSize / 16, settings.Granularity, 4 * 1024 * 1024);
+        var inFlight = (int)Math.Clamp(settings.BufferSize / chunk, 1, 16);
+        _engine = new CopyEngine(source, target, _bitmap, control, new CopyOptions(
+            chunk, inFlight, settings.OnSourceError, settings.OnTargetError, RetryIgnored: true, DetectZeroes: settings.Sync == SyncMode.Full))
+        {
+            Copied = _ => control.SetLength(control.Offset + _bitmap.DirtyBytes),
+        };
+        _notifier = (_, offset, length) =>
+        {
+            _bitmap.Set(offset, length);
+            control.Kick();
+            return ValueTask.CompletedTask;
+        };
+        source.AddUser();
+        target.AddUser();
+        source.WrittenNotifiers.Add(_notifier);
+        switch (settings.Sync)
+        {
+            case SyncMode.Full:
+                _bitmap.SetAll();
+                break;
+            case SyncMode.Top:
+                await ChainScan.MarkAsync(source, _bitmap, 1, settings.BaseDepth).ConfigureAwait(false);
+                break;
+        }
+
+        control.SetLength(_bitmap.DirtyBytes);
+        while (true)
+        {
+            await _engine.CopyDirtyAsync().ConfigureAwait(false);
+            if (!control.IsReady && _bitmap.IsEmpty)
+            {
+                await target.FlushAsync().ConfigureAwait(false);
+                control.MarkReady();
+            }
+
+            if (control.IsReady && (control.CompleteRequested || control.CancelRequested))
+            {
+                _pivot = control.CompleteRequested;
+                await source.DrainAsync().ConfigureAwait(false);
+                await _engine.CopyDirtyAsync().ConfigureAwait(false);
+                await target.FlushAsync().ConfigureAwait(false);
+                return;
+            }
+
+            if (_bitmap.IsEmpty)
+            {
+                await control.IdleAsync(IdlePoll).ConfigureAwait(false);
+            }
+        }
+    }
+
+    /// <summary>
+    /// The pivot. Writes that reach the target while the users move are preceded by a copy of
+    /// what the source still has dirty in their range, so the last copy never overwrites them.
+    /// </summary>
+    public override async ValueTask CommitAsync()
+    {
+        if (!_pivot || settings.Pivot is null)
+        {
+            return;
+        }
+
+        var engine = _engine!;
+        WriteNotifier guard = (_, offset, length) => engine.CopyNowAsync(offset, length);
+        target.WriteNotifiers.Add(guard);
+        try
+        {
+            await settings.Pivot().ConfigureAwait(false);
+            await engine.CopyDirtyAsync().ConfigureAwait(false);
+            await target.FlushAsync().ConfigureAwait(false);
+        }
+        finally
+        {
+            target.WriteNotifiers.Remove(guard);
+        }
+    }
+
+    public override async ValueTask AbortAsync()
+    {
+        if (settings.OnAbort is not null)
+        {
+            await settings.OnAbort().ConfigureAwait(false);
+        }
+    }
+
+    public override ValueTask CleanAsync()
+    {
+        if (_notifier is not null)
+        {
+            source.WrittenNotifiers.Remove(_notifier);
+            _notifier = null;
+            source.RemoveUser();
+            target.RemoveUser();
+        }
+
+        return ValueTask.CompletedTask;
+    }
+}
