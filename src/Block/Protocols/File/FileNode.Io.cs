@@ -12,7 +12,20 @@ internal sealed partial class FileNode
     {
         if (!_direct)
         {
-            await ReadFullyAsync(offset, buffer).ConfigureAwait(false);
+            var n = TryReadNoWait(offset, buffer.Span);
+            if (n == buffer.Length)
+            {
+                return;
+            }
+
+            if (n == 0)
+            {
+                buffer.Span.Clear();
+                return;
+            }
+
+            n = Math.Max(n, 0);
+            await ReadFullyAsync(offset + n, buffer[n..]).ConfigureAwait(false);
             return;
         }
 
@@ -68,6 +81,19 @@ internal sealed partial class FileNode
                 await WriteFullyAsync(offset, bounce.Memory).ConfigureAwait(false);
                 return;
             }
+        }
+
+        else
+        {
+            var n = TryWriteNoWait(offset, buffer.Span);
+            if (n == buffer.Length)
+            {
+                return;
+            }
+
+            n = Math.Max(n, 0);
+            offset += n;
+            buffer = buffer[n..];
         }
 
         await WriteFullyAsync(offset, buffer).ConfigureAwait(false);
