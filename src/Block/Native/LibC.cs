@@ -34,6 +34,7 @@ internal static unsafe partial class LibC
     public const int RWF_NOWAIT = 0x8;
 
     public const int EINTR = 4;
+    public const int EIO = 5;
     public const int EAGAIN = 11;
     public const int EACCES = 13;
     public const int EINVAL = 22;
@@ -92,6 +93,9 @@ internal static unsafe partial class LibC
         var modeOffset = RuntimeInformation.ProcessArchitecture == Architecture.X64 ? 24 : 16;
         return *(uint*)(stat + modeOffset) & S_IFMT;
     }
+
+    [LibraryImport(Lib, EntryPoint = "pwrite", SetLastError = true)]
+    public static partial nint PWrite(nint fd, byte* buffer, nuint count, long offset);
 
     /// <summary>The text of an errno value, as strerror(3) gives it.</summary>
     public static string StrError(int errno) => Marshal.GetPInvokeErrorMessage(errno);

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using ExportServer.Block.Core;
+using ExportServer.Block.Native;
 using Xunit;
 using static ExportServer.UnitTests.Drivers.DriverTestBed;
 
@@ -85,14 +86,15 @@ public sealed class ImageLockTests : IAsyncLifetime
         var path = _bed.CreateFile("held.img", 65536);
         var info = new ProcessStartInfo("qemu-io")
         {
-            ArgumentList = { "-f", "raw", "-c", "sleep 20000", path },
+            ArgumentList = { "-f", "raw", "-c", "sleep 120000", path },
             RedirectStandardOutput = true,
             RedirectStandardError = true,
         };
         using var qemu = Process.Start(info)!;
         try
         {
-            var e = await WaitForLockAsync(() => OpenAsync("mine", path, ""","read-only":true"""));
+            await WaitForWriteLockAsync(qemu, path);
+            var e = await Assert.ThrowsAsync<BlockException>(() => OpenAsync("mine", path, ""","read-only":true"""));
             Assert.Equal("Failed to get shared \"write\" lock" + Hint(path), e.Message);
 
             // qemu-io writes and shares write; we refuse to share it, so we give way.
@@ -109,24 +111,30 @@ public sealed class ImageLockTests : IAsyncLifetime
         }
     }
 
-    /// <summary>Retries the open until qemu-io has taken its locks (it needs a moment to start).</summary>
-    private async Task<BlockException> WaitForLockAsync(Func<Task<BlockNode>> open)
+    /// <summary>
+    /// Waits until another process holds the "write" permission byte. Probing by opening a node would
+    /// take our own locks and could make qemu-io give up while it starts.
+    /// </summary>
+    private static async Task WaitForWriteLockAsync(Process qemu, string path)
     {
-        var deadline = DateTime.UtcNow.AddSeconds(15);
-        while (true)
+        using var handle = File.OpenHandle(path);
+        var deadline = DateTime.UtcNow.AddSeconds(60);
+        while (!IsWriteByteLocked(handle))
         {
-            try
+            if (qemu.HasExited)
             {
-                var node = await open();
-                await _bed.Graph.RemoveAsync(node.NodeName);
-            }
-            catch (BlockException e)
-            {
-                return e;
+                Assert.Fail($"qemu-io exited with {qemu.ExitCode}: {await qemu.StandardError.ReadToEndAsync()}");
             }
 
             Assert.True(DateTime.UtcNow < deadline, "qemu-io never took its locks");
             await Task.Delay(50);
         }
+    }
+
+    private static unsafe bool IsWriteByteLocked(Microsoft.Win32.SafeHandles.SafeFileHandle handle)
+    {
+        var fl = new Flock { Type = LibC.F_WRLCK, Start = 101, Length = 1 };
+        Assert.Equal(0, LibC.FcntlLock(handle.DangerousGetHandle(), LibC.F_OFD_GETLK, &fl));
+        return fl.Type != LibC.F_UNLCK;
     }
 }
