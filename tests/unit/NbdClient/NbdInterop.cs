@@ -79,4 +79,18 @@ internal static class NbdInterop
         await node.ReadAsync(393216 + 65536, after);
         Assert.All(after, b => Assert.Equal(0xff, b));
     }
+
+    /// <summary>The node's block status from start to end, extent by extent.</summary>
+    public static async Task<List<(long Offset, long Length, BlockStatus Status)>> MapAsync(BlockNode node)
+    {
+        var extents = new List<(long, long, BlockStatus)>();
+        for (long offset = 0; offset < node.Length;)
+        {
+            var s = await node.GetBlockStatusAsync(offset, node.Length - offset);
+            extents.Add((offset, s.Length, s));
+            offset += s.Length;
+        }
+
+        return extents;
+    }
 }
