@@ -20,7 +20,7 @@ internal sealed partial class NbdClient
     private async Task<NbdExportInfo> HandshakeAsync(CancellationToken ct)
     {
         var greeting = new byte[NbdOptionCodec.GreetingSize];
-        await ReadExactAsync(greeting, ct).ConfigureAwait(false);
+        await _reader.ReadExactAsync(greeting, ct).ConfigureAwait(false);
         if (!NbdOptionCodec.TryParseGreeting(greeting, out var serverFlags))
         {
             throw BlockException.Io("The server is not an NBD newstyle server");
@@ -74,7 +74,7 @@ internal sealed partial class NbdClient
     private async ValueTask<(NbdOptionReplyHeader Header, byte[] Data)> ReadOptionReplyAsync(uint option, CancellationToken ct)
     {
         var raw = new byte[NbdConstants.OptionReplyHeaderSize];
-        await ReadExactAsync(raw, ct).ConfigureAwait(false);
+        await _reader.ReadExactAsync(raw, ct).ConfigureAwait(false);
         if (NbdOptionCodec.TryParseOptionReplyHeader(raw, out var header) != NbdParseStatus.Ok)
         {
             throw BlockException.Io("NBD handshake: bad option reply magic");
@@ -92,7 +92,7 @@ internal sealed partial class NbdClient
         }
 
         var data = new byte[header.Length];
-        await ReadExactAsync(data, ct).ConfigureAwait(false);
+        await _reader.ReadExactAsync(data, ct).ConfigureAwait(false);
         return (header, data);
     }
 
@@ -207,7 +207,7 @@ internal sealed partial class NbdClient
         var reply = new byte[10 + (noZeroes ? 0 : NbdOptionCodec.ExportNameReplyZeroes)];
         try
         {
-            await ReadExactAsync(reply, ct).ConfigureAwait(false);
+            await _reader.ReadExactAsync(reply, ct).ConfigureAwait(false);
         }
         catch (EndOfStreamException e)
         {

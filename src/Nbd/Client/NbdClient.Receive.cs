@@ -121,7 +121,7 @@ internal sealed partial class NbdClient
                 throw new NbdProtocolException("simple reply with data after structured replies were negotiated");
             }
 
-            await ReadExactAsync(r.ReadBuffer, CancellationToken.None).ConfigureAwait(false);
+            await _reader.ReadExactAsync(r.ReadBuffer, CancellationToken.None).ConfigureAwait(false);
             r.Covered = r.Length;
         }
         else if (r.Command == NbdConstants.CmdBlockStatus)
@@ -180,7 +180,7 @@ internal sealed partial class NbdClient
         var offset = System.Buffers.Binary.BinaryPrimitives.ReadUInt64BigEndian(prefix.Span);
         var size = length - NbdReplyCodec.OffsetDataPrefixSize;
         var at = CheckChunkRange(r, offset, size);
-        await ReadExactAsync(r.ReadBuffer.Slice(at, (int)size), CancellationToken.None).ConfigureAwait(false);
+        await _reader.ReadExactAsync(r.ReadBuffer.Slice(at, (int)size), CancellationToken.None).ConfigureAwait(false);
         r.Covered += size;
     }
 
@@ -245,7 +245,7 @@ internal sealed partial class NbdClient
         }
 
         var memory = _scratch.AsMemory(0, (int)length);
-        await ReadExactAsync(memory, CancellationToken.None).ConfigureAwait(false);
+        await _reader.ReadExactAsync(memory, CancellationToken.None).ConfigureAwait(false);
         return memory;
     }
 

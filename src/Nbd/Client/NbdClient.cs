@@ -1,4 +1,3 @@
-using System.Buffers;
 using System.Collections.Concurrent;
 using System.IO.Pipelines;
 using System.Net;
@@ -157,43 +156,6 @@ internal sealed partial class NbdClient : IAsyncDisposable
         {
             var n = await _socket.SendAsync(data, SocketFlags.None, ct).ConfigureAwait(false);
             data = data[n..];
-        }
-    }
-
-    /// <summary>Copies exactly <paramref name="destination"/>.Length received bytes; EOF first is an error.</summary>
-    private async ValueTask ReadExactAsync(Memory<byte> destination, CancellationToken ct)
-    {
-        while (!destination.IsEmpty)
-        {
-            var result = await _reader.ReadAsync(ct).ConfigureAwait(false);
-            var buffer = result.Buffer;
-            if (buffer.IsEmpty && (result.IsCompleted || result.IsCanceled))
-            {
-                throw new EndOfStreamException();
-            }
-
-            var n = (int)Math.Min(buffer.Length, destination.Length);
-            buffer.Slice(0, n).CopyTo(destination.Span);
-            _reader.AdvanceTo(buffer.GetPosition(n));
-            destination = destination[n..];
-        }
-    }
-
-    /// <summary>Reads and drops <paramref name="count"/> bytes.</summary>
-    private async ValueTask SkipAsync(ulong count, CancellationToken ct)
-    {
-        while (count > 0)
-        {
-            var result = await _reader.ReadAsync(ct).ConfigureAwait(false);
-            var buffer = result.Buffer;
-            if (buffer.IsEmpty && (result.IsCompleted || result.IsCanceled))
-            {
-                throw new EndOfStreamException();
-            }
-
-            var n = (long)Math.Min((ulong)buffer.Length, count);
-            _reader.AdvanceTo(buffer.GetPosition(n));
-            count -= (ulong)n;
         }
     }
 }

@@ -41,6 +41,14 @@ public sealed class NbdkitTests : IAsyncLifetime
     private async Task<NbdNode> OpenAsync(params (string Key, System.Text.Json.Nodes.JsonNode Value)[] extra) =>
         (NbdNode)await _graph.AddAsync(NbdTestOptions.Unix(SocketPath, string.Empty, [("discard", "unmap"), .. extra]));
 
+    private string CreateImage(long size)
+    {
+        var file = Path.Combine(_dir, "disk.img");
+        using var f = File.Create(file);
+        f.SetLength(size);
+        return file;
+    }
+
     [Fact]
     public async Task MemoryPluginRoundTripsConcurrencyZeroesTrimAndFlush()
     {
@@ -135,11 +143,7 @@ public sealed class NbdkitTests : IAsyncLifetime
     [Fact]
     public async Task ReconnectDelayCarriesIoAcrossAServerRestart()
     {
-        var file = Path.Combine(_dir, "disk.img");
-        await using (var f = File.Create(file))
-        {
-            f.SetLength(16 << 20);
-        }
+        var file = CreateImage(16 << 20);
 
         var server = await StartAsync("file", file);
         var node = await OpenAsync(("reconnect-delay", 10L));
@@ -164,11 +168,7 @@ public sealed class NbdkitTests : IAsyncLifetime
     [Fact]
     public async Task ReconnectDelayRunsOutThenTheNodeRecoversLater()
     {
-        var file = Path.Combine(_dir, "disk.img");
-        await using (var f = File.Create(file))
-        {
-            f.SetLength(1 << 20);
-        }
+        var file = CreateImage(1 << 20);
 
         var server = await StartAsync("file", file);
         var node = await OpenAsync(("reconnect-delay", 1L));
