@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Runtime.CompilerServices;
 using System.Text;
 using ExportServer.Block.Core;
 using ExportServer.Nbd.Protocol;
@@ -58,6 +59,7 @@ internal sealed partial class NbdClient
     }
 
     /// <summary>The next reply header; more=false at a clean end of stream between replies.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<(NbdReplyHeader Header, bool More)> ReadReplyHeaderAsync()
     {
         while (true)
@@ -108,6 +110,7 @@ internal sealed partial class NbdClient
         return _requests[cookie];
     }
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask OnSimpleReplyAsync(NbdClientRequest r, NbdReplyHeader header)
     {
         if (header.Error != 0)
@@ -130,6 +133,7 @@ internal sealed partial class NbdClient
         }
     }
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask OnChunkAsync(NbdClientRequest r, NbdReplyHeader header)
     {
         if (!Info.StructuredReplies)
@@ -169,6 +173,7 @@ internal sealed partial class NbdClient
         }
     }
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask OnOffsetDataAsync(NbdClientRequest r, ulong length)
     {
         if (r.Command != NbdConstants.CmdRead || length < NbdReplyCodec.OffsetDataPrefixSize)
@@ -232,6 +237,7 @@ internal sealed partial class NbdClient
     }
 
     /// <summary>Reads a metadata payload into the loop's scratch buffer, valid until the next read.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<ReadOnlyMemory<byte>> ReadPayloadAsync(ulong length)
     {
         if (length > MaxMetadataPayload)

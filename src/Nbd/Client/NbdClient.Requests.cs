@@ -1,5 +1,7 @@
 using System.Buffers;
+using System.Net.Sockets;
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using ExportServer.Block.Core;
 using ExportServer.Nbd.Protocol;
 
@@ -12,6 +14,12 @@ namespace ExportServer.Nbd.Client;
 /// </summary>
 internal sealed partial class NbdClient
 {
+    /// <summary>Payloads above this size are not copied but sent from the caller's array.</summary>
+    private const int GatherThreshold = 64 * 1024;
+
+    private readonly byte[] _gatherHeader = new byte[NbdConstants.ExtendedRequestHeaderSize];
+    private readonly ArraySegment<byte>[] _gather = new ArraySegment<byte>[2];
+
     public ValueTask ReadAsync(long offset, Memory<byte> buffer) =>
         RunAsync(NbdConstants.CmdRead, 0, offset, buffer.Length, buffer, default);
 
@@ -105,7 +113,7 @@ internal sealed partial class NbdClient
         {
             await SendRequestAsync(r, payload).ConfigureAwait(false);
         }
-        catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException or ObjectDisposedException)
+        catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException)
         {
             // The receive loop sees the connection end and fails this request with the others.
             Abort();
@@ -114,6 +122,7 @@ internal sealed partial class NbdClient
         return r;
     }
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask WaitAsync(NbdClientRequest r)
     {
         await r.WaitAsync().ConfigureAwait(false);
@@ -133,17 +142,47 @@ internal sealed partial class NbdClient
         _slots.Release();
     }
 
-    /// <summary>Header and payload go out in one send, copied into one pooled buffer under the send lock.</summary>
+    /// <summary>
+    /// Header and payload go out in one send under the send lock: a small payload (or one not backed by an
+    /// array) is copied behind the header into a pooled buffer; a large array-backed one is sent with the
+    /// header as a gather list, without copying.
+    /// </summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask SendRequestAsync(NbdClientRequest r, ReadOnlyMemory<byte> payload)
     {
         var extended = Info.ExtendedHeaders;
-        var headerSize = NbdRequestCodec.HeaderSize(extended);
-        var total = headerSize + payload.Length;
+        var request = new NbdRequest(r.Flags, r.Command, r.Cookie, r.Offset, r.Length);
+        if (payload.Length > GatherThreshold && MemoryMarshal.TryGetArray(payload, out var segment))
+        {
+            await _sendLock.WaitAsync().ConfigureAwait(false);
+            try
+            {
+                var headerSize = NbdRequestCodec.Write(_gatherHeader, extended, request);
+                _gather[0] = new ArraySegment<byte>(_gatherHeader, 0, headerSize);
+                _gather[1] = segment;
+                var sent = await _socket.SendAsync(_gather, SocketFlags.None).ConfigureAwait(false);
+                if (sent < headerSize + payload.Length)
+                {
+                    var rest = sent < headerSize ? _gatherHeader.AsMemory(sent, headerSize - sent) : ReadOnlyMemory<byte>.Empty;
+                    await SendRawAsync(rest, CancellationToken.None).ConfigureAwait(false);
+                    await SendRawAsync(payload[Math.Max(sent - headerSize, 0)..], CancellationToken.None).ConfigureAwait(false);
+                }
+            }
+            finally
+            {
+                _sendLock.Release();
+            }
+
+            return;
+        }
+
+        var size = NbdRequestCodec.HeaderSize(extended);
+        var total = size + payload.Length;
         var buffer = ArrayPool<byte>.Shared.Rent(total);
         try
         {
-            NbdRequestCodec.Write(buffer, extended, new NbdRequest(r.Flags, r.Command, r.Cookie, r.Offset, r.Length));
-            payload.Span.CopyTo(buffer.AsSpan(headerSize));
+            NbdRequestCodec.Write(buffer, extended, request);
+            payload.Span.CopyTo(buffer.AsSpan(size));
             await _sendLock.WaitAsync().ConfigureAwait(false);
             try
             {

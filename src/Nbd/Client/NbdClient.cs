@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.IO.Pipelines;
 using System.Net;
 using System.Net.Sockets;
+using System.Runtime.CompilerServices;
 using ExportServer.Block.Core;
 using ExportServer.Nbd.Protocol;
 
@@ -150,6 +151,7 @@ internal sealed partial class NbdClient : IAsyncDisposable
     }
 
     /// <summary>Sends all of <paramref name="data"/>; the caller holds the send lock or is in the handshake.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask SendRawAsync(ReadOnlyMemory<byte> data, CancellationToken ct)
     {
         while (!data.IsEmpty)

@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.IO.Pipelines;
+using System.Runtime.CompilerServices;
 
 namespace ExportServer.Nbd.Protocol;
 
@@ -7,6 +8,7 @@ namespace ExportServer.Nbd.Protocol;
 internal static class NbdPipeReading
 {
     /// <summary>Copies exactly <paramref name="destination"/>.Length received bytes; EOF first is an <see cref="EndOfStreamException"/>.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     public static async ValueTask ReadExactAsync(this PipeReader reader, Memory<byte> destination, CancellationToken ct)
     {
         while (!destination.IsEmpty)
