@@ -16,6 +16,36 @@ internal sealed class ForeignServer : IDisposable
         _process = process;
     }
 
+    /// <summary>
+    /// Starts the process from a thread of its own that lives as long as the server. nbdkit asks for SIGTERM
+    /// when its parent goes (PR_SET_PDEATHSIG), and Linux means the thread that forked it: started from a
+    /// pool thread, it would quit whenever the pool retires that thread.
+    /// </summary>
+    private static Process StartOnOwnThread(ProcessStartInfo info)
+    {
+        Process? process = null;
+        Exception? failure = null;
+        using var started = new ManualResetEventSlim();
+        var parent = new Thread(() =>
+        {
+            try
+            {
+                process = Process.Start(info);
+            }
+            catch (Exception e)
+            {
+                failure = e;
+            }
+
+            started.Set();
+            process?.WaitForExit();
+        })
+        { IsBackground = true, Name = "foreign-server" };
+        parent.Start();
+        started.Wait();
+        return process ?? throw new InvalidOperationException($"cannot start {info.FileName}", failure);
+    }
+
     public static async Task<ForeignServer> StartAsync(string socketPath, string program, params string[] args)
     {
         var info = new ProcessStartInfo(program)
@@ -29,8 +59,8 @@ internal sealed class ForeignServer : IDisposable
             info.ArgumentList.Add(a);
         }
 
-        var process = Process.Start(info) ?? throw new InvalidOperationException($"cannot start {program}");
-        var server = new ForeignServer(process);
+        var server = new ForeignServer(StartOnOwnThread(info));
+        var process = server._process;
         var stderr = process.StandardError.ReadToEndAsync();
         _ = process.StandardOutput.ReadToEndAsync();
         var deadline = DateTime.UtcNow.AddSeconds(10);

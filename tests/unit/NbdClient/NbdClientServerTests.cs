@@ -90,6 +90,38 @@ public sealed class NbdClientServerTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task FastZeroFailsWhenTheServerCannotZeroQuicklyAndTheEngineFallsBackOtherwise()
+    {
+        var node = await OpenAsync("sparse");
+        Assert.True(node.CanFastZero);
+        _sparse.RefuseZeroes = true;
+        await node.WriteAsync(1024 * 1024, Enumerable.Repeat((byte)1, 8192).ToArray());
+
+        var e = await Assert.ThrowsAsync<BlockException>(() => node.WriteZeroesAsync(1024 * 1024, 4096, ZeroFlags.NoFallback).AsTask());
+        Assert.Equal(Errno.ENOTSUP, e.Errno);
+        Assert.Equal(1, _sparse.Data[1024 * 1024]);
+
+        await node.WriteZeroesAsync(1024 * 1024, 4096);
+        Assert.Equal(0, _sparse.Data[1024 * 1024]);
+        Assert.Equal(1, _sparse.Data[(1024 * 1024) + 4096]);
+    }
+
+    [Fact]
+    public async Task CacheTrimAndWriteZeroesOnTheBareClient()
+    {
+        await using var client = await NbdClient.ConnectAsync(new UnixDomainSocketEndPoint(SocketPath), "mem", CancellationToken.None);
+        await client.WriteAsync(0, Enumerable.Repeat((byte)0xee, 8192).ToArray(), fua: true);
+        await client.CacheAsync(0, 8192);
+        await client.TrimAsync(4096, 4096);
+        await client.WriteZeroesAsync(100, 50, mayUnmap: false, fast: false, fua: true);
+        var back = new byte[8192];
+        await client.ReadAsync(0, back);
+        Assert.Equal(0xee, back[99]);
+        Assert.All(back.AsSpan(100, 50).ToArray(), b => Assert.Equal(0, b));
+        Assert.Equal(0xee, back[150]);
+    }
+
+    [Fact]
     public async Task BlockStatusMapsHolesToZeroAndDataToData()
     {
         var node = await OpenAsync("sparse");

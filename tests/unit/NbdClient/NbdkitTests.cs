@@ -30,10 +30,11 @@ public sealed class NbdkitTests : IAsyncLifetime
         Directory.Delete(_dir, true);
     }
 
+    /// <summary>Starts nbdkit in the foreground; the test kills its servers itself.</summary>
     private async Task<ForeignServer> StartAsync(params string[] args)
     {
         File.Delete(SocketPath);
-        var server = await ForeignServer.StartAsync(SocketPath, "nbdkit", ["-f", "--exit-with-parent", "-U", SocketPath, .. args]);
+        var server = await ForeignServer.StartAsync(SocketPath, "nbdkit", ["-f", "-U", SocketPath, .. args]);
         _servers.Add(server);
         return server;
     }
@@ -163,6 +164,26 @@ public sealed class NbdkitTests : IAsyncLifetime
         var one = new byte[1];
         await node.ReadAsync(0, one);
         Assert.Equal(9, one[0]);
+    }
+
+    [Fact]
+    public async Task ARequestInFlightWhenTheServerDiesIsSentAgainAfterTheReconnect()
+    {
+        var file = CreateImage(1 << 20);
+        await File.WriteAllBytesAsync(file, Enumerable.Repeat((byte)0x42, 1 << 20).ToArray());
+        var server = await StartAsync("--filter=delay", "file", file, "rdelay=1");
+        var node = await OpenAsync(("reconnect-delay", 10L));
+        var read = new byte[4096];
+        var pending = node.ReadAsync(8192, read).AsTask();
+        await Task.Delay(200);
+        Assert.False(pending.IsCompleted);
+
+        server.Kill();
+        await Task.Delay(200);
+        Assert.False(pending.IsCompleted);
+        await StartAsync("--filter=delay", "file", file, "rdelay=1");
+        await pending.WaitAsync(TimeSpan.FromSeconds(8));
+        Assert.All(read, b => Assert.Equal(0x42, b));
     }
 
     [Fact]
