@@ -54,6 +54,9 @@ internal sealed partial class NbdClient
         finally
         {
             FailAll(cause);
+
+            // After a protocol violation the server may still be there: hang up so no sender stays blocked.
+            Abort();
             await _reader.CompleteAsync().ConfigureAwait(false);
         }
     }

@@ -72,7 +72,10 @@ internal sealed class NbdNode : BlockNode
 
     public override bool CanFastZero => SupportsWriteZeroes && Info.Has(NbdConstants.FlagSendFastZero);
 
-    /// <summary>Connects (retrying for <paramref name="openTimeout"/>) and negotiates the export.</summary>
+    /// <summary>
+    /// Connects and negotiates the export, retrying any failure (no server yet, no such export yet) until
+    /// <paramref name="openTimeout"/> has passed, as QEMU's open-timeout does.
+    /// </summary>
     public static async Task<NbdClient> ConnectAsync(NbdServerAddress address, string export, TimeSpan openTimeout, CancellationToken ct)
     {
         var deadline = Environment.TickCount64 + (long)openTimeout.TotalMilliseconds;
@@ -85,7 +88,7 @@ internal sealed class NbdNode : BlockNode
                 limit.CancelAfter(s_handshakeLimit);
                 return await NbdClient.ConnectAsync(address.ToEndPoint(), export, limit.Token).ConfigureAwait(false);
             }
-            catch (BlockException e) when (e.Errno != Errno.ENOENT && Environment.TickCount64 < deadline && !ct.IsCancellationRequested)
+            catch (BlockException) when (Environment.TickCount64 < deadline && !ct.IsCancellationRequested)
             {
                 await Task.Delay(pause, ct).ConfigureAwait(false);
                 pause = pause * 2 < s_lastRetry ? pause * 2 : s_lastRetry;
