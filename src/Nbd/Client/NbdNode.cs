@@ -196,7 +196,7 @@ internal sealed class NbdNode : BlockNode
             }
 
             StartReconnect(_client);
-            reconnecting = _reconnecting!;
+            reconnecting = _reconnecting ?? throw new BlockException(Errno.ESHUTDOWN, $"Node '{NodeName}' is closing");
             deadline = _lostAt + (long)_reconnectDelay.TotalMilliseconds;
         }
 
@@ -215,6 +215,10 @@ internal sealed class NbdNode : BlockNode
             catch (TimeoutException)
             {
                 // Fall through to the error below.
+            }
+            catch (OperationCanceledException e)
+            {
+                throw new BlockException(Errno.ESHUTDOWN, $"Node '{NodeName}' is closing", e);
             }
         }
         else if (reconnecting.IsCompletedSuccessfully)
