@@ -66,6 +66,16 @@ public sealed class NbdUriTests
         var node = await graph.AddAsync(options);
         Assert.Equal($"nbd://127.0.0.1:{port}/tcp", node.FileName);
         await NbdInterop.RoundTripAsync(node, seed: 61);
+
+        // A host name goes through name resolution.
+        Assert.True(NbdUri.TryParse($"nbd://localhost:{port}/tcp", out var named));
+        var byName = await graph.AddAsync(named);
+        Assert.Equal($"nbd://localhost:{port}/tcp", byName.FileName);
+        var check = new byte[4096];
+        await byName.ReadAsync(65536, check);
+        var direct = new byte[4096];
+        await node.ReadAsync(65536, direct);
+        Assert.Equal(direct, check);
         await graph.CloseAllAsync();
     }
 
