@@ -53,6 +53,11 @@ public sealed class BlockOpenContext
                 Inherit(copy, "read-only", ReadOnly);
                 Inherit(copy, "auto-read-only", AutoReadOnly);
                 Inherit(copy, "force-share", ForceShare);
+                if (DiscardUnmap && !copy.ContainsKey("discard"))
+                {
+                    copy["discard"] = "unmap";
+                }
+
                 if (Cache.Direct || Cache.NoFlush)
                 {
                     if (copy["cache"] is not JsonObject cache)

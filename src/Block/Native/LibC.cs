@@ -30,14 +30,17 @@ internal static unsafe partial class LibC
     public const short F_WRLCK = 1;
     public const short F_UNLCK = 2;
 
-    public const int POSIX_FADV_DONTNEED = 4;
+    /// <summary>preadv2/pwritev2: fail with EAGAIN instead of waiting for the device or for locks.</summary>
+    public const int RWF_NOWAIT = 0x8;
 
     public const int EINTR = 4;
+    public const int EIO = 5;
     public const int EAGAIN = 11;
     public const int EACCES = 13;
     public const int EINVAL = 22;
     public const int EROFS = 30;
     public const int ENXIO = 6;
+    public const int ENOSYS = 38;
     public const int EOPNOTSUPP = 95;
 
     /// <summary>The S_IFMT bits of st_mode and the two kinds of file the file driver serves.</summary>
@@ -61,15 +64,18 @@ internal static unsafe partial class LibC
     [LibraryImport(Lib, EntryPoint = "ftruncate", SetLastError = true)]
     public static partial int FTruncate(nint fd, long length);
 
-    [LibraryImport(Lib, EntryPoint = "posix_fadvise")]
-    public static partial int PosixFAdvise(nint fd, long offset, long length, int advice);
-
     [LibraryImport(Lib, EntryPoint = "fcntl", SetLastError = true)]
     public static partial int FcntlLock(nint fd, int command, Flock* lockDescription);
 
     /// <summary>struct stat is 144 bytes on x86_64 and 128 on aarch64; the buffer covers both.</summary>
     [LibraryImport(Lib, EntryPoint = "fstat", SetLastError = true)]
     public static partial int FStat(nint fd, byte* statBuffer);
+
+    [LibraryImport(Lib, EntryPoint = "preadv2", SetLastError = true)]
+    public static partial nint PReadV2(nint fd, IoVec* iov, int count, long offset, int flags);
+
+    [LibraryImport(Lib, EntryPoint = "pwritev2", SetLastError = true)]
+    public static partial nint PWriteV2(nint fd, IoVec* iov, int count, long offset, int flags);
 
     [LibraryImport(Lib, EntryPoint = "pread", SetLastError = true)]
     public static partial nint PRead(nint fd, byte* buffer, nuint count, long offset);
@@ -87,6 +93,9 @@ internal static unsafe partial class LibC
         var modeOffset = RuntimeInformation.ProcessArchitecture == Architecture.X64 ? 24 : 16;
         return *(uint*)(stat + modeOffset) & S_IFMT;
     }
+
+    [LibraryImport(Lib, EntryPoint = "pwrite", SetLastError = true)]
+    public static partial nint PWrite(nint fd, byte* buffer, nuint count, long offset);
 
     /// <summary>The text of an errno value, as strerror(3) gives it.</summary>
     public static string StrError(int errno) => Marshal.GetPInvokeErrorMessage(errno);

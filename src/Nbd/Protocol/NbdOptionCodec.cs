@@ -25,6 +25,24 @@ internal static class NbdOptionCodec
         return GreetingSize;
     }
 
+    /// <summary>
+    /// Reads the greeting of a newstyle server; false when the magics are not "NBDMAGIC" "IHAVEOPT"
+    /// (an oldstyle server or not NBD at all).
+    /// </summary>
+    public static bool TryParseGreeting(ReadOnlySpan<byte> source, out ushort handshakeFlags)
+    {
+        handshakeFlags = 0;
+        if (source.Length < GreetingSize
+            || BinaryPrimitives.ReadUInt64BigEndian(source) != NbdConstants.InitMagic
+            || BinaryPrimitives.ReadUInt64BigEndian(source[8..]) != NbdConstants.OptionMagic)
+        {
+            return false;
+        }
+
+        handshakeFlags = BinaryPrimitives.ReadUInt16BigEndian(source[16..]);
+        return true;
+    }
+
     /// <summary>Option header: "IHAVEOPT" u64, option u32, data length u32.</summary>
     public static NbdParseStatus TryParseOptionHeader(ReadOnlySpan<byte> source, out NbdOptionHeader header)
     {
@@ -61,6 +79,34 @@ internal static class NbdOptionCodec
         return NbdConstants.OptionReplyHeaderSize;
     }
 
+    /// <summary>Option reply header (client side): magic u64, option u32, reply type u32, data length u32.</summary>
+    public static NbdParseStatus TryParseOptionReplyHeader(ReadOnlySpan<byte> source, out NbdOptionReplyHeader header)
+    {
+        header = default;
+        if (source.Length < NbdConstants.OptionReplyHeaderSize)
+        {
+            return NbdParseStatus.Incomplete;
+        }
+
+        if (BinaryPrimitives.ReadUInt64BigEndian(source) != NbdConstants.OptionReplyMagic)
+        {
+            return NbdParseStatus.BadMagic;
+        }
+
+        header = new NbdOptionReplyHeader(
+            BinaryPrimitives.ReadUInt32BigEndian(source[8..]),
+            BinaryPrimitives.ReadUInt32BigEndian(source[12..]),
+            BinaryPrimitives.ReadUInt32BigEndian(source[16..]));
+        return NbdParseStatus.Ok;
+    }
+
+    /// <summary>The size and transmission flags at the start of an EXPORT_NAME reply (the zero padding is not read).</summary>
+    public static void ReadExportNameReply(ReadOnlySpan<byte> source, out ulong size, out ushort flags)
+    {
+        size = BinaryPrimitives.ReadUInt64BigEndian(source);
+        flags = BinaryPrimitives.ReadUInt16BigEndian(source[8..]);
+    }
+
     /// <summary>EXPORT_NAME reply: size u64, transmission flags u16, then 124 zero bytes unless NO_ZEROES.</summary>
     public static int WriteExportNameReply(Span<byte> destination, ulong size, ushort flags, bool noZeroes)
     {
@@ -94,6 +140,36 @@ internal static class NbdOptionCodec
         return InfoBlockSizeSize;
     }
 
+    /// <summary>Reads NBD_INFO_EXPORT data (after the type); false when the length is wrong.</summary>
+    public static bool TryParseInfoExport(ReadOnlySpan<byte> data, out ulong size, out ushort flags)
+    {
+        size = 0;
+        flags = 0;
+        if (data.Length != InfoExportSize)
+        {
+            return false;
+        }
+
+        size = BinaryPrimitives.ReadUInt64BigEndian(data[2..]);
+        flags = BinaryPrimitives.ReadUInt16BigEndian(data[10..]);
+        return true;
+    }
+
+    /// <summary>Reads NBD_INFO_BLOCK_SIZE data; false when the length is wrong.</summary>
+    public static bool TryParseInfoBlockSize(ReadOnlySpan<byte> data, out uint minimum, out uint preferred, out uint maximum)
+    {
+        minimum = preferred = maximum = 0;
+        if (data.Length != InfoBlockSizeSize)
+        {
+            return false;
+        }
+
+        minimum = BinaryPrimitives.ReadUInt32BigEndian(data[2..]);
+        preferred = BinaryPrimitives.ReadUInt32BigEndian(data[6..]);
+        maximum = BinaryPrimitives.ReadUInt32BigEndian(data[10..]);
+        return true;
+    }
+
     /// <summary>NBD_INFO_NAME / NBD_INFO_DESCRIPTION: type u16, then the string to the end of the reply.</summary>
     public static byte[] InfoString(ushort infoType, string value)
     {
@@ -122,6 +198,29 @@ internal static class NbdOptionCodec
         BinaryPrimitives.WriteUInt32BigEndian(data, id);
         Encoding.UTF8.GetBytes(name, data.AsSpan(4));
         return data;
+    }
+
+    /// <summary>Reads NBD_REP_META_CONTEXT data: context id u32, then the name to the end.</summary>
+    public static bool TryParseMetaContextReply(ReadOnlySpan<byte> data, out uint id, out string name)
+    {
+        id = 0;
+        name = string.Empty;
+        if (data.Length < 4 || data.Length - 4 > NbdConstants.MaxStringSize)
+        {
+            return false;
+        }
+
+        id = BinaryPrimitives.ReadUInt32BigEndian(data);
+        try
+        {
+            name = s_strictUtf8.GetString(data[4..]);
+        }
+        catch (DecoderFallbackException)
+        {
+            return false;
+        }
+
+        return true;
     }
 
     /// <summary>

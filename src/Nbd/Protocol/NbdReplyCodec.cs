@@ -103,6 +103,33 @@ internal static class NbdReplyCodec
         return OffsetHolePayloadSize;
     }
 
+    public static void ReadOffsetHole(ReadOnlySpan<byte> source, out ulong offset, out uint size)
+    {
+        offset = BinaryPrimitives.ReadUInt64BigEndian(source);
+        size = BinaryPrimitives.ReadUInt32BigEndian(source[8..]);
+    }
+
+    /// <summary>Reads an ERROR / ERROR_OFFSET payload; false when the message length overruns the payload.</summary>
+    public static bool TryParseError(ReadOnlySpan<byte> source, out uint error, out ReadOnlySpan<byte> message)
+    {
+        error = 0;
+        message = default;
+        if (source.Length < 6)
+        {
+            return false;
+        }
+
+        error = BinaryPrimitives.ReadUInt32BigEndian(source);
+        var length = BinaryPrimitives.ReadUInt16BigEndian(source[4..]);
+        if (length > source.Length - 6)
+        {
+            return false;
+        }
+
+        message = source.Slice(6, length);
+        return true;
+    }
+
     /// <summary>ERROR payload: error u32, message length u16, message.</summary>
     public static int ErrorPayloadSize(int messageBytes) => 6 + messageBytes;
 
@@ -131,6 +158,42 @@ internal static class NbdReplyCodec
 
         BinaryPrimitives.WriteUInt32BigEndian(destination[4..], (uint)descriptors);
         return 8;
+    }
+
+    /// <summary>
+    /// Reads the context id and the descriptor count of a BLOCK_STATUS(_EXT) payload; false when the payload
+    /// is not a whole number of descriptors (or, extended, disagrees with its count).
+    /// </summary>
+    public static bool TryParseBlockStatusPrefix(ReadOnlySpan<byte> source, bool extended, out uint contextId, out int descriptors)
+    {
+        contextId = 0;
+        descriptors = 0;
+        var prefix = extended ? 8 : 4;
+        var size = extended ? 16 : 8;
+        if (source.Length < prefix + size || (source.Length - prefix) % size != 0)
+        {
+            return false;
+        }
+
+        contextId = BinaryPrimitives.ReadUInt32BigEndian(source);
+        descriptors = (source.Length - prefix) / size;
+        return !extended || BinaryPrimitives.ReadUInt32BigEndian(source[4..]) == (uint)descriptors;
+    }
+
+    /// <summary>Reads descriptor <paramref name="index"/> of a BLOCK_STATUS(_EXT) payload whose prefix was checked.</summary>
+    public static void ReadBlockStatusDescriptor(ReadOnlySpan<byte> source, bool extended, int index, out ulong length, out uint flags)
+    {
+        if (extended)
+        {
+            var d = source[(8 + (16 * index))..];
+            length = BinaryPrimitives.ReadUInt64BigEndian(d);
+            flags = (uint)BinaryPrimitives.ReadUInt64BigEndian(d[8..]);
+            return;
+        }
+
+        var c = source[(4 + (8 * index))..];
+        length = BinaryPrimitives.ReadUInt32BigEndian(c);
+        flags = BinaryPrimitives.ReadUInt32BigEndian(c[4..]);
     }
 
     public static int WriteBlockStatusDescriptor(Span<byte> destination, bool extended, ulong length, uint flags)

@@ -3,6 +3,7 @@ using ExportServer.Block;
 using ExportServer.Block.Core;
 using ExportServer.Block.Core.Options;
 using ExportServer.Fuse;
+using ExportServer.Nbd.Client;
 using ExportServer.Nbd.Server;
 using Microsoft.Extensions.Logging;
 
@@ -26,6 +27,7 @@ internal sealed class StorageDaemon : IAsyncDisposable
     {
         _loggers = loggers;
         BlockDrivers.RegisterBuiltIn(Graph);
+        NbdDriver.Register(Graph, loggers.CreateLogger("ExportServer.NbdClient"));
     }
 
     public BlockGraph Graph { get; } = new();

@@ -63,6 +63,26 @@ public sealed class FileDriverTests : IAsyncLifetime
         Assert.Equal(expected.AsSpan(1001, 999).ToArray(), odd);
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task ManyConcurrentRequestsAllLand(bool direct)
+    {
+        var path = _bed.CreateSparseFile("c.img", 4 * MiB);
+        var node = await OpenFileAsync(path, direct ? ""","cache":{"direct":true}""" : "");
+        var writes = Enumerable.Range(0, 100).Select(i =>
+            node.WriteAsync(i * 40960L, Enumerable.Repeat((byte)(i + 1), 40960).ToArray()).AsTask());
+        await Task.WhenAll(writes);
+
+        var reads = Enumerable.Range(0, 100).Select(async i =>
+        {
+            var back = new byte[40960];
+            await node.ReadAsync(i * 40960L, back);
+            return back.All(b => b == (byte)(i + 1));
+        });
+        Assert.All(await Task.WhenAll(reads), Assert.True);
+    }
+
     [Fact]
     public async Task DirectIoReadsAFileWhoseSizeIsNotAligned()
     {

@@ -100,6 +100,11 @@ public sealed class OptionReader
                     return l;
                 }
 
+                if (jv.TryGetValue<int>(out var i))
+                {
+                    return i;
+                }
+
                 if (jv.TryGetValue<ulong>(out var ul) && ul <= long.MaxValue)
                 {
                     return (long)ul;

@@ -12,7 +12,20 @@ internal sealed partial class FileNode
     {
         if (!_direct)
         {
-            await ReadFullyAsync(offset, buffer).ConfigureAwait(false);
+            var n = TryReadNoWait(offset, buffer.Span);
+            if (n == buffer.Length)
+            {
+                return;
+            }
+
+            if (n == 0)
+            {
+                buffer.Span.Clear();
+                return;
+            }
+
+            n = Math.Max(n, 0);
+            await ReadFullyAsync(offset + n, buffer[n..]).ConfigureAwait(false);
             return;
         }
 
@@ -33,15 +46,7 @@ internal sealed partial class FileNode
     {
         while (buffer.Length > 0)
         {
-            int n;
-            try
-            {
-                n = await RandomAccess.ReadAsync(_handle, buffer, offset).ConfigureAwait(false);
-            }
-            catch (Exception e) when (e is not BlockException)
-            {
-                throw BlockException.From(e);
-            }
+            var n = await PReadAsync(offset, buffer).ConfigureAwait(false);
 
             // A short read that leaves O_DIRECT alignment can only be the end of the file; reading on
             // from an unaligned offset would fail with EINVAL.
@@ -70,11 +75,59 @@ internal sealed partial class FileNode
             }
         }
 
+        else
+        {
+            var n = TryWriteNoWait(offset, buffer.Span);
+            if (n == buffer.Length)
+            {
+                return;
+            }
+
+            n = Math.Max(n, 0);
+            offset += n;
+            buffer = buffer[n..];
+        }
+
         await WriteFullyAsync(offset, buffer).ConfigureAwait(false);
     }
 
+    /// <summary>
+    /// One positional read. Direct I/O waits for the device, so it goes to the dedicated I/O threads
+    /// where the queue depth becomes device concurrency; buffered I/O that missed the inline path goes
+    /// to the .NET thread pool, whose few threads contend less on the inode lock than many would.
+    /// </summary>
+    private async ValueTask<int> PReadAsync(long offset, Memory<byte> buffer)
+    {
+        if (_direct)
+        {
+            var n = await BlockingIoPool.Shared.ReadAsync(Fd, buffer, offset).ConfigureAwait(false);
+            return n >= 0 ? (int)n : throw Failure("Could not read from", (int)-n);
+        }
+
+        try
+        {
+            return await RandomAccess.ReadAsync(_handle, buffer, offset).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not BlockException)
+        {
+            throw BlockException.From(e);
+        }
+    }
+
+    /// <summary>Writes the whole buffer; dispatched like <see cref="PReadAsync"/>.</summary>
     private async ValueTask WriteFullyAsync(long offset, ReadOnlyMemory<byte> buffer)
     {
+        if (_direct)
+        {
+            var n = await BlockingIoPool.Shared.WriteAsync(Fd, buffer, offset).ConfigureAwait(false);
+            if (n < 0)
+            {
+                throw Failure("Could not write to", (int)-n);
+            }
+
+            return;
+        }
+
         try
         {
             await RandomAccess.WriteAsync(_handle, buffer, offset).ConfigureAwait(false);

@@ -6,8 +6,10 @@ using Microsoft.Win32.SafeHandles;
 namespace ExportServer.Block.Protocols.File;
 
 /// <summary>
-/// A node over a regular file or a block device, QEMU's file-posix. Positional I/O goes through
-/// <see cref="RandomAccess"/>; zeroing, discard, block status, flush and resize through libc.
+/// A node over a regular file or a block device, QEMU's file-posix. Reads and writes are served
+/// inline from the page cache when possible, otherwise by the .NET thread pool (buffered) or by
+/// <see cref="BlockingIoPool"/> (O_DIRECT); zeroing,
+/// discard, block status, flush and resize go through libc.
 /// With O_DIRECT, buffers whose address is not aligned are bounced through aligned memory.
 /// </summary>
 internal sealed partial class FileNode : BlockNode

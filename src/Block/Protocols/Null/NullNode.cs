@@ -47,9 +47,9 @@ internal sealed class NullNode : BlockNode
     protected override ValueTask FlushCoreAsync() => DelayAsync();
 
     /// <summary>
-    /// QEMU reports zeroes with read-zeroes; without it the content is unspecified, which this
-    /// layer reports as allocated data so that nobody takes it for zeroes.
+    /// Like QEMU: nothing is stored, so no data; zeroes only with read-zeroes. The range still belongs
+    /// to this layer, so that nobody above concludes it reads as zeroes when it does not.
     /// </summary>
     protected override ValueTask<BlockStatus> GetBlockStatusCoreAsync(long offset, long length) =>
-        ValueTask.FromResult(new BlockStatus(length, BlockStatusFlags.Allocated | (_readZeroes ? BlockStatusFlags.Zero : BlockStatusFlags.Data)));
+        ValueTask.FromResult(new BlockStatus(length, BlockStatusFlags.Allocated | (_readZeroes ? BlockStatusFlags.Zero : BlockStatusFlags.None)));
 }

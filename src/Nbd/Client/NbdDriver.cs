@@ -1,0 +1,71 @@
+using ExportServer.Block.Core;
+using ExportServer.Block.Core.Options;
+using ExportServer.Nbd.Protocol;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace ExportServer.Nbd.Client;
+
+/// <summary>
+/// QEMU's driver=nbd with the options of BlockdevOptionsNbd: server (SocketAddress), export,
+/// reconnect-delay and open-timeout (seconds). TLS and x-dirty-bitmap are refused.
+/// </summary>
+public sealed class NbdDriver : IBlockDriver
+{
+    private readonly ILogger _log;
+
+    public NbdDriver(ILogger? logger = null)
+    {
+        _log = logger ?? NullLogger.Instance;
+    }
+
+    public string Name => "nbd";
+
+    /// <summary>Makes driver=nbd available in <paramref name="graph"/>.</summary>
+    public static void Register(BlockGraph graph) => graph.Register(new NbdDriver());
+
+    /// <summary>Makes driver=nbd available in <paramref name="graph"/>, tracing to <paramref name="logger"/>.</summary>
+    public static void Register(BlockGraph graph, ILogger logger) => graph.Register(new NbdDriver(logger));
+
+    public async ValueTask<BlockNode> OpenAsync(BlockOpenContext context, OptionReader options)
+    {
+        var server = options.GetObject("server") ?? throw BlockException.Invalid($"Parameter '{options.FullName("server")}' is missing");
+        var address = NbdServerAddress.Read(server);
+        var export = options.GetString("export") ?? string.Empty;
+        foreach (var refused in (string[])["tls-creds", "tls-hostname", "x-dirty-bitmap"])
+        {
+            if (options.GetString(refused) is not null)
+            {
+                throw BlockException.NotSupported($"Parameter '{options.FullName(refused)}' is not supported");
+            }
+        }
+
+        var reconnectDelay = TimeSpan.FromSeconds(ReadSeconds(options, "reconnect-delay"));
+        var openTimeout = TimeSpan.FromSeconds(ReadSeconds(options, "open-timeout"));
+        var client = await NbdNode.ConnectAsync(address, export, openTimeout, CancellationToken.None).ConfigureAwait(false);
+        var info = client.Info;
+        NbdClientLog.Connected(_log, context.NodeName, address.FileName(export), info.Size, info.Flags,
+            info.StructuredReplies, info.ExtendedHeaders, info.BaseAllocationId is not null);
+        var readOnly = context.ReadOnly;
+        if (info.Has(NbdConstants.FlagReadOnly) && !readOnly)
+        {
+            if (!context.AutoReadOnly)
+            {
+                await client.DisposeAsync().ConfigureAwait(false);
+                throw new BlockException(Errno.EACCES, "NBD export is read-only");
+            }
+
+            readOnly = true;
+        }
+
+        return new NbdNode(context.NodeName, readOnly, address, export, reconnectDelay, client, _log);
+    }
+
+    private static long ReadSeconds(OptionReader options, string key)
+    {
+        var seconds = options.GetInt(key) ?? 0;
+        return seconds is >= 0 and <= uint.MaxValue
+            ? seconds
+            : throw BlockException.Invalid($"Parameter '{options.FullName(key)}' expects uint32");
+    }
+}

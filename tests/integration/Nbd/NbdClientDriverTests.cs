@@ -1,0 +1,51 @@
+using ExportServer.IntegrationTests.Support;
+using Xunit;
+
+namespace ExportServer.IntegrationTests.Nbd;
+
+/// <summary>The nbd block driver: our daemon as a client of qemu-storage-daemon's NBD export.</summary>
+public sealed class NbdClientDriverTests
+{
+    [Fact]
+    public async Task RemoteExportOfQemuIsServedAgainAndWritesReachIt()
+    {
+        using var dir = new TempDir();
+        var image = dir["remote.qcow2"];
+        (await Tool.RunAsync("qemu-img", "create", "-f", "qcow2", image, "64M")).Check("create");
+        (await Tool.RunAsync("qemu-io", "-f", "qcow2", "-c", "write -P 0x21 0 3M", "-c", "write -P 0x22 40M 1M", image)).Check("fill");
+        var flat = dir["flat.raw"];
+        (await Tool.RunAsync("qemu-img", "convert", "-O", "raw", image, flat)).Check("convert");
+
+        await using var remote = await Daemon.StartQsdAsync(dir,
+            "--blockdev", $"driver=file,node-name=f0,filename={image}",
+            "--blockdev", "driver=qcow2,node-name=q0,file=f0",
+            "--nbd-server", $"addr.type=unix,addr.path={dir["q.sock"]}",
+            "--export", "type=nbd,id=e0,node-name=q0,name=src,writable=on");
+        await using (var proxy = await Daemon.StartAsync(dir,
+            "--blockdev", $"driver=nbd,node-name=remote,server.type=unix,server.path={dir["q.sock"]},export=src",
+            "--nbd-server", $"addr.type=unix,addr.path={dir["s.sock"]}",
+            "--export", "type=nbd,id=e1,node-name=remote,name=proxy,writable=on"))
+        {
+            var uri = $"nbd+unix:///proxy?socket={dir["s.sock"]}";
+            (await Tool.RunAsync("qemu-img", "compare", "-f", "raw", "-F", "raw", uri, flat)).Check("compare through the proxy");
+            var map = (await Tool.RunAsync("nbdinfo", "--map", uri)).Check("map").Stdout;
+            Assert.Contains("hole,zero", map);
+            (await Tool.RunAsync("qemu-io", "-f", "raw", "-c", "write -P 0x33 10M 128k", "-c", "write -z 0 64k", "-c", "flush", uri)).Check("write through");
+            Assert.Equal(0, await proxy.StopAsync());
+        }
+
+        Assert.Equal(0, await remote.StopAsync());
+        (await Tool.RunAsync("qemu-io", "-f", "qcow2", "-r", "-c", "read -P 0x33 10M 128k", "-c", "read -P 0 0 64k", "-c", "read -P 0x21 64k 1M", image)).Check("data in the remote image");
+        (await Tool.RunAsync("qemu-img", "check", image)).Check("check");
+    }
+
+    [Fact]
+    public async Task UnreachableServerIsAClearStartupError()
+    {
+        using var dir = new TempDir();
+        var r = await Tool.RunAsync(Daemon.ExportServerPath,
+            ["--blockdev", $"driver=nbd,node-name=remote,server.type=unix,server.path={dir["none.sock"]},export=x"], TimeSpan.FromSeconds(30));
+        Assert.Equal(1, r.ExitCode);
+        Assert.StartsWith("export-server: --blockdev driver=nbd", r.Stderr);
+    }
+}

@@ -1,0 +1,140 @@
+using System.Diagnostics;
+using ExportServer.Block.Core;
+using ExportServer.Block.Native;
+using Xunit;
+using static ExportServer.UnitTests.Drivers.DriverTestBed;
+
+namespace ExportServer.UnitTests.Drivers;
+
+/// <summary>
+/// Our image locks against QEMU's: the same bytes, the same conflicts, the same messages. OFD locks
+/// belong to an open file description, so two nodes of one process conflict just as two processes do.
+/// </summary>
+public sealed class ImageLockTests : IAsyncLifetime
+{
+    private readonly DriverTestBed _bed = new();
+
+    public Task InitializeAsync() => Task.CompletedTask;
+
+    public async Task DisposeAsync() => await _bed.DisposeAsync();
+
+    private Task<BlockNode> OpenAsync(string name, string path, string extra = "") =>
+        _bed.AddAsync($$"""{"driver":"file","node-name":"{{name}}","filename":{{Json(path)}}{{extra}}}""");
+
+    private static string Hint(string path) => $"\nIs another process using the image [{path}]?";
+
+    [Fact]
+    public async Task SecondWriterAndReaderAreRefusedInQemuWords()
+    {
+        var path = _bed.CreateFile("a.img", 65536);
+        await OpenAsync("w", path);
+
+        var e = await Assert.ThrowsAsync<BlockException>(() => OpenAsync("w2", path));
+        Assert.Equal("Failed to get \"write\" lock" + Hint(path), e.Message);
+        Assert.Equal(Errno.EBUSY, e.Errno);
+
+        e = await Assert.ThrowsAsync<BlockException>(() => OpenAsync("r", path, ""","read-only":true"""));
+        Assert.Equal("Failed to get shared \"write\" lock" + Hint(path), e.Message);
+
+        await OpenAsync("shared", path, ""","read-only":true,"force-share":true""");
+        await OpenAsync("unlocked", path, ""","locking":"off" """);
+    }
+
+    [Fact]
+    public async Task ReadersShareAndKeepWritersOut()
+    {
+        var path = _bed.CreateFile("r.img", 65536);
+        await OpenAsync("r1", path, ""","read-only":true""");
+        await OpenAsync("r2", path, ""","read-only":true""");
+
+        var e = await Assert.ThrowsAsync<BlockException>(() => OpenAsync("w", path));
+        Assert.Equal("Failed to get \"write\" lock" + Hint(path), e.Message);
+    }
+
+    [Fact]
+    public async Task ClosingTheNodeReleasesItsLocks()
+    {
+        var path = _bed.CreateFile("c.img", 65536);
+        await OpenAsync("w", path);
+        await _bed.Graph.RemoveAsync("w");
+
+        var again = await OpenAsync("w", path);
+        Assert.False(again.IsReadOnly);
+    }
+
+    [Fact]
+    public async Task QemuToolsSeeOurWriteLock()
+    {
+        var path = _bed.PathOf("q.qcow2");
+        Assert.Equal(0, Run("qemu-img", "create", "-q", "-f", "qcow2", path, "1M").Exit);
+        await OpenAsync("w", path);
+
+        // qemu-img info opens a qcow2 image without sharing write; -U shares everything.
+        var (exit, output) = Run("qemu-img", "info", path);
+        Assert.NotEqual(0, exit);
+        Assert.Contains("Failed to get shared \"write\" lock" + Hint(path), output);
+        Assert.Equal(0, Run("qemu-img", "info", "-U", path).Exit);
+
+        (exit, output) = Run("qemu-io", "-f", "raw", "-c", "write 0 512", path);
+        Assert.NotEqual(0, exit);
+        Assert.Contains("Failed to get \"write\" lock" + Hint(path), output);
+    }
+
+    [Fact]
+    public async Task WeSeeQemuIosWriteLock()
+    {
+        var path = _bed.CreateFile("held.img", 65536);
+        var info = new ProcessStartInfo("qemu-io")
+        {
+            ArgumentList = { "-f", "raw", "-c", "sleep 120000", path },
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
+        using var qemu = Process.Start(info)!;
+        try
+        {
+            await WaitForWriteLockAsync(qemu, path);
+            var e = await Assert.ThrowsAsync<BlockException>(() => OpenAsync("mine", path, ""","read-only":true"""));
+            Assert.Equal("Failed to get shared \"write\" lock" + Hint(path), e.Message);
+
+            // qemu-io writes and shares write; we refuse to share it, so we give way.
+            e = await Assert.ThrowsAsync<BlockException>(() => OpenAsync("mine", path));
+            Assert.Equal("Failed to get shared \"write\" lock" + Hint(path), e.Message);
+
+            var shared = await OpenAsync("shared", path, ""","read-only":true,"force-share":true""");
+            Assert.True(shared.IsReadOnly);
+        }
+        finally
+        {
+            qemu.Kill();
+            await qemu.WaitForExitAsync();
+        }
+    }
+
+    /// <summary>
+    /// Waits until another process holds the "write" permission byte. Probing by opening a node would
+    /// take our own locks and could make qemu-io give up while it starts.
+    /// </summary>
+    private static async Task WaitForWriteLockAsync(Process qemu, string path)
+    {
+        using var handle = File.OpenHandle(path);
+        var deadline = DateTime.UtcNow.AddSeconds(60);
+        while (!IsWriteByteLocked(handle))
+        {
+            if (qemu.HasExited)
+            {
+                Assert.Fail($"qemu-io exited with {qemu.ExitCode}: {await qemu.StandardError.ReadToEndAsync()}");
+            }
+
+            Assert.True(DateTime.UtcNow < deadline, "qemu-io never took its locks");
+            await Task.Delay(50);
+        }
+    }
+
+    private static unsafe bool IsWriteByteLocked(Microsoft.Win32.SafeHandles.SafeFileHandle handle)
+    {
+        var fl = new Flock { Type = LibC.F_WRLCK, Start = 101, Length = 1 };
+        Assert.Equal(0, LibC.FcntlLock(handle.DangerousGetHandle(), LibC.F_OFD_GETLK, &fl));
+        return fl.Type != LibC.F_UNLCK;
+    }
+}
