@@ -1,0 +1,75 @@
+using System.Text.Json.Nodes;
+using ExportServer.IntegrationTests.Support;
+using Xunit;
+using static ExportServer.IntegrationTests.Jobs.JobDaemon;
+
+namespace ExportServer.IntegrationTests.Jobs;
+
+/// <summary>
+/// Live storage migration: daemon B exports an empty image over NBD, daemon A mirrors its disk into
+/// it (an <c>nbd</c> target node) while a client writes to A's export, then the copies are equal.
+/// Also across implementations, with qemu-storage-daemon on either side.
+/// </summary>
+public sealed class MigrationTests
+{
+    public static TheoryData<bool, bool, string> Pairs => new()
+    {
+        { false, false, "full" },
+        { false, false, "top" },
+        { false, true, "full" },
+        { true, false, "full" },
+    };
+
+    [Theory]
+    [MemberData(nameof(Pairs))]
+    public async Task MirrorToARemoteExportWhileWriting(bool sourceIsQsd, bool targetIsQsd, string sync)
+    {
+        using var dir = new TempDir();
+        var baseImage = dir["base.qcow2"];
+        var src = dir["src.qcow2"];
+        var dst = dir["dst.qcow2"];
+        await QemuImgAsync("create", "-q", "-f", "qcow2", baseImage, "32M");
+        await QemuIoAsync(baseImage, "qcow2", "write -P 0x0b 0 8M");
+        await QemuImgAsync("create", "-q", "-f", "qcow2", "-b", baseImage, "-F", "qcow2", src);
+        await QemuIoAsync(src, "qcow2", "write -P 0x5a 4M 2M", "write -P 0x5b 31M 1M");
+        if (sync == "top")
+        {
+            // The destination already has the base: it gets only the top layer.
+            File.Copy(baseImage, dir["dbase.qcow2"]);
+            await QemuImgAsync("create", "-q", "-f", "qcow2", "-b", dir["dbase.qcow2"], "-F", "qcow2", dst);
+        }
+        else
+        {
+            await QemuImgAsync("create", "-q", "-f", "qcow2", dst, "32M");
+        }
+
+        await using var b = await StartAsync(dir, "b", targetIsQsd);
+        await b.AddImageAsync("target", dst);
+        await b.ExportAsync("target");
+        await using var a = await StartAsync(dir, "a", sourceIsQsd);
+        await a.AddImageAsync("disk", src);
+        await a.ExportAsync("disk");
+        await a.Qmp.ExecuteAsync("blockdev-add", new JsonObject
+        {
+            ["driver"] = "nbd", ["node-name"] = "remote", ["export"] = "target",
+            ["server"] = new JsonObject { ["type"] = "unix", ["path"] = b.NbdSocket },
+        });
+        var writer = QemuIoAsync(a.NbdUri("disk"), "nbd", Enumerable.Range(0, 24).Select(i => $"write -P {i + 0x40} {i * 1280}k 256k").ToArray());
+        await a.Qmp.ExecuteAsync("blockdev-mirror", new JsonObject
+        {
+            ["job-id"] = "mig", ["device"] = "disk", ["target"] = "remote", ["sync"] = sync, ["speed"] = 64L << 20,
+        });
+        await writer;
+        await a.WaitJobEventAsync("BLOCK_JOB_READY", "mig");
+        await QemuIoAsync(a.NbdUri("disk"), "nbd", "write -P 0x66 12M 100k");
+        await a.Qmp.ExecuteAsync("block-job-cancel", new JsonObject { ["device"] = "mig" });
+        var done = await a.WaitJobEventAsync("BLOCK_JOB_COMPLETED", "mig");
+        Assert.Null(done["error"]);
+        await a.Qmp.ExecuteAsync("quit");
+        await b.Qmp.ExecuteAsync("quit");
+        await a.Process.WaitForExitAsync(TimeSpan.FromSeconds(10));
+        await b.Process.WaitForExitAsync(TimeSpan.FromSeconds(10));
+        await AssertSameAsync(src, dst);
+        await QemuIoAsync(dst, "qcow2", "read -P 0x66 12M 100k", "read -P 0x5b 31M 1M");
+    }
+}
