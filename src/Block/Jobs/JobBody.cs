@@ -17,6 +17,14 @@ public abstract class JobBody
     /// <summary>Whether the job appears in query-block-jobs.</summary>
     public virtual bool IsBlockJob => true;
 
+    /// <summary>
+    /// Called synchronously when the job starts, before the command that created it returns: what
+    /// must hold from that instant on (backup's point in time) is set up here.
+    /// </summary>
+    public virtual void Attach(JobControl control)
+    {
+    }
+
     public abstract Task RunAsync(JobControl control);
 
     /// <summary>Checks block-job-complete before it is accepted; throws with the reason it cannot.</summary>

@@ -18,5 +18,6 @@ internal static class CommandTable
         JobCommands.Register(dispatcher, context);
         BlockJobCommands.Register(dispatcher, context);
         MirrorJobCommands.Register(dispatcher, context);
+        BackupJobCommands.Register(dispatcher, context);
     }
 }

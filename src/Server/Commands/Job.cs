@@ -62,6 +62,7 @@ internal sealed class Job : IJobObserver
             Transition(JobStatus.Running);
         }
 
+        Body.Attach(Control);
         _ = Task.Run(RunAsync);
     }
 

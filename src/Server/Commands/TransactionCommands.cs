@@ -19,6 +19,8 @@ internal static class TransactionCommands
         ],
         ["blockdev-snapshot"] = [QmpArg.Str("node"), QmpArg.Str("overlay")],
         ["blockdev-snapshot-internal-sync"] = [QmpArg.Str("device"), QmpArg.Str("name")],
+        ["drive-backup"] = BackupJobCommands.DriveBackupArgs,
+        ["blockdev-backup"] = BackupJobCommands.BlockdevBackupArgs,
     };
 
     public static void Register(QmpDispatcher d, CommandContext ctx)
@@ -116,6 +118,8 @@ internal static class TransactionCommands
         "blockdev-snapshot-sync" => new ExternalSnapshotAction(ctx, data, sync: true),
         "blockdev-snapshot" => new ExternalSnapshotAction(ctx, data, sync: false),
         "blockdev-snapshot-internal-sync" => new InternalSnapshotAction(ctx, data),
+        "drive-backup" => new JobBackupAction(ctx, data, drive: true),
+        "blockdev-backup" => new JobBackupAction(ctx, data, drive: false),
         _ => throw new InvalidOperationException(type),
     };
 }

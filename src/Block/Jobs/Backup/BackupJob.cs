@@ -1,0 +1,87 @@
+using ExportServer.Block.Bitmaps;
+using ExportServer.Block.Core;
+
+namespace ExportServer.Block.Jobs.Backup;
+
+/// <summary>
+/// Backup: the target receives the source as it was when the job started. A write notifier on the
+/// source copies the old data of every not-yet-copied range to the target before the write goes
+/// on (copy-before-write), while the background pass copies the rest (full: everything, top: the
+/// source's own layer). With sync none only copy-before-write runs, until the job is cancelled.
+/// </summary>
+public sealed class BackupJob(BlockNode source, BlockNode target, SyncMode sync, CopyOptions options) : JobBody
+{
+    private static readonly TimeSpan IdlePoll = TimeSpan.FromMilliseconds(500);
+    private WriteNotifier? _notifier;
+    private DirtyBitmap? _bitmap;
+    private CopyEngine? _engine;
+
+    public override string Type => "backup";
+
+    /// <summary>The job's granularity: QEMU's default backup cluster size.</summary>
+    public const long ClusterSize = 64 * 1024;
+
+    /// <summary>The point in time: copy-before-write is in place before the starting command returns.</summary>
+    public override void Attach(JobControl control)
+    {
+        _bitmap = new DirtyBitmap(source.Length, ClusterSize);
+        _bitmap.SetAll();
+        var engine = _engine = new CopyEngine(source, target, _bitmap, control, options);
+        _notifier = (_, offset, length) => engine.CopyNowAsync(offset, length);
+        source.AddUser();
+        target.AddUser();
+        source.WriteNotifiers.Add(_notifier);
+    }
+
+    public override async Task RunAsync(JobControl control)
+    {
+        if (target.Length < source.Length)
+        {
+            throw BlockException.Invalid("Source and target image have different sizes");
+        }
+
+        var bitmap = _bitmap!;
+        var engine = _engine!;
+        if (sync == SyncMode.Top)
+        {
+            // Ranges the top layer does not hold are not backed up, and need no copy before a write either.
+            var keep = new DirtyBitmap(source.Length, ClusterSize);
+            await ChainScan.MarkAsync(source, keep, 1, 2).ConfigureAwait(false);
+            for (var next = bitmap.NextDirty(0, long.MaxValue); next is { } run; next = bitmap.NextDirty(run.Offset + run.Length, long.MaxValue))
+            {
+                for (var off = run.Offset; off < run.Offset + run.Length; off += ClusterSize)
+                {
+                    if (!keep.IsDirty(off))
+                    {
+                        bitmap.Reset(off, ClusterSize);
+                    }
+                }
+            }
+        }
+
+        control.SetLength(bitmap.DirtyBytes);
+        if (sync == SyncMode.None)
+        {
+            while (true)
+            {
+                await control.IdleAsync(IdlePoll).ConfigureAwait(false);
+            }
+        }
+
+        await engine.CopyDirtyAsync().ConfigureAwait(false);
+        await target.FlushAsync().ConfigureAwait(false);
+    }
+
+    public override ValueTask CleanAsync()
+    {
+        if (_notifier is not null)
+        {
+            source.WriteNotifiers.Remove(_notifier);
+            _notifier = null;
+            source.RemoveUser();
+            target.RemoveUser();
+        }
+
+        return ValueTask.CompletedTask;
+    }
+}
