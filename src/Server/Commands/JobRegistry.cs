@@ -28,8 +28,8 @@ internal sealed class JobRegistry(StorageDaemon daemon)
         return job;
     }
 
-    /// <summary>A job whose work is one call (blockdev-create).</summary>
-    public Job Start(string id, string type, Func<ValueTask> work) => Start(id, new DelegateJob(type, work));
+    /// <summary>A job whose work is one call (blockdev-create: QEMU leaves it concluded until job-dismiss).</summary>
+    public Job Start(string id, string type, Func<ValueTask> work) => Start(id, new DelegateJob(type, work), autoDismiss: false);
 
     /// <summary>Enters a job under its id without starting it (a transaction starts its jobs on commit).</summary>
     public Job Reserve(string id, JobBody body, bool autoFinalize = true, bool autoDismiss = true, long speed = 0)
