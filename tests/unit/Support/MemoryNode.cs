@@ -5,6 +5,7 @@ namespace ExportServer.UnitTests.Support;
 /// <summary>An in-memory protocol node for unit tests: a growable byte array with optional alignment.</summary>
 internal sealed class MemoryNode : BlockNode
 {
+    private readonly object _gate = new();
     private byte[] _data;
 
     public MemoryNode(string name, long length, bool readOnly = false, int alignment = 1)
@@ -35,21 +36,35 @@ internal sealed class MemoryNode : BlockNode
     protected override ValueTask ReadCoreAsync(long offset, Memory<byte> buffer)
     {
         AssertAligned(offset, buffer.Length);
-        _data.AsSpan((int)offset, buffer.Length).CopyTo(buffer.Span);
+        lock (_gate)
+        {
+            _data.AsSpan((int)offset, buffer.Length).CopyTo(buffer.Span);
+        }
+
         return ValueTask.CompletedTask;
     }
 
     protected override ValueTask WriteCoreAsync(long offset, ReadOnlyMemory<byte> buffer, WriteFlags flags)
     {
         AssertAligned(offset, buffer.Length);
-        buffer.Span.CopyTo(_data.AsSpan((int)offset));
+
+        // Locked against a concurrent resize, which replaces the array.
+        lock (_gate)
+        {
+            buffer.Span.CopyTo(_data.AsSpan((int)offset));
+        }
+
         return ValueTask.CompletedTask;
     }
 
     protected override ValueTask WriteZeroesCoreAsync(long offset, long length, ZeroFlags flags)
     {
         AssertAligned(offset, length);
-        _data.AsSpan((int)offset, (int)length).Clear();
+        lock (_gate)
+        {
+            _data.AsSpan((int)offset, (int)length).Clear();
+        }
+
         return ValueTask.CompletedTask;
     }
 
@@ -61,8 +76,12 @@ internal sealed class MemoryNode : BlockNode
 
     protected override ValueTask TruncateCoreAsync(long length)
     {
-        Array.Resize(ref _data, (int)length);
-        Length = length;
+        lock (_gate)
+        {
+            Array.Resize(ref _data, (int)length);
+            Length = length;
+        }
+
         return ValueTask.CompletedTask;
     }
 

@@ -83,12 +83,33 @@ internal sealed partial class FileNode
                 return;
             }
 
+            if (n < 0 && !_noWaitWrites)
+            {
+                // Without RWF_NOWAIT (ext4 buffered writes), a buffered write is a copy into the page
+                // cache: doing it on the calling thread saves a thread hop per request, which measured
+                // faster than queueing it to the pool (fio 4k random writes, QD32, over NBD).
+                WriteInline(offset, buffer.Span);
+                return;
+            }
+
             n = Math.Max(n, 0);
             offset += n;
             buffer = buffer[n..];
         }
 
         await WriteFullyAsync(offset, buffer).ConfigureAwait(false);
+    }
+
+    private void WriteInline(long offset, ReadOnlySpan<byte> buffer)
+    {
+        try
+        {
+            RandomAccess.Write(_handle, buffer, offset);
+        }
+        catch (Exception e) when (e is not BlockException)
+        {
+            throw BlockException.From(e);
+        }
     }
 
     /// <summary>
