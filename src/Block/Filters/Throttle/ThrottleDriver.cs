@@ -18,12 +18,8 @@ internal sealed class ThrottleDriver : IBlockDriver
         var file = await context.OpenChildAsync(options, "file").ConfigureAwait(false)
                    ?? throw BlockException.Invalid($"Parameter '{options.FullName("file")}' is missing");
 
-        var readOnly = context.ReadOnly;
-        if (file.IsReadOnly && !readOnly)
-        {
-            readOnly = context.AutoReadOnly ? true : throw new BlockException(Errno.EACCES, "Block node is read-only");
-        }
-
-        return new ThrottleNode(context.NodeName, readOnly, file, group);
+        // As for QEMU's filters, a writable filter over a read-only node is allowed: it asks for write
+        // access only when a writer uses it, so writes fail at the child instead.
+        return new ThrottleNode(context.NodeName, context.ReadOnly, file, group);
     }
 }
