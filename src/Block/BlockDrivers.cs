@@ -1,4 +1,5 @@
 using ExportServer.Block.Core;
+using ExportServer.Block.Filters.Throttle;
 using ExportServer.Block.Formats.Qcow2;
 using ExportServer.Block.Formats.Raw;
 using ExportServer.Block.Protocols.File;
@@ -17,5 +18,6 @@ public static class BlockDrivers
         graph.Register(NullDriver.Co);
         graph.Register(NullDriver.Aio);
         graph.Register(new Qcow2Driver());
+        graph.Register(ThrottleDriver.Instance);
     }
 }

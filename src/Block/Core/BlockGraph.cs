@@ -16,6 +16,9 @@ public sealed class BlockGraph
 
     public void Register(IBlockDriver driver) => _drivers[driver.Name] = driver;
 
+    /// <summary>Objects that nodes refer to by id (throttle groups), added by object-add / --object.</summary>
+    public NamedObjects Objects { get; } = new();
+
     public IEnumerable<string> DriverNames => _drivers.Keys;
 
     public bool HasDriver(string name) => _drivers.ContainsKey(name);

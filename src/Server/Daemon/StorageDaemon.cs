@@ -2,6 +2,7 @@ using System.Text.Json.Nodes;
 using ExportServer.Block;
 using ExportServer.Block.Core;
 using ExportServer.Block.Core.Options;
+using ExportServer.Block.Filters.Throttle;
 using ExportServer.Fuse;
 using ExportServer.Nbd.Client;
 using ExportServer.Nbd.Server;
@@ -283,21 +284,35 @@ internal sealed class StorageDaemon : IAsyncDisposable
                 r.GetInt("thread-pool-min");
                 r.GetInt("thread-pool-max");
                 r.EnsureAllConsumed();
-                if (_ioThreads.ContainsKey(id))
-                {
-                    throw BlockException.Invalid($"attempt to add duplicate property '{id}' to object (type 'container')");
-                }
-
+                CheckNewObjectId(id);
                 _ioThreads[id] = new IoThread(id);
+                break;
+            case ThrottleGroups.QomType:
+                CheckNewObjectId(id);
+                ThrottleGroups.Add(Graph.Objects, id, r);
                 break;
             default:
                 throw BlockException.Invalid($"Parameter 'qom-type' does not accept value '{type}'");
         }
     }
 
+    /// <summary>Object ids are unique across every kind of object, as in QEMU's /objects container.</summary>
+    private void CheckNewObjectId(string id)
+    {
+        if (_ioThreads.ContainsKey(id) || Graph.Objects.Contains(id))
+        {
+            throw BlockException.Invalid($"attempt to add duplicate property '{id}' to object (type 'container')");
+        }
+    }
+
     /// <summary>object-del: removes an object nothing refers to.</summary>
     public void ObjectDel(string id)
     {
+        if (ThrottleGroups.TryDelete(Graph.Objects, id))
+        {
+            return;
+        }
+
         if (!_ioThreads.TryGetValue(id, out var thread))
         {
             throw BlockException.Invalid($"object '{id}' not found");
