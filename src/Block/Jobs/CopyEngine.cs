@@ -47,6 +47,13 @@ public sealed class CopyEngine(BlockNode source, BlockNode target, DirtyBitmap b
                 continue;
             }
 
+            // A job reports itself paused only with no copy in flight (QEMU's mirror and backup wait
+            // for their requests before yielding), so its progress stands still while paused.
+            while (control.PauseRequested && running.Count > 0)
+            {
+                await ReapAsync(running, await Task.WhenAny(running).ConfigureAwait(false)).ConfigureAwait(false);
+            }
+
             await control.ThrottleAsync(run.Length).ConfigureAwait(false);
             cursor = run.Offset + run.Length;
             var held = await _locks.AcquireAsync(run.Offset, run.Length).ConfigureAwait(false);
