@@ -100,6 +100,12 @@ public sealed class OptionReader
                     return l;
                 }
 
+                // Options built in process hold CLR ints, which TryGetValue<long> does not widen.
+                if (jv.TryGetValue<int>(out var i))
+                {
+                    return i;
+                }
+
                 if (jv.TryGetValue<ulong>(out var ul) && ul <= long.MaxValue)
                 {
                     return (long)ul;
