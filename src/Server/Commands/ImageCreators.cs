@@ -45,6 +45,15 @@ internal static class ImageCreators
         r.GetBool("nocow");
         r.GetSize("extent-size-hint");
         r.EnsureAllConsumed();
+        await CreateRawFileAsync(filename, size, prealloc).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Creates (or truncates) <paramref name="filename"/> as a raw file of <paramref name="size"/> bytes;
+    /// "full" writes zeroes, "off" and "falloc" leave it sparse.
+    /// </summary>
+    public static async ValueTask CreateRawFileAsync(string filename, long size, string prealloc)
+    {
         if (prealloc is not ("off" or "full" or "falloc"))
         {
             throw Qmp.QmpException.Generic($"Unsupported preallocation mode '{prealloc}'");
