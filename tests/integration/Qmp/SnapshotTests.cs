@@ -116,6 +116,32 @@ public sealed class SnapshotTests
     }
 
     [Fact]
+    public async Task ExistingOverlayModeAndChangeBackingFile()
+    {
+        using var dir = new TempDir();
+        await CreateAsync(dir["A.qcow2"]);
+        (await Tool.RunAsync("qemu-img", "create", "-f", "qcow2", "-b", dir["A.qcow2"], "-F", "qcow2", dir["B.qcow2"])).Check("overlay");
+        await using var d = await StartAsync(dir, "A");
+        await using var qmp = await QmpClient.ConnectAsync(dir["m0.sock"]);
+        await NbdIoAsync(dir, "A", "write -P 0x31 0 64K");
+
+        var args = SnapshotSync("A", dir["B.qcow2"], "B");
+        args["mode"] = "existing";
+        await qmp.ExecuteAsync("blockdev-snapshot-sync", args);
+        await NbdIoAsync(dir, "A", "write -P 0x32 64K 64K", "read -P 0x31 0 64K");
+        await LayerReadsAsync(dir["A.qcow2"], "read -P 0x31 0 64K", "read -P 0 64K 64K");
+        await LayerReadsAsync(dir["B.qcow2"], "read -P 0 0 64K", "read -P 0x32 64K 64K");
+
+        // The name recorded in B's header becomes relative; the chain still opens from B's directory.
+        await qmp.ExecuteAsync("change-backing-file", new JsonObject { ["device"] = "B", ["image-node-name"] = "B", ["backing-file"] = "A.qcow2" });
+        var info = JsonDocument.Parse((await Tool.RunAsync("qemu-img", "info", "-U", "--output=json", dir["B.qcow2"])).Check("info").Stdout).RootElement;
+        Assert.Equal("A.qcow2", info.GetProperty("backing-filename").GetString());
+        Assert.Equal("qcow2", info.GetProperty("backing-filename-format").GetString());
+        (await Tool.RunAsync("qemu-img", "check", "-U", dir["B.qcow2"])).Check("check");
+        (await Tool.RunAsync("qemu-io", "-r", "-U", "-f", "qcow2", "-c", "read -P 0x31 0 64K", "-c", "read -P 0x32 64K 64K", dir["B.qcow2"])).Check("chain read");
+    }
+
+    [Fact]
     public async Task TransactionWhoseSecondSnapshotFailsLeavesBothNodesAsTheyWere()
     {
         using var dir = new TempDir();
