@@ -115,6 +115,60 @@ public sealed class SnapshotTests
         Assert.True(cmp.ExitCode == 0, cmp.Stdout + cmp.Stderr);
     }
 
+    // Writes 64 KiB blocks round-robin over 16 MiB until the stop file appears, then prints the
+    // pattern last written to each block (every write acknowledged before the next one starts).
+    private const string Writer = """
+        import nbd, os, sys
+        h = nbd.NBD(); h.connect_uri(sys.argv[1])
+        last = {}
+        n = 0
+        while not os.path.exists(sys.argv[2]) or n < 512:
+            block = n % 256
+            pat = n % 250 + 1
+            h.pwrite(bytes([pat]) * 65536, block * 65536)
+            last[block] = pat
+            n += 1
+        h.flush()
+        for block, pat in sorted(last.items()): print(block, pat)
+        """;
+
+    [Fact]
+    public async Task SnapshotsTakenDuringWritesLoseNothing()
+    {
+        using var dir = new TempDir();
+        await CreateAsync(dir["A.qcow2"]);
+        await File.WriteAllTextAsync(dir["writer.py"], Writer);
+        await using var d = await StartAsync(dir, "A");
+        await using var qmp = await QmpClient.ConnectAsync(dir["m0.sock"]);
+        var writer = Tool.RunAsync("/usr/bin/python3", [dir["writer.py"], $"nbd+unix:///A?socket={dir["nbd.sock"]}", dir["stop"]], TimeSpan.FromMinutes(2));
+        var previous = "A";
+        foreach (var layer in new[] { "B", "C", "D" })
+        {
+            await Task.Delay(150);
+            await qmp.ExecuteAsync("blockdev-snapshot-sync", SnapshotSync(previous, dir[layer + ".qcow2"], layer));
+            previous = layer;
+        }
+
+        await File.WriteAllTextAsync(dir["stop"], string.Empty);
+        var written = (await writer).Check("writer").Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => l.Split(' ')).ToList();
+        Assert.Equal(256, written.Count);
+        foreach (var layer in new[] { "A", "B", "C", "D" })
+        {
+            (await Tool.RunAsync("qemu-img", "check", "-U", dir[layer + ".qcow2"])).Check($"check {layer}");
+        }
+
+        // The snapshots really were taken mid-stream: every layer holds some of the writes.
+        foreach (var layer in new[] { "A", "B", "C", "D" })
+        {
+            var map = await Tool.RunAsync("qemu-img", "map", "-U", "--output=json", $$"""json:{"driver":"qcow2","file":{"driver":"file","filename":"{{dir[layer + ".qcow2"]}}"},"backing":null}""");
+            Assert.Contains("\"data\": true", map.Check($"map {layer}").Stdout);
+        }
+
+        var reads = written.SelectMany(w => new[] { "-c", $"read -P {w[1]} {long.Parse(w[0]) * 65536} 64K" });
+        var r = await Tool.RunAsync("qemu-io", ["-r", "-U", "-f", "qcow2", .. reads, dir["D.qcow2"]]);
+        Assert.True(r.ExitCode == 0 && !r.Stdout.Contains("Pattern verification failed"), r.Stdout + r.Stderr);
+    }
+
     [Fact]
     public async Task ExistingOverlayModeAndChangeBackingFile()
     {
