@@ -303,6 +303,43 @@ public sealed class SnapshotTests
         Assert.Equal("raw", info.GetProperty("backing-filename-format").GetString());
         Assert.True(info.GetProperty("format-specific").GetProperty("data").GetProperty("lazy-refcounts").GetBoolean());
 
+        // Version 2 with metadata preallocation; version 3 with every feature and an external raw data file.
+        var v2 = dir["v2.qcow2"];
+        await RunJobAsync("mkv2file", new JsonObject { ["driver"] = "file", ["filename"] = v2, ["size"] = 0 });
+        await qmp.ExecuteAsync("blockdev-add", new JsonObject { ["driver"] = "file", ["node-name"] = "v2proto", ["filename"] = v2 });
+        await RunJobAsync("mkv2", new JsonObject
+        {
+            ["driver"] = "qcow2", ["file"] = "v2proto", ["size"] = 8 << 20, ["version"] = "v2", ["preallocation"] = "metadata",
+        });
+        var v3 = dir["v3.qcow2"];
+        var data = dir["v3.data"];
+        foreach (var (file, node) in new[] { (v3, "v3proto"), (data, "v3data") })
+        {
+            await RunJobAsync("mk" + node, new JsonObject { ["driver"] = "file", ["filename"] = file, ["size"] = 0 });
+            await qmp.ExecuteAsync("blockdev-add", new JsonObject { ["driver"] = "file", ["node-name"] = node, ["filename"] = file });
+        }
+
+        await RunJobAsync("mkv3", new JsonObject
+        {
+            ["driver"] = "qcow2", ["file"] = "v3proto", ["size"] = 8 << 20, ["version"] = "v3", ["data-file"] = "v3data",
+            ["data-file-raw"] = true, ["extended-l2"] = true, ["compression-type"] = "zstd", ["refcount-bits"] = 8,
+        });
+        var v2Info = JsonDocument.Parse((await Tool.RunAsync("qemu-img", "info", "-U", "--output=json", v2)).Check("info").Stdout).RootElement;
+        Assert.Equal("0.10", v2Info.GetProperty("format-specific").GetProperty("data").GetProperty("compat").GetString());
+        var v2Map = (await Tool.RunAsync("qemu-img", "map", "-U", "--output=json", v2)).Check("map").Stdout;
+        Assert.DoesNotContain("\"present\": false", v2Map);
+        var v3Data = JsonDocument.Parse((await Tool.RunAsync("qemu-img", "info", "-U", "--output=json", v3)).Check("info").Stdout)
+            .RootElement.GetProperty("format-specific").GetProperty("data");
+        Assert.Equal(data, v3Data.GetProperty("data-file").GetString());
+        Assert.True(v3Data.GetProperty("data-file-raw").GetBoolean());
+        Assert.True(v3Data.GetProperty("extended-l2").GetBoolean());
+        Assert.Equal("zstd", v3Data.GetProperty("compression-type").GetString());
+        Assert.Equal(8, v3Data.GetProperty("refcount-bits").GetInt32());
+        foreach (var created in new[] { v2, v3 })
+        {
+            (await Tool.RunAsync("qemu-img", "check", "-U", created)).Check($"check {created}");
+        }
+
         // A bad option fails the job with QEMU's message, and the monitor goes on.
         await qmp.ExecuteAsync("blockdev-create", new JsonObject
         {
