@@ -113,7 +113,8 @@ internal static class CreateCommand
         {
             "qcow2" => Qcow2Keys,
             "raw" => RawKeys,
-            _ => throw new CommandLineException($"Format driver '{format}' does not support image creation"),
+            _ when graph.HasDriver(format) => throw new CommandLineException($"Format driver '{format}' does not support image creation"),
+            _ => throw new CommandLineException($"Unknown file format '{format}'"),
         };
         if (o.Keys.FirstOrDefault(k => !allowed.Contains(k)) is { } unknown)
         {
@@ -146,17 +147,19 @@ internal static class CreateCommand
             throw new CommandLineException("Image creation needs a size parameter");
         }
 
+        // As qemu-img: the line shows the size given, the image is made in whole 512-byte sectors.
+        var sectors = (size.Value + 511) & ~511L;
         o.TryGetValue("preallocation", out var prealloc);
         if (format == "raw")
         {
             stdout.WriteLine($"Formatting '{file}', fmt=raw size={size}" + (prealloc is null ? string.Empty : $" preallocation={prealloc}"));
-            await ImageCreators.CreateRawFileAsync(file, size.Value, prealloc ?? "off").ConfigureAwait(false);
+            await ImageCreators.CreateRawFileAsync(file, sectors, prealloc ?? "off").ConfigureAwait(false);
             return;
         }
 
         var options = new Qcow2CreateOptions
         {
-            Size = size.Value,
+            Size = sectors,
             Compat = o.GetValueOrDefault("compat", "1.1"),
             BackingFile = backing,
             BackingFormat = backingFormat,

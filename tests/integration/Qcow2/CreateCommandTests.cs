@@ -26,6 +26,8 @@ public sealed class CreateCommandTests
             ["-f", "qcow2", "-o", "lazy_refcounts=on,extended_l2=on,compression_type=zstd,refcount_bits=8", "d.qcow2", "16M"],
             ["-f", "raw", "-o", "preallocation=full", "e.raw", "1M"],
             ["f.raw", "1M"],
+            ["-f", "qcow2", "g.qcow2", "1000"],
+            ["h.raw", "1000"],
         ];
         foreach (var args in cases)
         {
@@ -52,6 +54,8 @@ public sealed class CreateCommandTests
         Assert.Equal(8, d.GetProperty("refcount-bits").GetInt32());
         Assert.Equal("raw", (await InfoAsync(dir["o/f.raw"])).GetProperty("format").GetString());
         Assert.Equal(1 << 20, new FileInfo(dir["o/e.raw"]).Length);
+        Assert.Equal(1024, (await InfoAsync(dir["o/g.qcow2"])).GetProperty("virtual-size").GetInt64());
+        Assert.Equal(1024, new FileInfo(dir["o/h.raw"]).Length);
     }
 
     [Fact]
@@ -70,6 +74,7 @@ public sealed class CreateCommandTests
     [InlineData(new[] { "-f", "qcow2", "-o", "cluster_size=1000", "x.qcow2", "1M" }, "x.qcow2: Cluster size must be a power of two between 512 and 2048k")]
     [InlineData(new[] { "-f", "qcow2", "-b", "missing.qcow2", "-F", "qcow2", "x.qcow2" }, "x.qcow2: Could not open backing file")]
     [InlineData(new[] { "-f", "qcow2", "-o", "bogus=1", "x.qcow2", "1M" }, "x.qcow2: Invalid parameter 'bogus'")]
+    [InlineData(new[] { "-f", "nope", "x.img", "1M" }, "x.img: Unknown file format 'nope'")]
     [InlineData(new[] { "-f", "qcow2", "-o", "compat=0.10,lazy_refcounts=on", "x.qcow2", "1M" }, "Lazy refcounts only supported with compatibility level 1.1")]
     public async Task BadArgumentsFailWithQemuImgsMessage(string[] args, string message)
     {
