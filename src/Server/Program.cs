@@ -14,11 +14,16 @@ internal static class Program
 
     private static async Task<int> Main(string[] args)
     {
+        if (args is ["create", .. var createArgs])
+        {
+            return await CreateCommand.RunAsync(createArgs, Console.Out, Console.Error, Name).ConfigureAwait(false);
+        }
+
         if (args is ["serve", .. var serveArgs])
         {
             try
             {
-                args = ServeCommand.Translate(serveArgs);
+                args = ServeCommand.Translate(serveArgs, Console.Error);
             }
             catch (CommandLineException e)
             {

@@ -1,12 +1,16 @@
+using ExportServer.Block.Formats.Probe;
+
 namespace ExportServer.Server.Cli;
 
 /// <summary>
 /// <c>export-server serve IMAGE [--socket PATH | --port N [--host H]] [--name NAME] [--read-only] [--format F]</c>:
-/// a friendly front for the qemu-storage-daemon options it expands to.
+/// a friendly front for the qemu-storage-daemon options it expands to. Without --format the format
+/// is probed; a probed raw image is exported read-only (with a warning), since a client writing a
+/// format header into its first sector would change what the next probe finds.
 /// </summary>
 internal static class ServeCommand
 {
-    public static string[] Translate(IReadOnlyList<string> args)
+    public static string[] Translate(IReadOnlyList<string> args, TextWriter warnings)
     {
         string? image = null, socket = null, name = null, format = null, host = "127.0.0.1";
         int? port = null;
@@ -41,9 +45,21 @@ internal static class ServeCommand
             throw new CommandLineException("serve: an IMAGE is required");
         }
 
+        if (format is null)
+        {
+            format = Probe(image);
+            if (format == "raw" && !readOnly)
+            {
+                readOnly = true;
+                warnings.WriteLine($"WARNING: Image format was not specified for '{image}' and probing guessed raw.");
+                warnings.WriteLine("         Automatically detecting the format is dangerous for raw images, so it is exported read-only.");
+                warnings.WriteLine("         Specify '--format raw' to export it writable.");
+            }
+        }
+
         name ??= Path.GetFileNameWithoutExtension(image);
         var ro = readOnly ? "on" : "off";
-        var blockdev = $"driver={format ?? "raw"},node-name=disk0,read-only={ro},file.driver=file,file.filename={image.Replace(",", ",,", StringComparison.Ordinal)}";
+        var blockdev = $"driver={format},node-name=disk0,read-only={ro},file.driver=file,file.filename={image.Replace(",", ",,", StringComparison.Ordinal)}";
         var addr = socket is not null
             ? $"addr.type=unix,addr.path={socket}"
             : $"addr.type=inet,addr.host={host},addr.port={port ?? 10809}";
@@ -54,5 +70,23 @@ internal static class ServeCommand
             "--export", $"type=nbd,id=export0,node-name=disk0,name={name},writable={(readOnly ? "off" : "on")}",
             .. extra,
         ];
+    }
+
+    /// <summary>The format <see cref="FormatProbe"/> finds in the image's first bytes.</summary>
+    private static string Probe(string image)
+    {
+        var head = new byte[FormatProbe.ProbeLength];
+        int read;
+        try
+        {
+            using var f = new FileStream(image, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+            read = f.ReadAtLeast(head, head.Length, throwOnEndOfStream: false);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new CommandLineException($"serve: Could not open '{image}': {e.Message}");
+        }
+
+        return FormatProbe.Probe(head.AsSpan(0, read), image);
     }
 }

@@ -100,6 +100,7 @@ public sealed class OptionReader
                     return l;
                 }
 
+                // Options built in process hold CLR ints, which TryGetValue<long> does not widen.
                 if (jv.TryGetValue<int>(out var i))
                 {
                     return i;

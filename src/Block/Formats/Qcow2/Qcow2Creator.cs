@@ -13,6 +13,15 @@ namespace ExportServer.Block.Formats.Qcow2;
 /// </summary>
 public static class Qcow2Creator
 {
+    /// <summary>QEMU's names of the preallocation modes (QAPI PreallocMode as qcow2 accepts it).</summary>
+    public static readonly IReadOnlyDictionary<string, Qcow2Preallocation> PreallocationModes = new Dictionary<string, Qcow2Preallocation>(StringComparer.Ordinal)
+    {
+        ["off"] = Qcow2Preallocation.Off,
+        ["metadata"] = Qcow2Preallocation.Metadata,
+        ["falloc"] = Qcow2Preallocation.Falloc,
+        ["full"] = Qcow2Preallocation.Full,
+    };
+
     /// <summary>Formats <paramref name="file"/> (its old contents are discarded) as a new image.</summary>
     public static async ValueTask CreateAsync(BlockNode file, Qcow2CreateOptions options, BlockNode? dataFile = null)
     {
