@@ -141,6 +141,21 @@ public sealed partial class Qcow2Node
         {
             var next = offset + length;
             var ni = L2Index(next);
+
+            // A run of all-zero entries is unallocated whatever the entry width: skip it with one
+            // vectorised search instead of decoding entry by entry (block status of sparse images).
+            if (kind == Qcow2ClusterKind.Unallocated && (next & (_clusterSize - 1)) == 0 && ni != 0 && ni < entries)
+            {
+                var rest = table.Data.AsSpan(ni * L2EntrySize, (entries - ni) * L2EntrySize);
+                var firstSet = rest.IndexOfAnyExcept((byte)0);
+                var zeroEntries = firstSet < 0 ? entries - ni : firstSet / L2EntrySize;
+                if (zeroEntries > 0)
+                {
+                    length = Math.Min(max, length + ((long)zeroEntries << _clusterBits));
+                    continue;
+                }
+            }
+
             if (ni != index)
             {
                 if (ni == 0 || ni >= entries)
