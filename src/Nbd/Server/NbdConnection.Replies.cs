@@ -26,13 +26,13 @@ internal sealed partial class NbdConnection
     {
         if (_extended)
         {
-            var buffer = ArrayPool<byte>.Shared.Rent(NbdConstants.ExtendedReplyHeaderSize);
+            var buffer = NbdBuffers.Pool.Rent(NbdConstants.ExtendedReplyHeaderSize);
             var n = NbdReplyCodec.WriteChunkHeader(buffer, true, NbdConstants.ReplyFlagDone, NbdConstants.ReplyTypeNone, request.Cookie, request.Offset, 0);
             Queue(slot, buffer, n);
         }
         else
         {
-            var buffer = ArrayPool<byte>.Shared.Rent(NbdConstants.SimpleReplySize);
+            var buffer = NbdBuffers.Pool.Rent(NbdConstants.SimpleReplySize);
             Queue(slot, buffer, NbdReplyCodec.WriteSimple(buffer, 0, request.Cookie));
         }
     }
@@ -42,7 +42,7 @@ internal sealed partial class NbdConnection
     {
         if (!_structured)
         {
-            var simple = ArrayPool<byte>.Shared.Rent(NbdConstants.SimpleReplySize);
+            var simple = NbdBuffers.Pool.Rent(NbdConstants.SimpleReplySize);
             Queue(slot, simple, NbdReplyCodec.WriteSimple(simple, error, request.Cookie));
             return;
         }
@@ -54,7 +54,7 @@ internal sealed partial class NbdConnection
 
         var text = Encoding.UTF8.GetBytes(message);
         var payload = NbdReplyCodec.ErrorPayloadSize(text.Length);
-        var buffer = ArrayPool<byte>.Shared.Rent(NbdReplyCodec.ChunkHeaderSize(_extended) + payload);
+        var buffer = NbdBuffers.Pool.Rent(NbdReplyCodec.ChunkHeaderSize(_extended) + payload);
         var at = NbdReplyCodec.WriteChunkHeader(buffer, _extended, NbdConstants.ReplyFlagDone, NbdConstants.ReplyTypeError, request.Cookie, request.Offset, (ulong)payload);
         at += NbdReplyCodec.WriteError(buffer.AsSpan(at), error, text);
         Queue(slot, buffer, at);
@@ -70,14 +70,14 @@ internal sealed partial class NbdConnection
         var length = (int)request.Length;
         if (!_structured)
         {
-            var simple = ArrayPool<byte>.Shared.Rent(NbdConstants.SimpleReplySize + length);
+            var simple = NbdBuffers.Pool.Rent(NbdConstants.SimpleReplySize + length);
             try
             {
                 await node.ReadAsync(offset, simple.AsMemory(NbdConstants.SimpleReplySize, length));
             }
             catch
             {
-                ArrayPool<byte>.Shared.Return(simple);
+                NbdBuffers.Pool.Return(simple);
                 throw;
             }
 
@@ -105,14 +105,14 @@ internal sealed partial class NbdConnection
         }
 
         var header = NbdReplyCodec.ChunkHeaderSize(_extended);
-        var buffer = ArrayPool<byte>.Shared.Rent(header + NbdReplyCodec.OffsetDataPrefixSize + length);
+        var buffer = NbdBuffers.Pool.Rent(header + NbdReplyCodec.OffsetDataPrefixSize + length);
         try
         {
             await node.ReadAsync(offset, buffer.AsMemory(header + NbdReplyCodec.OffsetDataPrefixSize, length));
         }
         catch
         {
-            ArrayPool<byte>.Shared.Return(buffer);
+            NbdBuffers.Pool.Return(buffer);
             throw;
         }
 
@@ -176,7 +176,7 @@ internal sealed partial class NbdConnection
             size += header + (e.Zero ? NbdReplyCodec.OffsetHolePayloadSize : NbdReplyCodec.OffsetDataPrefixSize + e.Length);
         }
 
-        var buffer = ArrayPool<byte>.Shared.Rent(size);
+        var buffer = NbdBuffers.Pool.Rent(size);
         try
         {
             var at = 0;
@@ -200,7 +200,7 @@ internal sealed partial class NbdConnection
         }
         catch
         {
-            ArrayPool<byte>.Shared.Return(buffer);
+            NbdBuffers.Pool.Return(buffer);
             throw;
         }
 
@@ -224,7 +224,7 @@ internal sealed partial class NbdConnection
                 size += header + NbdReplyCodec.BlockStatusPayloadSize(_extended, counts[c]);
             }
 
-            var buffer = ArrayPool<byte>.Shared.Rent(size);
+            var buffer = NbdBuffers.Pool.Rent(size);
             var at = 0;
             for (var c = 0; c < meta.Count; c++)
             {
@@ -291,7 +291,7 @@ internal sealed partial class NbdConnection
     {
         if (slot.Reply is not null)
         {
-            ArrayPool<byte>.Shared.Return(slot.Reply);
+            NbdBuffers.Pool.Return(slot.Reply);
             slot.Reply = null;
         }
 

@@ -89,7 +89,7 @@ internal sealed partial class NbdConnection
             {
                 if (payload > 0 && error == 0)
                 {
-                    slot.Payload = ArrayPool<byte>.Shared.Rent((int)payload);
+                    slot.Payload = NbdBuffers.Pool.Rent((int)payload);
                     slot.PayloadLength = (int)payload;
                     await ReadExactAsync(slot.Payload.AsMemory(0, (int)payload), CancellationToken.None).ConfigureAwait(false);
                 }
@@ -265,7 +265,7 @@ internal sealed partial class NbdConnection
         {
             if (payload is not null)
             {
-                ArrayPool<byte>.Shared.Return(payload);
+                NbdBuffers.Pool.Return(payload);
             }
         }
     }
@@ -290,7 +290,7 @@ internal sealed partial class NbdConnection
     {
         if (slot.Payload is not null)
         {
-            ArrayPool<byte>.Shared.Return(slot.Payload);
+            NbdBuffers.Pool.Return(slot.Payload);
             slot.Payload = null;
         }
     }
