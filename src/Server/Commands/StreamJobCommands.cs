@@ -60,7 +60,7 @@ internal static class StreamJobCommands
         else if (bottomName is not null)
         {
             var bottom = GraphCommands.Lookup(daemon, null, bottomName);
-            if (ReferenceEquals(bottom, top) || !GraphCommands.Chain(top).Contains(bottom))
+            if (!GraphCommands.Chain(top).Contains(bottom))
             {
                 throw QmpException.Generic($"Node '{bottomName}' is not in a chain starting from '{device}'");
             }
