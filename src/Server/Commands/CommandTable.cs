@@ -19,5 +19,7 @@ internal static class CommandTable
         BlockJobCommands.Register(dispatcher, context);
         MirrorJobCommands.Register(dispatcher, context);
         BackupJobCommands.Register(dispatcher, context);
+        StreamJobCommands.Register(dispatcher, context);
+        CommitJobCommands.Register(dispatcher, context);
     }
 }

@@ -1,0 +1,84 @@
+using ExportServer.Block.Bitmaps;
+using ExportServer.Block.Core;
+
+namespace ExportServer.Block.Jobs.Stream;
+
+/// <summary>
+/// block-stream and intermediate block-commit: copies into <paramref name="target"/> every range
+/// whose content comes from the layers of <paramref name="source"/>'s chain that the settings name,
+/// reading through <paramref name="source"/> (so what a layer above holds wins). Stream copies a
+/// chain's middle into its top (source = target = the top, layers from depth 2); commit copies the
+/// layers from its top down to the base into the base. Nothing else changes until the job
+/// succeeds: then <see cref="LayerCopySettings.Finish"/> shortens the chain.
+/// </summary>
+public sealed class LayerCopyJob(BlockNode source, BlockNode target, LayerCopySettings settings) : JobBody
+{
+    /// <summary>Set in the job's own flow, so its writes to the target pass the guard untouched.</summary>
+    private static readonly AsyncLocal<bool> OwnWrite = new();
+
+    private CopyEngine? _engine;
+    private WriteNotifier? _guard;
+    private bool _holding;
+
+    public override string Type => settings.Type;
+
+    public override async Task RunAsync(JobControl control)
+    {
+        var bitmap = new DirtyBitmap(source.Length, settings.Granularity);
+        _engine = new CopyEngine(source, target, bitmap, control, new CopyOptions(
+            settings.ChunkSize, settings.MaxInFlight, settings.OnError, settings.OnError, RetryIgnored: true));
+        source.AddUser();
+        target.AddUser();
+        _holding = true;
+        if (settings.GuardWrites)
+        {
+            // A guest write first copies what is still to be streamed under it, so a copy reading
+            // older data can never land over the new data. Writes that entered before the guard
+            // are drained before the scan decides what to copy.
+            _guard = (_, offset, length) => OwnWrite.Value ? ValueTask.CompletedTask : CopyBeforeWriteAsync(offset, length);
+            target.WriteNotifiers.Add(_guard);
+            await target.DrainAsync().ConfigureAwait(false);
+        }
+
+        OwnWrite.Value = true;
+        await ChainScan.MarkAsync(source, bitmap, settings.From, settings.Until).ConfigureAwait(false);
+        control.SetLength(bitmap.DirtyBytes);
+        await _engine.CopyDirtyAsync().ConfigureAwait(false);
+        await target.FlushAsync().ConfigureAwait(false);
+    }
+
+    private async ValueTask CopyBeforeWriteAsync(long offset, long length)
+    {
+        OwnWrite.Value = true;
+        await _engine!.CopyNowAsync(offset, length).ConfigureAwait(false);
+    }
+
+    public override async ValueTask CommitAsync()
+    {
+        if (settings.Finish is not null)
+        {
+            await settings.Finish().ConfigureAwait(false);
+        }
+    }
+
+    public override async ValueTask CleanAsync()
+    {
+        if (_guard is not null)
+        {
+            target.WriteNotifiers.Remove(_guard);
+            _guard = null;
+        }
+
+        if (_holding)
+        {
+            _holding = false;
+            source.RemoveUser();
+            target.RemoveUser();
+        }
+
+        if (settings.Clean is not null)
+        {
+            await settings.Clean().ConfigureAwait(false);
+        }
+    }
+}

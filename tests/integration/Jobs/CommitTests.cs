@@ -1,0 +1,161 @@
+using System.Text.Json.Nodes;
+using ExportServer.IntegrationTests.Support;
+using Xunit;
+using static ExportServer.IntegrationTests.Jobs.JobDaemon;
+
+namespace ExportServer.IntegrationTests.Jobs;
+
+/// <summary>
+/// block-commit on the guide's chain [A] &lt;- [B] &lt;- [C] &lt;- [D]: intermediate commits that end on
+/// their own, active commit that waits for block-job-complete, and QEMU's answers to bad arguments.
+/// </summary>
+public sealed class CommitTests
+{
+    [Fact]
+    public async Task CommittingBAndCIntoAMakesABacksD()
+    {
+        using var dir = new TempDir();
+        var c = await StreamChain.BuildAsync(dir);
+        await using var d = c.Daemon;
+        var done = await c.RunToCompletionAsync("block-commit", new JsonObject
+        {
+            ["job-id"] = "c", ["device"] = "D", ["top-node"] = "C", ["base-node"] = "A",
+        });
+        Assert.Equal("commit", done["type"]!.GetValue<string>());
+        Assert.Equal(["D", "A"], await c.ChainAsync());
+        Assert.Equal(c["A"], await c.BackingNameAsync("D"));
+        await c.AssertUnchangedAsync();
+        Assert.Equal(["A", "D"], await c.NodesAsync());
+
+        // A alone now holds B's and C's data, C's zeroes over its own included; the base is read-only again.
+        await QemuIoAsync(c["A"], "qcow2", "read -P 0xa1 0 512K", "read -P 0xb2 512K 1M", "read -P 0xc3 2098152 70000", "read -P 0 8M 1M", "read -P 0xb3 16M 2M");
+        var nodes = (JsonArray)await d.Qmp.ExecuteAsync("query-named-block-nodes", new JsonObject { ["flat"] = true });
+        Assert.Contains(nodes, n => n!["node-name"]!.GetValue<string>() == "A" && n["ro"]!.GetValue<bool>());
+    }
+
+    [Fact]
+    public async Task CommittingCIntoBByFileNames()
+    {
+        using var dir = new TempDir();
+        var c = await StreamChain.BuildAsync(dir);
+        await using var d = c.Daemon;
+        await c.RunToCompletionAsync("block-commit", new JsonObject
+        {
+            ["job-id"] = "c", ["device"] = "D", ["top"] = c["C"], ["base"] = c["B"], ["backing-file"] = "B.qcow2",
+        });
+        Assert.Equal(["D", "B", "A"], await c.ChainAsync());
+        Assert.Equal("B.qcow2", await c.BackingNameAsync("D"));
+        await c.AssertUnchangedAsync();
+        Assert.Equal(["A", "B", "D"], await c.NodesAsync());
+    }
+
+    [Fact]
+    public async Task ActiveCommitWithWritesThenCompletePutsEverythingInTheBase()
+    {
+        using var dir = new TempDir();
+        var c = await StreamChain.BuildAsync(dir);
+        await using var d = c.Daemon;
+        var writes = Enumerable.Range(0, 40).Select(i => $"write -P {i + 1} {i * 1536 + 7}k 400k").ToArray();
+        var writer = QemuIoAsync(d.NbdUri("A"), "nbd", writes);
+        await d.Qmp.ExecuteAsync("block-commit", new JsonObject { ["job-id"] = "ac", ["device"] = "D", ["base-node"] = "A" });
+        var ready = await d.WaitJobEventAsync("BLOCK_JOB_READY", "ac");
+        Assert.Equal("commit", ready["type"]!.GetValue<string>());
+        await writer;
+        var info = await d.BlockJobAsync("ac");
+        Assert.Equal("ready", info!["status"]!.GetValue<string>());
+
+        await d.Qmp.ExecuteAsync("block-job-complete", new JsonObject { ["device"] = "ac" });
+        Assert.Null((await d.WaitJobEventAsync("BLOCK_JOB_COMPLETED", "ac"))["error"]);
+        await d.WaitStatusAsync("ac", "null");
+
+        // The export now writes to A, the committed layers are closed and A holds the whole disk.
+        await QemuIoAsync(d.NbdUri("A"), "nbd", "write -P 0xee 40M 1M");
+        Assert.Equal(["A"], await c.NodesAsync());
+        Assert.Equal(["A"], await c.ChainAsync("A"));
+        await QemuIoAsync(c.Expected, "raw", [.. writes, "write -P 0xee 40M 1M"]);
+        await d.Qmp.ExecuteAsync("quit");
+        await d.Process.WaitForExitAsync(TimeSpan.FromSeconds(10));
+        await AssertSameAsync(c.Expected, c["A"], "raw", "qcow2");
+        (await Tool.RunAsync("qemu-img", "check", c["A"])).Check("check A");
+    }
+
+    [Fact]
+    public async Task CancelledActiveCommitLeavesTheChainAsItWas()
+    {
+        using var dir = new TempDir();
+        var c = await StreamChain.BuildAsync(dir);
+        await using var d = c.Daemon;
+        await d.Qmp.ExecuteAsync("block-commit", new JsonObject { ["job-id"] = "ac", ["device"] = "D", ["top-node"] = "D", ["base-node"] = "B" });
+        await d.WaitJobEventAsync("BLOCK_JOB_READY", "ac");
+        await d.Qmp.ExecuteAsync("block-job-cancel", new JsonObject { ["device"] = "ac" });
+        await d.WaitJobEventAsync("BLOCK_JOB_COMPLETED", "ac");
+        await d.WaitStatusAsync("ac", "null");
+        await QemuIoAsync(d.NbdUri("A"), "nbd", "write -P 0x5a 0 64K");
+        Assert.Equal(["D", "C", "B", "A"], await c.ChainAsync());
+        Assert.Equal(["A", "B", "C", "D"], await c.NodesAsync());
+        await QemuIoAsync(c["D"], "qcow2", "read -P 0x5a 0 64K", "read -P 0xd4 4M 64K", "read -P 0xb3 16M 2M");
+    }
+
+    /// <summary>The same bad requests get the same answers from qemu-storage-daemon and from us.</summary>
+    [Fact]
+    public async Task ArgumentErrorsMatchQemuStorageDaemon()
+    {
+        var answers = new List<string>[2];
+        for (var i = 0; i < 2; i++)
+        {
+            using var dir = new TempDir();
+            var c = await StreamChain.BuildAsync(dir, qsd: i == 0);
+            await using var d = c.Daemon;
+            answers[i] = [];
+            foreach (var (command, args) in BadRequests(c))
+            {
+                var reply = await d.Qmp.SendAsync(command, args);
+                var answer = reply["error"] is { } e ? $"{e["class"]}: {e["desc"]}" : "accepted";
+                answers[i].Add($"{command} {args.ToJsonString()}: {answer}".Replace(dir.Path, "DIR", StringComparison.Ordinal));
+            }
+        }
+
+        Assert.Equal(answers[0].Count, answers[1].Count);
+        Assert.All(answers[0].Zip(answers[1]), p => Assert.Equal(p.First, p.Second));
+    }
+
+    private static IEnumerable<(string, JsonObject)> BadRequests(StreamChain c)
+    {
+        JsonObject Args(params (string Key, string Value)[] kv)
+        {
+            var o = new JsonObject { ["job-id"] = "bad" };
+            foreach (var (k, v) in kv)
+            {
+                o[k] = v;
+            }
+
+            return o;
+        }
+
+        yield return ("block-commit", Args(("device", "X")));
+        yield return ("block-commit", Args(("device", "B")));
+        yield return ("block-commit", Args(("device", "D"), ("top-node", "B"), ("base-node", "B")));
+        yield return ("block-commit", Args(("device", "D"), ("top-node", "B"), ("base-node", "C")));
+        yield return ("block-commit", Args(("device", "D"), ("top-node", "X")));
+        yield return ("block-commit", Args(("device", "D"), ("base-node", "X")));
+        yield return ("block-commit", Args(("device", "D"), ("top", "/nope")));
+        yield return ("block-commit", Args(("device", "D"), ("base", "/nope")));
+        yield return ("block-commit", Args(("device", "D"), ("top", c["C"]), ("top-node", "C")));
+        yield return ("block-commit", Args(("device", "D"), ("base", c["A"]), ("base-node", "A")));
+        yield return ("block-commit", Args(("device", "D"), ("top-node", "A")));
+        yield return ("block-commit", Args(("device", "D"), ("base-node", "A"), ("backing-file", "x")));
+        yield return ("block-stream", Args(("device", "X")));
+        yield return ("block-stream", Args(("device", "D"), ("base-node", "D")));
+        yield return ("block-stream", Args(("device", "B"), ("base-node", "C")));
+        yield return ("block-stream", Args(("device", "D"), ("base-node", "X")));
+        yield return ("block-stream", Args(("device", "D"), ("base", "/nope")));
+        yield return ("block-stream", Args(("device", "D"), ("base", c["A"]), ("base-node", "A")));
+        yield return ("block-stream", Args(("device", "D"), ("base", c["A"]), ("bottom", "B")));
+        yield return ("block-stream", Args(("device", "D"), ("bottom", "B"), ("base-node", "A")));
+        yield return ("block-stream", Args(("device", "D"), ("bottom", "X")));
+        yield return ("block-stream", Args(("device", "D"), ("backing-file", "x")));
+
+        // Accepted: the bottom may be the device itself (nothing to stream).
+        yield return ("block-stream", Args(("device", "D"), ("bottom", "D")));
+    }
+}
