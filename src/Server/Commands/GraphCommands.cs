@@ -21,7 +21,7 @@ internal static class GraphCommands
         d.Add(new QmpCommand("blockdev-del", [QmpArg.Str("node-name")], async call =>
         {
             var node = daemon.Graph.TryFind(call.RequireString("node-name"));
-            await daemon.Graph.RemoveAsync(call.RequireString("node-name")).ConfigureAwait(false);
+            await daemon.BlockdevDelAsync(call.RequireString("node-name")).ConfigureAwait(false);
             if (node is not null)
             {
                 ctx.Thresholds.Set(node, 0);

@@ -183,7 +183,8 @@ internal static class StreamJobCommands
     /// <summary>
     /// The end of a job: the node it reopened read-write goes back to read-only, the layers that fell
     /// out of the chain are closed, top first, unless something else (an export, a job, another
-    /// parent) still uses them, and exports see the new state of their nodes.
+    /// parent) still uses them or they were added with blockdev-add (those stay until blockdev-del,
+    /// as in QEMU), and exports see the new state of their nodes.
     /// </summary>
     public static async ValueTask RestoreAsync(StorageDaemon daemon, BlockNode? reopened, IReadOnlyList<BlockNode> dropped)
     {
@@ -194,7 +195,7 @@ internal static class StreamJobCommands
 
         foreach (var layer in dropped)
         {
-            if (layer.UserCount == 0 && ReferenceEquals(daemon.Graph.TryFind(layer.NodeName), layer))
+            if (layer.UserCount == 0 && !daemon.IsMonitorOwned(layer) && ReferenceEquals(daemon.Graph.TryFind(layer.NodeName), layer))
             {
                 await daemon.Graph.RemoveAsync(layer.NodeName).ConfigureAwait(false);
             }

@@ -22,6 +22,7 @@ internal sealed class StorageDaemon : IAsyncDisposable
     private readonly TaskCompletionSource _quit = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly Dictionary<string, Chardev> _chardevs = new(StringComparer.Ordinal);
     private readonly List<Chardev> _monitors = new();
+    private readonly HashSet<BlockNode> _monitorOwned = new(ReferenceEqualityComparer.Instance);
     private NbdServer? _nbd;
 
     public StorageDaemon(ILoggerFactory loggers)
@@ -74,6 +75,32 @@ internal sealed class StorageDaemon : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Whether the node was added with blockdev-add (or --blockdev): like QEMU's monitor reference,
+    /// that keeps it open when a job drops it from a chain, until blockdev-del.
+    /// </summary>
+    public bool IsMonitorOwned(BlockNode node)
+    {
+        lock (_monitorOwned)
+        {
+            return _monitorOwned.Contains(node);
+        }
+    }
+
+    /// <summary>blockdev-del: closes a node nothing uses and drops the monitor's reference to it.</summary>
+    public async ValueTask BlockdevDelAsync(string nodeName)
+    {
+        var node = Graph.TryFind(nodeName);
+        await Graph.RemoveAsync(nodeName).ConfigureAwait(false);
+        if (node is not null)
+        {
+            lock (_monitorOwned)
+            {
+                _monitorOwned.Remove(node);
+            }
+        }
+    }
+
     /// <summary>blockdev-add / --blockdev: the root node must have a node-name.</summary>
     public async ValueTask<BlockNode> BlockdevAddAsync(JsonObject options)
     {
@@ -89,7 +116,13 @@ internal sealed class StorageDaemon : IAsyncDisposable
             throw BlockException.Invalid("'node-name' must be specified for the root node");
         }
 
-        return await Graph.AddAsync(options).ConfigureAwait(false);
+        var node = await Graph.AddAsync(options).ConfigureAwait(false);
+        lock (_monitorOwned)
+        {
+            _monitorOwned.Add(node);
+        }
+
+        return node;
     }
 
     /// <summary>nbd-server-start / --nbd-server.</summary>
