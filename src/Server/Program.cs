@@ -19,11 +19,13 @@ internal static class Program
             return await CreateCommand.RunAsync(createArgs, Console.Out, Console.Error, Name).ConfigureAwait(false);
         }
 
-        if (args is ["serve", .. var serveArgs])
+        if (args is ["serve" or "mount", .. var friendlyArgs])
         {
             try
             {
-                args = ServeCommand.Translate(serveArgs, Console.Error);
+                args = args[0] == "serve"
+                    ? ServeCommand.Translate(friendlyArgs, Console.Error)
+                    : MountCommand.Translate(friendlyArgs, Console.Error);
             }
             catch (CommandLineException e)
             {

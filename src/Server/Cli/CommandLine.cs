@@ -132,6 +132,8 @@ internal sealed class CommandLine
     public const string HelpText = """
         Usage: export-server [options]
                export-server serve IMAGE [--socket PATH | --port N] [--name NAME] [--read-only]
+               export-server mount IMAGE FILE [--read-only] [--format F] [--growable]
+               export-server create [-f FMT] [-b BACKING -F BACKING_FMT] [-o OPTIONS] FILE [SIZE]
         A storage daemon compatible with qemu-storage-daemon
 
           -h, --help             display this help and exit

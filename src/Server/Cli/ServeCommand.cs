@@ -73,7 +73,7 @@ internal static class ServeCommand
     }
 
     /// <summary>The format <see cref="FormatProbe"/> finds in the image's first bytes.</summary>
-    private static string Probe(string image)
+    internal static string Probe(string image)
     {
         var head = new byte[FormatProbe.ProbeLength];
         int read;
