@@ -64,6 +64,8 @@ public sealed class BackupTests
         {
             ["job-id"] = "j", ["device"] = "s", ["target"] = "t", ["sync"] = "full", ["speed"] = 1L << 20, ["auto-dismiss"] = false,
         });
+        // Consume the start's 'running' event, so the wait after job-resume sees the new one.
+        await d.WaitStatusAsync("j", "running");
         await d.Qmp.ExecuteAsync("block-job-pause", new JsonObject { ["device"] = "j" });
         await d.WaitStatusAsync("j", "paused");
         var paused = await d.BlockJobAsync("j");
