@@ -417,10 +417,10 @@ public abstract partial class BlockNode
     /// </summary>
     public async ValueTask<BlockStatus> GetBlockStatusAboveAsync(long offset, long length)
     {
-        if (this is BlockRoot root)
+        if (this is ForwardingNode forwarding)
         {
-            // A root is no layer of its own: depths count from the node it forwards to.
-            return await root.Node.GetBlockStatusAboveAsync(offset, length).ConfigureAwait(false);
+            // A root or a filter is no layer of its own: depths count from the node it forwards to.
+            return await forwarding.Target.GetBlockStatusAboveAsync(offset, length).ConfigureAwait(false);
         }
 
         var node = this;

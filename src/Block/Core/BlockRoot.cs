@@ -6,7 +6,7 @@ namespace ExportServer.Block.Core;
 /// follows graph changes such as a snapshot putting an overlay on top of the exported node.
 /// It is not entered in the graph; it counts as one user of its current node.
 /// </summary>
-public sealed class BlockRoot : BlockNode
+public sealed class BlockRoot : ForwardingNode
 {
     private BlockChild _child;
 
@@ -21,22 +21,13 @@ public sealed class BlockRoot : BlockNode
     /// <summary>The node the root forwards to.</summary>
     public BlockNode Node => _child.Node;
 
+    public override BlockNode Target => _child.Node;
+
     public override string DriverName => Node.DriverName;
 
     public override string FileName => Node.FileName;
 
-    public override bool CanTruncate => Node.CanTruncate;
-
-    /// <summary>Always the node's: several roots (an NBD and a FUSE export) may share one node that one of them resizes.</summary>
-    public override long Length => Node.Length;
-
     public override bool DiscardUnmap { get => Node.DiscardUnmap; set => Node.DiscardUnmap = value; }
-
-    public override bool CanFastZero => Node.CanFastZero;
-
-    protected override bool SupportsFua => true;
-
-    protected override bool SupportsWriteZeroes => true;
 
     /// <summary>Takes over the node's size, mode and limits (after a resize or a reopen).</summary>
     public void Sync()
@@ -52,25 +43,5 @@ public sealed class BlockRoot : BlockNode
         ReplaceChild(_child, node);
         _child = Children[0];
         Sync();
-    }
-
-    protected override ValueTask ReadCoreAsync(long offset, Memory<byte> buffer) => Node.ReadAsync(offset, buffer);
-
-    protected override ValueTask WriteCoreAsync(long offset, ReadOnlyMemory<byte> buffer, WriteFlags flags) =>
-        Node.WriteAsync(offset, buffer, flags);
-
-    protected override ValueTask WriteZeroesCoreAsync(long offset, long length, ZeroFlags flags) =>
-        Node.WriteZeroesAsync(offset, length, flags);
-
-    protected override ValueTask DiscardCoreAsync(long offset, long length) => Node.DiscardAsync(offset, length);
-
-    protected override ValueTask FlushCoreAsync() => Node.FlushAsync();
-
-    protected override ValueTask<BlockStatus> GetBlockStatusCoreAsync(long offset, long length) =>
-        Node.GetBlockStatusAsync(offset, length);
-
-    protected override async ValueTask TruncateCoreAsync(long length)
-    {
-        await Node.TruncateAsync(length).ConfigureAwait(false);
     }
 }

@@ -122,23 +122,7 @@ internal sealed partial class NbdConnection
     }
 
     /// <summary>Copies exactly <paramref name="destination"/>.Length received bytes; EOF first is an error.</summary>
-    private async ValueTask ReadExactAsync(Memory<byte> destination, CancellationToken ct)
-    {
-        while (!destination.IsEmpty)
-        {
-            var result = await _reader.ReadAsync(ct).ConfigureAwait(false);
-            var buffer = result.Buffer;
-            if (buffer.IsEmpty && (result.IsCompleted || result.IsCanceled))
-            {
-                throw new EndOfStreamException();
-            }
-
-            var n = (int)Math.Min(buffer.Length, destination.Length);
-            buffer.Slice(0, n).CopyTo(destination.Span);
-            _reader.AdvanceTo(buffer.GetPosition(n));
-            destination = destination[n..];
-        }
-    }
+    private ValueTask ReadExactAsync(Memory<byte> destination, CancellationToken ct) => _reader.ReadExactAsync(destination, ct);
 
     /// <summary>Reads and drops <paramref name="count"/> bytes (the payload of a refused WRITE) to keep framing.</summary>
     private async ValueTask SkipAsync(ulong count)

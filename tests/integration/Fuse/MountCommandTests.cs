@@ -63,4 +63,31 @@ public sealed class MountCommandTests
             Assert.Equal(16L << 20, new FileInfo(dir["ro.raw"]).Length);
         }
     }
+
+    [Theory]
+    [InlineData("missing-image")]
+    [InlineData("no-file-argument")]
+    [InlineData("directory")]
+    public async Task BadArgumentsFailBeforeMounting(string kind)
+    {
+        using var dir = new TempDir();
+        var image = dir["img.qcow2"];
+        (await Tool.RunAsync("qemu-img", "create", "-f", "qcow2", image, "1M")).Check("create");
+        Directory.CreateDirectory(dir["adir"]);
+        string[] args = kind switch
+        {
+            "missing-image" => ["mount", dir["nope.qcow2"], dir["m.raw"]],
+            "no-file-argument" => ["mount", image],
+            _ => ["mount", image, dir["adir"]],
+        };
+        var r = await Tool.RunAsync(Daemon.ExportServerPath, args, TimeSpan.FromSeconds(30));
+        Assert.Equal(1, r.ExitCode);
+        Assert.StartsWith("export-server: ", r.Stderr);
+        Assert.Contains(kind switch
+        {
+            "missing-image" => "No such file or directory",
+            "no-file-argument" => "usage: mount IMAGE FILE",
+            _ => "is not a regular file",
+        }, r.Stderr);
+    }
 }
