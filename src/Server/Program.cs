@@ -14,6 +14,7 @@ internal static class Program
 
     private static async Task<int> Main(string[] args)
     {
+        SocketEventLoop.Configure();
         if (args is ["create", .. var createArgs])
         {
             return await CreateCommand.RunAsync(createArgs, Console.Out, Console.Error, Name).ConfigureAwait(false);

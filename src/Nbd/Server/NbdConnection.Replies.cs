@@ -8,7 +8,7 @@ namespace ExportServer.Nbd.Server;
 
 /// <summary>
 /// Replies: each is built complete in one pooled buffer (headers and data read in place), queued, and sent
-/// by the single writer loop, which gathers all queued replies into one send. Chunks of one reply are
+/// by whichever thread finds the send side free, gathering all queued replies into one send. Chunks of one reply are
 /// therefore always contiguous on the wire.
 /// </summary>
 internal sealed partial class NbdConnection
@@ -276,13 +276,19 @@ internal sealed partial class NbdConnection
         return count;
     }
 
+    /// <summary>
+    /// Hands a finished reply to the sender. The thread that finds no send in progress becomes the
+    /// sender and sends what is queued (its own reply and whatever arrives meanwhile), so a reply
+    /// usually leaves on the thread that built it, without waking another.
+    /// </summary>
     private void Queue(NbdRequestSlot slot, byte[] reply, int length)
     {
         slot.Reply = reply;
         slot.ReplyLength = length;
-        if (!_replies.Writer.TryWrite(slot))
+        _replies.Enqueue(slot);
+        if (Interlocked.CompareExchange(ref _sending, 1, 0) == 0)
         {
-            Release(slot);
+            _ = SendQueuedAsync();
         }
     }
 
@@ -300,29 +306,42 @@ internal sealed partial class NbdConnection
     }
 
     /// <summary>
-    /// The only sender after the handshake: gathers every queued reply into one send. After a send fails
-    /// the connection is cut and further replies are dropped quietly, so workers never see the failure.
+    /// Runs while this caller owns the send side (<see cref="_sending"/> is 1): gathers queued replies
+    /// into one send until the queue is empty, then gives up ownership. After a send fails the connection
+    /// is cut and further replies are dropped quietly, so workers never see the failure.
     /// </summary>
-    private async Task WriteLoopAsync()
+    private async Task SendQueuedAsync()
     {
-        var batch = new List<NbdRequestSlot>(MaxInFlight);
-        var segments = new List<ArraySegment<byte>>(MaxInFlight);
-        var reader = _replies.Reader;
-        while (await reader.WaitToReadAsync().ConfigureAwait(false))
+        var batch = _sendBatch;
+        var segments = _sendSegments;
+        while (true)
         {
             var bytes = 0L;
-            while (bytes < MaxBatchBytes && reader.TryRead(out var slot))
+            while (bytes < MaxBatchBytes && _replies.TryDequeue(out var slot))
             {
                 batch.Add(slot);
                 segments.Add(new ArraySegment<byte>(slot.Reply!, 0, slot.ReplyLength));
                 bytes += slot.ReplyLength;
             }
 
+            if (batch.Count == 0)
+            {
+                Volatile.Write(ref _sending, 0);
+                if (_replies.IsEmpty || Interlocked.CompareExchange(ref _sending, 1, 0) != 0)
+                {
+                    return;
+                }
+
+                continue;
+            }
+
             if (Volatile.Read(ref _closed) == 0)
             {
                 try
                 {
-                    var sent = await _socket.SendAsync(segments, SocketFlags.None).ConfigureAwait(false);
+                    var sent = batch.Count == 1
+                        ? await SendAllAsync(segments[0]).ConfigureAwait(false)
+                        : await _socket.SendAsync(segments, SocketFlags.None).ConfigureAwait(false);
                     if (sent != bytes)
                     {
                         throw new IOException($"short send: {sent} of {bytes} bytes");
@@ -343,5 +362,16 @@ internal sealed partial class NbdConnection
             batch.Clear();
             segments.Clear();
         }
+    }
+
+    private async ValueTask<int> SendAllAsync(ArraySegment<byte> data)
+    {
+        var sent = 0;
+        while (sent < data.Count)
+        {
+            sent += await _socket.SendAsync(data.AsMemory(sent), SocketFlags.None).ConfigureAwait(false);
+        }
+
+        return sent;
     }
 }

@@ -6,7 +6,7 @@ namespace ExportServer.Nbd.Server;
 
 /// <summary>
 /// The transmission phase: one receive loop parses and validates requests, reads WRITE payloads into
-/// pooled buffers and hands each request to a worker; workers build complete replies for the writer.
+/// pooled buffers and starts each request on the spot; requests build complete replies for the sender.
 /// </summary>
 internal sealed partial class NbdConnection
 {
@@ -20,7 +20,6 @@ internal sealed partial class NbdConnection
 
     private async Task TransmissionAsync()
     {
-        var writer = Task.Run(WriteLoopAsync);
         try
         {
             await ReceiveLoopAsync().ConfigureAwait(false);
@@ -32,9 +31,6 @@ internal sealed partial class NbdConnection
             {
                 await _slots.WaitAsync().ConfigureAwait(false);
             }
-
-            _replies.Writer.TryComplete();
-            await writer.ConfigureAwait(false);
         }
     }
 
@@ -115,7 +111,9 @@ internal sealed partial class NbdConnection
             var scheduler = _export!.Options.Scheduler;
             if (scheduler is null)
             {
-                ThreadPool.UnsafeQueueUserWorkItem(slot, preferLocal: false);
+                // Run on the receive loop up to the request's first real wait: a read served from the
+                // page cache is answered here, without handing it to another thread (see SocketEventLoop).
+                _ = ProcessAsync(slot);
             }
             else
             {

@@ -2,7 +2,6 @@ using System.Buffers;
 using System.Collections.Concurrent;
 using System.IO.Pipelines;
 using System.Net.Sockets;
-using System.Threading.Channels;
 using ExportServer.Nbd.Protocol;
 using Microsoft.Extensions.Logging;
 
@@ -10,7 +9,7 @@ namespace ExportServer.Nbd.Server;
 
 /// <summary>
 /// One client connection: the handshake (NbdConnection.Handshake.cs), then the transmission phase with one
-/// receive loop, requests processed concurrently in a bounded set of slots, and one writer that sends
+/// receive loop, requests processed concurrently in a bounded set of slots, and one sender at a time that sends
 /// finished replies whole and in batches (NbdConnection.Transmission.cs, NbdConnection.Replies.cs).
 /// </summary>
 internal sealed partial class NbdConnection
@@ -21,8 +20,12 @@ internal sealed partial class NbdConnection
     private readonly PipeReader _reader;
     private readonly SemaphoreSlim _slots = new(MaxInFlight, MaxInFlight);
     private readonly ConcurrentQueue<NbdRequestSlot> _free = new();
-    private readonly Channel<NbdRequestSlot> _replies = Channel.CreateUnbounded<NbdRequestSlot>(
-        new UnboundedChannelOptions { SingleReader = true, AllowSynchronousContinuations = false });
+    private readonly ConcurrentQueue<NbdRequestSlot> _replies = new();
+    private readonly List<NbdRequestSlot> _sendBatch = new(MaxInFlight);
+    private readonly List<ArraySegment<byte>> _sendSegments = new(MaxInFlight);
+
+    /// <summary>1 while some thread sends queued replies (see SendQueuedAsync).</summary>
+    private int _sending;
 
     private NbdExport? _export;
     private int _closed;
@@ -111,7 +114,7 @@ internal sealed partial class NbdConnection
         }
     }
 
-    /// <summary>Sends all of <paramref name="data"/> (handshake only; the writer loop owns the socket afterwards).</summary>
+    /// <summary>Sends all of <paramref name="data"/> (handshake only; SendQueuedAsync owns the socket afterwards).</summary>
     private async ValueTask SendAsync(ReadOnlyMemory<byte> data, CancellationToken ct)
     {
         while (!data.IsEmpty)

@@ -7,7 +7,7 @@ namespace ExportServer.Nbd.Server;
 /// path allocates nothing per request: it carries the request and its WRITE payload to the worker, then
 /// the finished reply bytes to the writer, which returns the slot to the connection after sending.
 /// </summary>
-internal sealed class NbdRequestSlot(NbdConnection connection) : IThreadPoolWorkItem
+internal sealed class NbdRequestSlot(NbdConnection connection)
 {
     public NbdRequest Request;
 
