@@ -41,7 +41,8 @@ internal sealed class JobBackupAction(CommandContext ctx, JsonObject args, bool 
         }
 
         var options = new CopyOptions(
-            BackupJob.ClusterSize,
+            BackupJob.ChunkSize,
+            BackupJob.MaxInFlight,
             OnSourceError: BlockJobCommands.Policy(call, "on-source-error"),
             OnTargetError: BlockJobCommands.Policy(call, "on-target-error"));
         _job = ctx.Jobs.Reserve(
