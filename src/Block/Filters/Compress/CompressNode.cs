@@ -10,10 +10,17 @@ namespace ExportServer.Block.Filters.Compress;
 /// </summary>
 internal sealed class CompressNode : FilterNode
 {
-    public CompressNode(string nodeName, bool readOnly, BlockNode child)
+    /// <summary>
+    /// With <paramref name="alignToCluster"/> false the child's limits are kept: for a writer (backup)
+    /// that only ever writes whole clusters, the last one possibly cut short by the end of the node.
+    /// </summary>
+    public CompressNode(string nodeName, bool readOnly, BlockNode child, bool alignToCluster = true)
         : base(nodeName, readOnly, child)
     {
-        Limits = child.Limits with { RequestAlignment = Math.Max(child.Limits.RequestAlignment, child.CompressedWriteSize) };
+        if (alignToCluster)
+        {
+            Limits = child.Limits with { RequestAlignment = Math.Max(child.Limits.RequestAlignment, child.CompressedWriteSize) };
+        }
     }
 
     public override string DriverName => "compress";
