@@ -47,16 +47,18 @@ public sealed class Qcow2CompressedWriteTests
     }
 
     [Theory]
-    [InlineData("zlib", 16)]
-    [InlineData("zstd", 16)]
-    [InlineData("zlib", 12)]
-    [InlineData("zstd", 21)]
-    public async Task CompressedClustersReadBackAndCheckClean(string type, int clusterBits)
+    [InlineData("zlib", 16, "")]
+    [InlineData("zstd", 16, "")]
+    [InlineData("zlib", 12, "")]
+    [InlineData("zstd", 21, "")]
+    [InlineData("zlib", 16, ",extended_l2=on")]
+    [InlineData("zstd", 16, ",refcount_bits=64")]
+    public async Task CompressedClustersReadBackAndCheckClean(string type, int clusterBits, string extra)
     {
         using var dir = new TempDir();
         var img = dir["c.qcow2"];
         var cs = 1 << clusterBits;
-        Ok("qemu-img", "create", "-f", "qcow2", "-o", $"compression_type={type},cluster_size={cs}", img, $"{16 * cs}");
+        Ok("qemu-img", "create", "-f", "qcow2", "-o", $"compression_type={type},cluster_size={cs}{extra}", img, $"{16 * cs}");
         var empty = new FileInfo(img).Length;
         var data = Text(8 * cs, 1);
         var expected = await WriteCompressedAsync(dir, img, node => node.WriteAsync(0, data, WriteFlags.Compressed).AsTask());
@@ -71,6 +73,23 @@ public sealed class Qcow2CompressedWriteTests
         // Eight compressible clusters pack into at most two host clusters (plus one L2 table).
         var grown = new FileInfo(img).Length - empty;
         Assert.True(grown <= 3L * cs, $"image grew by {grown} bytes");
+    }
+
+    [Fact]
+    public async Task OneBitRefcountsGiveEachCompressedClusterItsOwnHostCluster()
+    {
+        using var dir = new TempDir();
+        var img = dir["r.qcow2"];
+        Ok("qemu-img", "create", "-f", "qcow2", "-o", "refcount_bits=1", img, "1M");
+        var empty = new FileInfo(img).Length;
+        var data = Text(4 * Cluster, 6);
+        await WriteCompressedAsync(dir, img, node => node.WriteAsync(0, data, WriteFlags.Compressed).AsTask());
+        var (code, output) = Check(img);
+        Assert.True(code == 0, output);
+        Assert.Equal(100, CompressedPercent(output));
+        Assert.Equal(data, ConvertToRaw(img, dir.Path)[..data.Length]);
+        // One L2 table and four data clusters after the metadata (whose last cluster qemu-img leaves short).
+        Assert.Equal(((empty + Cluster - 1) / Cluster * Cluster) + (5L * Cluster), new FileInfo(img).Length);
     }
 
     [Fact]
