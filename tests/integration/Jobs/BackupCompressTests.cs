@@ -21,17 +21,19 @@ public sealed class BackupCompressTests
         return src;
     }
 
+    /// <summary>With <paramref name="qsd"/> the same backup runs on qemu-storage-daemon: the expectations are QEMU's.</summary>
     [Theory]
-    [InlineData("zlib", 65536)]
-    [InlineData("zstd", 65536)]
-    [InlineData("zlib", 262144)]
-    public async Task BlockdevBackupWritesCompressedClusters(string type, int clusterSize)
+    [InlineData("zlib", 65536, false)]
+    [InlineData("zstd", 65536, false)]
+    [InlineData("zlib", 262144, false)]
+    [InlineData("zstd", 262144, true)]
+    public async Task BlockdevBackupWritesCompressedClusters(string type, int clusterSize, bool qsd)
     {
         using var dir = new TempDir();
         var src = await SourceAsync(dir);
         var target = dir["t.qcow2"];
         await QemuImgAsync("create", "-q", "-f", "qcow2", "-o", $"compression_type={type},cluster_size={clusterSize}", target, "16M");
-        await using var d = await StartAsync(dir, "a");
+        await using var d = await StartAsync(dir, "a", qsd);
         await d.AddImageAsync("src", src);
         await d.AddImageAsync("t", target);
         await d.Qmp.ExecuteAsync("blockdev-backup", new JsonObject

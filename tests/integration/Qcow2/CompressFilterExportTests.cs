@@ -10,21 +10,26 @@ namespace ExportServer.IntegrationTests.Qcow2;
 /// </summary>
 public sealed class CompressFilterExportTests
 {
+    /// <summary>With <paramref name="qsd"/> qemu-storage-daemon serves the same graph: the expectations are QEMU's.</summary>
     [Theory]
-    [InlineData("zlib")]
-    [InlineData("zstd")]
-    public async Task NbdWritesThroughTheFilterStoreCompressedClusters(string type)
+    [InlineData("zlib", false)]
+    [InlineData("zstd", false)]
+    [InlineData("zlib", true)]
+    public async Task NbdWritesThroughTheFilterStoreCompressedClusters(string type, bool qsd)
     {
         using var dir = new TempDir();
         var raw = WriteRaw(dir["src.raw"], 6 << 20, 2 << 20);
         var img = dir["c.qcow2"];
         (await Tool.RunAsync("qemu-img", "create", "-q", "-f", "qcow2", "-o", $"compression_type={type}", img, "8M")).Check("qemu-img create");
-        await using (var d = await Daemon.StartAsync(dir,
+        string[] args =
+        [
             "--blockdev", $"driver=file,node-name=f0,filename={img}",
             "--blockdev", "driver=qcow2,node-name=q0,file=f0",
             "--blockdev", "driver=compress,node-name=c0,file=q0",
             "--nbd-server", $"addr.type=unix,addr.path={dir["nbd.sock"]}",
-            "--export", "type=nbd,id=e0,node-name=c0,name=disk,writable=on"))
+            "--export", "type=nbd,id=e0,node-name=c0,name=disk,writable=on",
+        ];
+        await using (var d = qsd ? await Daemon.StartQsdAsync(dir, args) : await Daemon.StartAsync(dir, args))
         {
             (await Tool.RunAsync("/usr/bin/nbdcopy", raw, $"nbd+unix:///disk?socket={dir["nbd.sock"]}")).Check("nbdcopy");
             Assert.Equal(0, await d.StopAsync());
