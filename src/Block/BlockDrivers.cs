@@ -1,4 +1,5 @@
 using ExportServer.Block.Core;
+using ExportServer.Block.Filters.Compress;
 using ExportServer.Block.Filters.Throttle;
 using ExportServer.Block.Formats.Qcow2;
 using ExportServer.Block.Formats.Raw;
@@ -19,5 +20,6 @@ public static class BlockDrivers
         graph.Register(NullDriver.Aio);
         graph.Register(new Qcow2Driver());
         graph.Register(ThrottleDriver.Instance);
+        graph.Register(CompressDriver.Instance);
     }
 }

@@ -146,6 +146,11 @@ public abstract partial class BlockNode
     {
         CheckWritable();
         CheckRange(offset, buffer.Length, Errno.ENOSPC);
+        if ((flags & WriteFlags.Compressed) != 0 && CompressedWriteSize == 0)
+        {
+            throw BlockException.NotSupported($"Node '{NodeName}' ({DriverName}) does not support compressed writes");
+        }
+
         if (buffer.Length == 0)
         {
             return;
@@ -189,7 +194,7 @@ public abstract partial class BlockNode
     private async ValueTask WriteSplitAsync(long offset, ReadOnlyMemory<byte> buffer, WriteFlags flags)
     {
         var fua = (flags & WriteFlags.Fua) != 0;
-        var driverFlags = fua && SupportsFua ? WriteFlags.Fua : WriteFlags.None;
+        var driverFlags = (fua && SupportsFua ? WriteFlags.Fua : WriteFlags.None) | (flags & WriteFlags.Compressed);
         var max = MaxTransferAligned();
         while (buffer.Length > 0)
         {

@@ -49,6 +49,13 @@ public abstract partial class BlockNode : IAsyncDisposable
     /// <summary>Whether zero writes may be fast (no data written); tells NBD clients about FAST_ZERO.</summary>
     public virtual bool CanFastZero => SupportsWriteZeroes;
 
+    /// <summary>
+    /// The unit of compressed writes (a qcow2 cluster), or 0 when the node cannot store compressed
+    /// data and refuses <see cref="WriteFlags.Compressed"/> with ENOTSUP. Filters do not forward it,
+    /// as QEMU's filters do not implement compressed writes themselves.
+    /// </summary>
+    public virtual int CompressedWriteSize => 0;
+
     /// <summary>Whether the node may change size.</summary>
     public virtual bool CanTruncate => false;
 

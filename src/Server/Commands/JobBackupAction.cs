@@ -40,6 +40,13 @@ internal sealed class JobBackupAction(CommandContext ctx, JsonObject args, bool 
             throw QmpException.Generic("Cannot backup a node into itself");
         }
 
+        var compress = call.GetBool("compress", false);
+        if (compress && target.CompressedWriteSize == 0)
+        {
+            // QEMU appends the target's device name, which a node without a BlockBackend lacks.
+            throw QmpException.Generic("Compression is not supported for this drive ");
+        }
+
         var options = new CopyOptions(
             BackupJob.ChunkSize,
             BackupJob.MaxInFlight,
@@ -47,7 +54,7 @@ internal sealed class JobBackupAction(CommandContext ctx, JsonObject args, bool 
             OnTargetError: BlockJobCommands.Policy(call, "on-target-error"));
         _job = ctx.Jobs.Reserve(
             call.GetString("job-id") ?? source.NodeName,
-            new BackupJob(source, target, sync, options),
+            new BackupJob(source, target, sync, options, compress),
             call.GetBool("auto-finalize", true),
             call.GetBool("auto-dismiss", true),
             call.GetInt("speed") ?? 0);

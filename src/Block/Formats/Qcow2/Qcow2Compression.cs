@@ -9,6 +9,62 @@ namespace ExportServer.Block.Formats.Qcow2;
 /// </summary>
 internal static class Qcow2Compression
 {
+    /// <summary>Deflate parameters of QEMU's qcow2 writer: a 4 KiB window (raw deflate) and memLevel 9.</summary>
+    private const int DeflateWindowBits = -12;
+    private const int DeflateMemLevel = 9;
+
+    /// <summary>
+    /// Compresses <paramref name="input"/> into <paramref name="output"/>; returns the compressed
+    /// length, or -1 when the result does not fit (the caller stores the data uncompressed).
+    /// </summary>
+    public static int Compress(byte type, ReadOnlySpan<byte> input, Span<byte> output) =>
+        type == Qcow2Format.CompressionZstd ? CompressZstd(input, output) : CompressDeflate(input, output);
+
+    private static unsafe int CompressDeflate(ReadOnlySpan<byte> input, Span<byte> output)
+    {
+        var stream = default(ZlibNative.ZStream);
+        if (ZlibNative.DeflateInit(&stream, ZlibNative.DefaultCompression, DeflateWindowBits, DeflateMemLevel) != ZlibNative.Ok)
+        {
+            throw BlockException.Io("qcow2: cannot initialise deflate");
+        }
+
+        try
+        {
+            fixed (byte* src = input)
+            fixed (byte* dst = output)
+            {
+                stream.NextIn = src;
+                stream.AvailIn = (uint)input.Length;
+                stream.NextOut = dst;
+                stream.AvailOut = (uint)output.Length;
+                var rc = ZlibNative.Deflate(&stream, ZlibNative.Finish);
+                if (rc == ZlibNative.StreamEnd)
+                {
+                    return output.Length - (int)stream.AvailOut;
+                }
+
+                // Z_OK or Z_BUF_ERROR with Z_FINISH: the output space ran out.
+                return rc is ZlibNative.Ok or ZlibNative.BufError ? -1 : throw BlockException.Io($"qcow2: deflate failed ({rc})");
+            }
+        }
+        finally
+        {
+            ZlibNative.DeflateEnd(&stream);
+        }
+    }
+
+    private static unsafe int CompressZstd(ReadOnlySpan<byte> input, Span<byte> output)
+    {
+        fixed (byte* src = input)
+        fixed (byte* dst = output)
+        {
+            var n = ZstdNative.Compress(dst, (nuint)output.Length, src, (nuint)input.Length, ZstdNative.DefaultLevel);
+
+            // Any error here is "destination too small" for valid input: store uncompressed.
+            return ZstdNative.IsError(n) != 0 ? -1 : (int)n;
+        }
+    }
+
     /// <summary>Decompresses exactly <paramref name="output"/>.Length bytes or throws EIO.</summary>
     public static void Decompress(byte type, ReadOnlySpan<byte> input, Span<byte> output)
     {

@@ -290,6 +290,7 @@ public sealed partial class Qcow2Node
             {
                 released?.Add(c << _clusterBits);
                 _l2Cache.Remove(c << _clusterBits);
+                ForgetFreedCluster(c << _clusterBits);
                 _freeHint = Math.Min(_freeHint, c);
             }
         }

@@ -22,6 +22,12 @@ public sealed partial class Qcow2Node
     protected override async ValueTask WriteCoreAsync(long offset, ReadOnlyMemory<byte> buffer, WriteFlags flags)
     {
         CheckNotCorrupt();
+        if ((flags & WriteFlags.Compressed) != 0)
+        {
+            await WriteCompressedAsync(offset, buffer).ConfigureAwait(false);
+            return;
+        }
+
         while (buffer.Length > 0)
         {
             var n = (int)Math.Min(buffer.Length, L2Span - (offset & (L2Span - 1)));

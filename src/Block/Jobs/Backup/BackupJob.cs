@@ -1,5 +1,6 @@
 using ExportServer.Block.Bitmaps;
 using ExportServer.Block.Core;
+using ExportServer.Block.Filters.Compress;
 
 namespace ExportServer.Block.Jobs.Backup;
 
@@ -8,13 +9,16 @@ namespace ExportServer.Block.Jobs.Backup;
 /// source copies the old data of every not-yet-copied range to the target before the write goes
 /// on (copy-before-write), while the background pass copies the rest (full: everything, top: the
 /// source's own layer). With sync none only copy-before-write runs, until the job is cancelled.
+/// With <paramref name="compress"/> data reaches the target as compressed writes, whole target
+/// clusters at a time (the job's granularity grows to the target's cluster size).
 /// </summary>
-public sealed class BackupJob(BlockNode source, BlockNode target, SyncMode sync, CopyOptions options) : JobBody
+public sealed class BackupJob(BlockNode source, BlockNode target, SyncMode sync, CopyOptions options, bool compress = false) : JobBody
 {
     private static readonly TimeSpan IdlePoll = TimeSpan.FromMilliseconds(500);
     private WriteNotifier? _notifier;
     private DirtyBitmap? _bitmap;
     private CopyEngine? _engine;
+    private CompressNode? _compressor;
 
     public override string Type => "backup";
 
@@ -32,12 +36,16 @@ public sealed class BackupJob(BlockNode source, BlockNode target, SyncMode sync,
     /// <summary>Background copy requests in flight at once; see <see cref="ChunkSize"/>.</summary>
     public const int MaxInFlight = 4;
 
+    private long Granularity => compress ? Math.Max(ClusterSize, target.CompressedWriteSize) : ClusterSize;
+
     /// <summary>The point in time: copy-before-write is in place before the starting command returns.</summary>
     public override void Attach(JobControl control)
     {
-        _bitmap = new DirtyBitmap(source.Length, ClusterSize);
+        _bitmap = new DirtyBitmap(source.Length, Granularity);
         _bitmap.SetAll();
-        var engine = _engine = new CopyEngine(source, target, _bitmap, control, options);
+        var writeTo = compress ? _compressor = new CompressNode(target.NodeName, false, target, alignToCluster: false) : target;
+        var copy = compress ? options with { ChunkSize = Math.Max(options.ChunkSize, Granularity) } : options;
+        var engine = _engine = new CopyEngine(source, writeTo, _bitmap, control, copy);
         _notifier = (_, offset, length) => engine.CopyNowAsync(offset, length);
         source.AddUser();
         target.AddUser();
@@ -56,15 +64,15 @@ public sealed class BackupJob(BlockNode source, BlockNode target, SyncMode sync,
         if (sync == SyncMode.Top)
         {
             // Ranges the top layer does not hold are not backed up, and need no copy before a write either.
-            var keep = new DirtyBitmap(source.Length, ClusterSize);
+            var keep = new DirtyBitmap(source.Length, Granularity);
             await ChainScan.MarkAsync(source, keep, 1, 2).ConfigureAwait(false);
             for (var next = bitmap.NextDirty(0, long.MaxValue); next is { } run; next = bitmap.NextDirty(run.Offset + run.Length, long.MaxValue))
             {
-                for (var off = run.Offset; off < run.Offset + run.Length; off += ClusterSize)
+                for (var off = run.Offset; off < run.Offset + run.Length; off += Granularity)
                 {
                     if (!keep.IsDirty(off))
                     {
-                        bitmap.Reset(off, ClusterSize);
+                        bitmap.Reset(off, Granularity);
                     }
                 }
             }
@@ -83,7 +91,7 @@ public sealed class BackupJob(BlockNode source, BlockNode target, SyncMode sync,
         await target.FlushAsync().ConfigureAwait(false);
     }
 
-    public override ValueTask CleanAsync()
+    public override async ValueTask CleanAsync()
     {
         if (_notifier is not null)
         {
@@ -93,6 +101,10 @@ public sealed class BackupJob(BlockNode source, BlockNode target, SyncMode sync,
             target.RemoveUser();
         }
 
-        return ValueTask.CompletedTask;
+        if (_compressor is not null)
+        {
+            await _compressor.DisposeAsync().ConfigureAwait(false);
+            _compressor = null;
+        }
     }
 }
