@@ -84,7 +84,8 @@ internal static class MirrorJobCommands
             bufSize == 0 ? 16 * 1024 * 1024 : bufSize,
             BlockJobCommands.Policy(call, "on-source-error"),
             BlockJobCommands.Policy(call, "on-target-error"),
-            Pivot: () => ctx.Daemon.ReplaceExportedNodeAsync(replaced, target));
+            Pivot: () => ctx.Daemon.ReplaceExportedNodeAsync(replaced, target),
+            WriteBlocking: call.GetString("copy-mode") == "write-blocking");
         BlockJobCommands.Start(ctx, call, source.NodeName, new MirrorJob(source, target, settings));
     }
 
