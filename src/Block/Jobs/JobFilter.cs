@@ -24,10 +24,21 @@ public sealed class JobFilter
     {
         if (nodeName is not null)
         {
-            BlockGraph.ValidateNodeName(nodeName);
+            // QEMU opens copy-on-read and copy-before-write as ordinary drivers, whose errors it
+            // reports as "Could not create node: …"; mirror_top and commit_top it makes directly.
+            var prefix = driverName is "copy-on-read" or "copy-before-write" ? "Could not create node: " : string.Empty;
+            try
+            {
+                BlockGraph.ValidateNodeName(nodeName);
+            }
+            catch (BlockException e)
+            {
+                throw BlockException.Invalid(prefix + e.Message);
+            }
+
             if (graph.TryFind(nodeName) is not null)
             {
-                throw BlockException.Invalid($"Duplicate nodes with node-name='{nodeName}'");
+                throw BlockException.Invalid($"{prefix}Duplicate nodes with node-name='{nodeName}'");
             }
         }
 

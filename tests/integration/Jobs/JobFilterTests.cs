@@ -42,6 +42,43 @@ public sealed class JobFilterTests
         Assert.Equal([$"named {driver}", "duplicate refused", "gone", $"implicit {driver}", "gone"], ours);
     }
 
+    [Fact]
+    public async Task BadOrTakenFilterNamesFailAsInQemuStorageDaemon()
+    {
+        using var dir = new TempDir();
+        await QemuImgAsync("create", "-q", "-f", "raw", dir["s.raw"], "8M");
+        await QemuImgAsync("create", "-q", "-f", "raw", dir["t.raw"], "8M");
+        var errors = new List<List<string>>();
+        foreach (var qsd in new[] { true, false })
+        {
+            await using var d = await StartAsync(dir, qsd ? "qsd" : "es", qsd);
+            await d.AddImageAsync("src", dir["s.raw"], "raw");
+            await d.AddImageAsync("tgt", dir["t.raw"], "raw");
+            var list = new List<string>();
+            foreach (var filterName in new[] { "1bad", "tgt" })
+            {
+                (string, JsonObject)[] calls =
+                [
+                    ("blockdev-mirror", new JsonObject { ["device"] = "src", ["target"] = "tgt", ["sync"] = "full" }),
+                    ("blockdev-backup", new JsonObject { ["device"] = "src", ["target"] = "tgt", ["sync"] = "full" }),
+                    ("block-stream", new JsonObject { ["device"] = "src" }),
+                ];
+                foreach (var (command, args) in calls)
+                {
+                    args["job-id"] = "j";
+                    args["filter-node-name"] = filterName;
+                    var (cls, desc) = await d.Qmp.ErrorAsync(command, args);
+                    list.Add($"{command}: {cls}: {desc}");
+                }
+            }
+
+            Assert.Empty((JsonArray)await d.Qmp.ExecuteAsync("query-block-jobs"));
+            errors.Add(list);
+        }
+
+        Assert.Equal(errors[0], errors[1]);
+    }
+
     /// <summary>The case on one daemon, as lines: what the filter looked like while the job ran and after.</summary>
     private static async Task<List<string>> RunAsync(TempDir dir, bool qsd, string command)
     {

@@ -34,7 +34,10 @@ public sealed class JobFilterTests
         Assert.Equal(2, source.Data[4097]);
         var duplicate = Assert.Throws<BlockException>(() => new JobFilter(graph, source, "mirror_top", "flt", Redirect));
         Assert.Equal("Duplicate nodes with node-name='flt'", duplicate.Message);
-        Assert.Throws<BlockException>(() => new JobFilter(graph, source, "mirror_top", "1bad", Redirect));
+        Assert.Equal("Invalid node-name: '1bad'", Assert.Throws<BlockException>(() => new JobFilter(graph, source, "mirror_top", "1bad", Redirect)).Message);
+        Assert.Equal(
+            "Could not create node: Duplicate nodes with node-name='flt'",
+            Assert.Throws<BlockException>(() => new JobFilter(graph, source, "copy-on-read", "flt", Redirect)).Message);
 
         await filter.RemoveAsync();
         await filter.RemoveAsync();
