@@ -109,7 +109,7 @@ public sealed class BlockGraph
             throw BlockException.Invalid("force-share=on can only be used with read-only images");
         }
 
-        nodeName ??= $"#block{Interlocked.Increment(ref _autoName):D3}";
+        nodeName ??= NewAutoName();
         lock (_gate)
         {
             if (_nodes.Exists(n => n.NodeName == nodeName))
@@ -141,6 +141,26 @@ public sealed class BlockGraph
         }
 
         return node;
+    }
+
+    /// <summary>A name for a node the user did not name ("#block001", …), as QEMU gives implicit nodes.</summary>
+    public string NewAutoName() => $"#block{Interlocked.Increment(ref _autoName):D3}";
+
+    /// <summary>
+    /// Enters a node made outside the drivers (a block job's filter) under its name; fails when the
+    /// name is taken, as blockdev-add does. <see cref="RemoveAsync"/> takes it out and closes it.
+    /// </summary>
+    public void Insert(BlockNode node)
+    {
+        lock (_gate)
+        {
+            if (_nodes.Exists(n => n.NodeName == node.NodeName))
+            {
+                throw BlockException.Invalid($"Duplicate nodes with node-name='{node.NodeName}'");
+            }
+
+            _nodes.Add(node);
+        }
     }
 
     private static readonly Dictionary<string, bool> DiscardValues = new()

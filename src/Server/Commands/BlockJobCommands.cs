@@ -1,4 +1,5 @@
 using System.Text.Json.Nodes;
+using ExportServer.Block.Core;
 using ExportServer.Block.Jobs;
 using ExportServer.Server.Qmp;
 using static ExportServer.Server.Commands.ControlCommands;
@@ -46,6 +47,28 @@ internal static class BlockJobCommands
             call.GetBool("auto-finalize", true),
             call.GetBool("auto-dismiss", true),
             call.GetInt("speed") ?? 0);
+
+    /// <summary>
+    /// Starts <paramref name="body"/> with a filter of driver <paramref name="filterDriver"/> above
+    /// <paramref name="source"/> (named by filter-node-name, else automatically) that the source's
+    /// exports use while the job runs; the job takes it out when it ends, and a failed start at once.
+    /// <paramref name="makeBody"/> gets the filter (a mirror's pivot moves the filter's users).
+    /// </summary>
+    public static async ValueTask StartFilteredAsync(
+        CommandContext ctx, QmpCall call, string defaultId, BlockNode source, string filterDriver, Func<JobFilter, JobBody> makeBody)
+    {
+        var filter = new JobFilter(ctx.Daemon.Graph, source, filterDriver, call.GetString("filter-node-name"), ctx.Daemon.ReplaceExportedNodeAsync);
+        await filter.InsertAsync().ConfigureAwait(false);
+        try
+        {
+            Start(ctx, call, defaultId, new FilteredJob(makeBody(filter), filter));
+        }
+        catch
+        {
+            await filter.RemoveAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
 
     /// <summary>on-source-error / on-target-error; 'auto' is report for jobs (no guest to follow).</summary>
     public static ErrorPolicy Policy(QmpCall call, string name) => call.GetString(name) switch

@@ -48,7 +48,6 @@ internal static class CommitJobCommands
         var writable = await OpenWritableAsync(baseNode).ConfigureAwait(false);
         try
         {
-            JobBody body;
             if (ReferenceEquals(top, active))
             {
                 if (backingFile is not null)
@@ -56,14 +55,15 @@ internal static class CommitJobCommands
                     throw QmpException.Generic("'backing-file' specified, but 'top' is the active layer");
                 }
 
-                body = ActiveCommit(ctx, active, baseNode, writable, policy);
+                await BlockJobCommands.StartFilteredAsync(
+                    ctx, call, active.NodeName, active, "mirror_top", filter => ActiveCommit(ctx, active, baseNode, writable, policy, filter)).ConfigureAwait(false);
             }
             else
             {
-                body = IntermediateCommit(ctx, active, top, baseNode, writable, policy, backingFile);
+                // QEMU's commit_top sits above top; here it takes over top's exports, not the overlay's backing link.
+                await BlockJobCommands.StartFilteredAsync(
+                    ctx, call, active.NodeName, top, "commit_top", _ => IntermediateCommit(ctx, active, top, baseNode, writable, policy, backingFile)).ConfigureAwait(false);
             }
-
-            BlockJobCommands.Start(ctx, call, active.NodeName, body);
         }
         catch
         {
@@ -135,8 +135,8 @@ internal static class CommitJobCommands
         return new LayerCopyJob(top, baseNode, settings);
     }
 
-    /// <summary>Mirrors the active layer into the base; the pivot moves the exports onto the base, which stays writable.</summary>
-    private static ActiveCommitJob ActiveCommit(CommandContext ctx, BlockNode active, BlockNode baseNode, BlockNode? writable, ErrorPolicy policy)
+    /// <summary>Mirrors the active layer into the base; the pivot moves the exports (on the job's filter) onto the base, which stays writable.</summary>
+    private static ActiveCommitJob ActiveCommit(CommandContext ctx, BlockNode active, BlockNode baseNode, BlockNode? writable, ErrorPolicy policy, JobFilter filter)
     {
         List<BlockNode> dropped = [active, .. Between(active, baseNode)];
         var pivoted = false;
@@ -146,6 +146,7 @@ internal static class CommitJobCommands
             OnTargetError: policy,
             Pivot: async () =>
             {
+                await ctx.Daemon.ReplaceExportedNodeAsync(filter.Node, baseNode).ConfigureAwait(false);
                 await ctx.Daemon.ReplaceExportedNodeAsync(active, baseNode).ConfigureAwait(false);
                 pivoted = true;
             },

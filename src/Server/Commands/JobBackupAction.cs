@@ -8,12 +8,13 @@ namespace ExportServer.Server.Commands;
 
 /// <summary>
 /// drive-backup / blockdev-backup as a transaction action: prepare finds (or creates and opens)
-/// the target and reserves the job id; commit starts the job, whose copy-before-write fixes the
-/// point in time; abort forgets the job and closes a target it opened.
+/// the target and reserves the job id; commit puts the job's filter above the source and starts the
+/// job, whose copy-before-write fixes the point in time; abort forgets the job and closes a target it opened.
 /// </summary>
 internal sealed class JobBackupAction(CommandContext ctx, JsonObject args, bool drive) : ITransactionAction
 {
     private Job? _job;
+    private JobFilter? _filter;
     private BlockNode? _openedTarget;
 
     public async ValueTask PrepareAsync()
@@ -52,18 +53,19 @@ internal sealed class JobBackupAction(CommandContext ctx, JsonObject args, bool 
             BackupJob.MaxInFlight,
             OnSourceError: BlockJobCommands.Policy(call, "on-source-error"),
             OnTargetError: BlockJobCommands.Policy(call, "on-target-error"));
+        _filter = new JobFilter(ctx.Daemon.Graph, source, "copy-before-write", call.GetString("filter-node-name"), ctx.Daemon.ReplaceExportedNodeAsync);
         _job = ctx.Jobs.Reserve(
             call.GetString("job-id") ?? source.NodeName,
-            new BackupJob(source, target, sync, options, compress),
+            new FilteredJob(new BackupJob(source, target, sync, options, compress), _filter),
             call.GetBool("auto-finalize", true),
             call.GetBool("auto-dismiss", true),
             call.GetInt("speed") ?? 0);
     }
 
-    public ValueTask CommitAsync()
+    public async ValueTask CommitAsync()
     {
+        await _filter!.InsertAsync().ConfigureAwait(false);
         _job!.Start();
-        return ValueTask.CompletedTask;
     }
 
     public async ValueTask AbortAsync()

@@ -25,13 +25,13 @@ internal static class MirrorJobCommands
 
     public static void Register(QmpDispatcher d, CommandContext ctx)
     {
-        d.Add(new QmpCommand("blockdev-mirror", [QmpArg.Str("job-id", true), QmpArg.Str("device"), QmpArg.Str("target"), .. Shared], call =>
+        d.Add(new QmpCommand("blockdev-mirror", [QmpArg.Str("job-id", true), QmpArg.Str("device"), QmpArg.Str("target"), .. Shared], async call =>
         {
             var source = GraphCommands.Lookup(ctx.Daemon, call.RequireString("device"), null);
             var targetName = call.RequireString("target");
             var target = ctx.Daemon.Graph.TryFind(targetName) ?? throw QmpException.Generic($"Cannot find device='{targetName}' nor node-name='{targetName}'");
-            Start(ctx, call, source, target);
-            return ControlCommands.Empty();
+            await StartAsync(ctx, call, source, target).ConfigureAwait(false);
+            return null;
         }));
         d.Add(new QmpCommand("drive-mirror", [
             QmpArg.Str("job-id", true), QmpArg.Str("device"), QmpArg.Str("target"), QmpArg.Str("format", true),
@@ -46,7 +46,7 @@ internal static class MirrorJobCommands
                 existing, source.Length, sync == SyncMode.Top ? source.BackingChild?.Node : null).ConfigureAwait(false);
             try
             {
-                Start(ctx, call, source, target);
+                await StartAsync(ctx, call, source, target).ConfigureAwait(false);
             }
             catch
             {
@@ -58,7 +58,7 @@ internal static class MirrorJobCommands
         }));
     }
 
-    private static void Start(CommandContext ctx, QmpCall call, BlockNode source, BlockNode target)
+    private static async ValueTask StartAsync(CommandContext ctx, QmpCall call, BlockNode source, BlockNode target)
     {
         CheckGranularity(call);
         if (ReferenceEquals(source, target))
@@ -78,14 +78,25 @@ internal static class MirrorJobCommands
             throw QmpException.Generic("Parameter 'buf-size' expects a positive value");
         }
 
-        var settings = new MirrorSettings(
-            Sync(call),
-            call.GetInt("granularity") ?? 64 * 1024,
-            bufSize == 0 ? 16 * 1024 * 1024 : bufSize,
-            BlockJobCommands.Policy(call, "on-source-error"),
-            BlockJobCommands.Policy(call, "on-target-error"),
-            Pivot: () => ctx.Daemon.ReplaceExportedNodeAsync(replaced, target));
-        BlockJobCommands.Start(ctx, call, source.NodeName, new MirrorJob(source, target, settings));
+        await BlockJobCommands.StartFilteredAsync(ctx, call, source.NodeName, source, "mirror_top", filter =>
+        {
+            // The exports of the source use the filter while the job runs: the pivot moves them from there
+            // (and those added to the replaced node since).
+            var pivoted = ReferenceEquals(replaced, source) ? filter.Node : replaced;
+            var settings = new MirrorSettings(
+                Sync(call),
+                call.GetInt("granularity") ?? 64 * 1024,
+                bufSize == 0 ? 16 * 1024 * 1024 : bufSize,
+                BlockJobCommands.Policy(call, "on-source-error"),
+                BlockJobCommands.Policy(call, "on-target-error"),
+                Pivot: async () =>
+                {
+                    await ctx.Daemon.ReplaceExportedNodeAsync(pivoted, target).ConfigureAwait(false);
+                    await ctx.Daemon.ReplaceExportedNodeAsync(replaced, target).ConfigureAwait(false);
+                },
+                WriteBlocking: call.GetString("copy-mode") == "write-blocking");
+            return new MirrorJob(source, target, settings);
+        }).ConfigureAwait(false);
     }
 
     private static SyncMode Sync(QmpCall call) => call.RequireString("sync") switch

@@ -86,7 +86,7 @@ internal static class StreamJobCommands
             Clean: clean);
         try
         {
-            BlockJobCommands.Start(ctx, call, top.NodeName, new LayerCopyJob(top, top, settings));
+            await BlockJobCommands.StartFilteredAsync(ctx, call, top.NodeName, top, "copy-on-read", _ => new LayerCopyJob(top, top, settings)).ConfigureAwait(false);
         }
         catch
         {

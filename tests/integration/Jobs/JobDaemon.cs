@@ -11,11 +11,12 @@ namespace ExportServer.IntegrationTests.Jobs;
 /// </summary>
 internal sealed class JobDaemon : IAsyncDisposable
 {
-    private JobDaemon(Daemon daemon, QmpClient qmp, string nbdSocket)
+    private JobDaemon(Daemon daemon, QmpClient qmp, string nbdSocket, string? nbdTcp = null)
     {
         Process = daemon;
         Qmp = qmp;
         NbdSocket = nbdSocket;
+        NbdTcp = nbdTcp;
     }
 
     public Daemon Process { get; }
@@ -24,7 +25,10 @@ internal sealed class JobDaemon : IAsyncDisposable
 
     public string NbdSocket { get; }
 
-    public string NbdUri(string export) => $"nbd+unix:///{export}?socket={NbdSocket}";
+    /// <summary>host:port of the NBD server when it listens on TCP (see <see cref="StartTcpAsync"/>).</summary>
+    public string? NbdTcp { get; }
+
+    public string NbdUri(string export) => NbdTcp is { } tcp ? $"nbd://{tcp}/{export}" : $"nbd+unix:///{export}?socket={NbdSocket}";
 
     public static async Task<JobDaemon> StartAsync(TempDir dir, string name, bool qsd = false, params string[] extra)
     {
@@ -38,6 +42,25 @@ internal sealed class JobDaemon : IAsyncDisposable
         ];
         var daemon = qsd ? await Daemon.StartQsdAsync(dir, args) : await Daemon.StartAsync(dir, args);
         return new JobDaemon(daemon, await QmpClient.ConnectAsync(monitor), nbd);
+    }
+
+    /// <summary>
+    /// Our daemon with its NBD server on TCP <paramref name="host"/>:<paramref name="port"/>, run in
+    /// network namespace <paramref name="netns"/> (null: this one). The QMP monitor is a unix socket,
+    /// which network namespaces do not separate, so the test reaches it either way.
+    /// </summary>
+    public static async Task<JobDaemon> StartTcpAsync(TempDir dir, string name, string? netns, string host, int port)
+    {
+        var monitor = dir[name + ".qmp"];
+        string[] args =
+        [
+            "--chardev", $"socket,id=m0,path={monitor},server=on,wait=off", "--monitor", "chardev=m0",
+            "--nbd-server", $"addr.type=inet,addr.host={host},addr.port={port}",
+        ];
+        var daemon = netns is null
+            ? await Daemon.StartAsync(dir, args)
+            : await Daemon.StartAsync("/usr/sbin/ip", dir, ["netns", "exec", netns, Daemon.ExportServerPath, .. args]);
+        return new JobDaemon(daemon, await QmpClient.ConnectAsync(monitor), string.Empty, $"{host}:{port}");
     }
 
     /// <summary>blockdev-add of a qcow2 or raw image file.</summary>

@@ -25,23 +25,7 @@ public sealed class MigrationTests
     public async Task MirrorToARemoteExportWhileWriting(bool sourceIsQsd, bool targetIsQsd, string sync)
     {
         using var dir = new TempDir();
-        var baseImage = dir["base.qcow2"];
-        var src = dir["src.qcow2"];
-        var dst = dir["dst.qcow2"];
-        await QemuImgAsync("create", "-q", "-f", "qcow2", baseImage, "32M");
-        await QemuIoAsync(baseImage, "qcow2", "write -P 0x0b 0 8M");
-        await QemuImgAsync("create", "-q", "-f", "qcow2", "-b", baseImage, "-F", "qcow2", src);
-        await QemuIoAsync(src, "qcow2", "write -P 0x5a 4M 2M", "write -P 0x5b 31M 1M");
-        if (sync == "top")
-        {
-            // The destination already has the base: it gets only the top layer.
-            File.Copy(baseImage, dir["dbase.qcow2"]);
-            await QemuImgAsync("create", "-q", "-f", "qcow2", "-b", dir["dbase.qcow2"], "-F", "qcow2", dst);
-        }
-        else
-        {
-            await QemuImgAsync("create", "-q", "-f", "qcow2", dst, "32M");
-        }
+        var (src, dst) = await MigrationImages.CreateAsync(dir, sync);
 
         await using var b = await StartAsync(dir, "b", targetIsQsd);
         await b.AddImageAsync("target", dst);

@@ -8,25 +8,11 @@ namespace ExportServer.Block.Jobs.Commit;
 /// <paramref name="afterClean"/> once the mirror has let go of its nodes: the committed layers
 /// can only be closed then.
 /// </summary>
-public sealed class ActiveCommitJob(MirrorJob mirror, Func<ValueTask> afterClean) : JobBody
+public sealed class ActiveCommitJob(MirrorJob mirror, Func<ValueTask> afterClean) : WrappingJob(mirror)
 {
-    public override string Type => mirror.Type;
-
-    public override bool CanComplete => mirror.CanComplete;
-
-    public override void Attach(JobControl control) => mirror.Attach(control);
-
-    public override Task RunAsync(JobControl control) => mirror.RunAsync(control);
-
-    public override void CheckComplete(JobControl control) => mirror.CheckComplete(control);
-
-    public override ValueTask CommitAsync() => mirror.CommitAsync();
-
-    public override ValueTask AbortAsync() => mirror.AbortAsync();
-
     public override async ValueTask CleanAsync()
     {
-        await mirror.CleanAsync().ConfigureAwait(false);
+        await Inner.CleanAsync().ConfigureAwait(false);
         await afterClean().ConfigureAwait(false);
     }
 }

@@ -10,6 +10,12 @@ namespace ExportServer.Block.Jobs.Mirror;
 /// READY whenever nothing is left. block-job-complete ends it in sync and
 /// pivots: <see cref="MirrorSettings.Pivot"/> moves the users of the source to the target. A soft
 /// cancel once ready ends it in sync without pivoting; the target is then a consistent copy.
+/// With copy-mode=write-blocking (<see cref="MirrorSettings.WriteBlocking"/>), a write that has
+/// reached the source is also copied to the target before it completes, for every granule it
+/// covers whole and every granule the job had already made clean; a granule it touches only in
+/// part and that is still dirty is left to the background pass, as in QEMU (the write adds nothing
+/// to convergence there, and the pass copies the whole granule). Once READY, the target then holds
+/// every completed write, paused or not.
 /// </summary>
 public sealed class MirrorJob(BlockNode source, BlockNode target, MirrorSettings settings) : JobBody
 {
@@ -38,12 +44,14 @@ public sealed class MirrorJob(BlockNode source, BlockNode target, MirrorSettings
         {
             Copied = _ => control.SetLength(control.Offset + _bitmap.DirtyBytes),
         };
-        _notifier = (_, offset, length) =>
-        {
-            _bitmap.Set(offset, length);
-            control.Kick();
-            return ValueTask.CompletedTask;
-        };
+        _notifier = settings.WriteBlocking
+            ? (_, offset, length) => WriteThroughAsync(control, offset, length)
+            : (_, offset, length) =>
+            {
+                _bitmap.Set(offset, length);
+                control.Kick();
+                return ValueTask.CompletedTask;
+            };
         source.AddUser();
         target.AddUser();
         source.WrittenNotifiers.Add(_notifier);
@@ -81,6 +89,37 @@ public sealed class MirrorJob(BlockNode source, BlockNode target, MirrorSettings
                 await control.IdleAsync(IdlePoll).ConfigureAwait(false);
             }
         }
+    }
+
+    /// <summary>
+    /// Write-blocking: marks what the write touched, then copies now the granules it covers whole or
+    /// that were clean before it (the engine's range lock orders this copy after any copy of the
+    /// same granules already in flight). A failed copy stays dirty: the background pass retries it
+    /// and reports the error under the job's policy; the guest's write has succeeded either way.
+    /// </summary>
+    private async ValueTask WriteThroughAsync(JobControl control, long offset, long length)
+    {
+        var bitmap = _bitmap!;
+        var g = bitmap.Granularity;
+        var end = offset + length;
+        var first = offset / g * g;
+        var last = (end - 1) / g * g;
+        var from = offset != first && bitmap.IsDirty(first) ? first + g : first;
+        var until = end < Math.Min(last + g, bitmap.Length) && bitmap.IsDirty(last) ? last : Math.Min(last + g, bitmap.Length);
+        bitmap.Set(offset, length);
+        if (from < until && !control.CancelRequested)
+        {
+            try
+            {
+                await _engine!.CopyNowAsync(from, until - from).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                bitmap.Set(from, until - from);
+            }
+        }
+
+        control.Kick();
     }
 
     /// <summary>

@@ -5,7 +5,8 @@ namespace ExportServer.Block.Jobs.Mirror;
 /// copy (<paramref name="Sync"/>; for Top, <paramref name="BaseDepth"/> is the depth of the first
 /// layer of the source's chain not to copy: 2 copies the source's own layer, see <see cref="ChainScan"/>),
 /// the bitmap granularity, the buffer that bounds the data in flight, the error policies, the graph
-/// change on completion and the clean-up of a failed or cancelled job.
+/// change on completion, the clean-up of a failed or cancelled job, and the copy mode
+/// (<paramref name="WriteBlocking"/>: copy-mode=write-blocking, see <see cref="MirrorJob"/>).
 /// </summary>
 public sealed record MirrorSettings(
     SyncMode Sync,
@@ -16,4 +17,5 @@ public sealed record MirrorSettings(
     Func<ValueTask>? Pivot = null,
     Func<ValueTask>? OnAbort = null,
     string Type = "mirror",
-    int BaseDepth = 2);
+    int BaseDepth = 2,
+    bool WriteBlocking = false);

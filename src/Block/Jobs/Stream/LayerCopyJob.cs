@@ -22,6 +22,9 @@ public sealed class LayerCopyJob(BlockNode source, BlockNode target, LayerCopySe
 
     public override string Type => settings.Type;
 
+    /// <summary>As in QEMU, the job's length is the whole image from the moment it starts.</summary>
+    public override void Attach(JobControl control) => control.SetLength(source.Length);
+
     public override async Task RunAsync(JobControl control)
     {
         var bitmap = new DirtyBitmap(source.Length, settings.Granularity);
@@ -42,8 +45,10 @@ public sealed class LayerCopyJob(BlockNode source, BlockNode target, LayerCopySe
 
         OwnWrite.Value = true;
         await ChainScan.MarkAsync(source, bitmap, settings.From, settings.Until).ConfigureAwait(false);
-        control.SetLength(bitmap.DirtyBytes);
+        var progress = new ScanProgress(bitmap, control);
+        _engine.Copied = _ => progress.Advance();
         await _engine.CopyDirtyAsync().ConfigureAwait(false);
+        progress.Finish();
         await target.FlushAsync().ConfigureAwait(false);
     }
 
