@@ -264,13 +264,21 @@ public sealed partial class Qcow2Node
         }
     }
 
+    /// <summary>
+    /// Makes the file hold [0, end). It grows by whole steps of <see cref="FileGrowthStep"/> (one
+    /// ftruncate per 1 MiB allocation cost a fifth of a second per GiB of a backup and contended
+    /// with the data writes for the inode lock); the unused rest of the last step is cut off at close.
+    /// </summary>
     private async ValueTask EnsureFileLengthAsync(long end)
     {
+        _usedEnd = Math.Max(_usedEnd, end);
         if (_file.Length < end)
         {
-            await _file.TruncateAsync(end).ConfigureAwait(false);
+            await _file.TruncateAsync(AlignUp(end, Math.Max(FileGrowthStep, _clusterSize))).ConfigureAwait(false);
         }
     }
+
+    private const long FileGrowthStep = 16 * 1024 * 1024;
 
     /// <summary>Drops one reference to each of <paramref name="count"/> host clusters from <paramref name="offset"/>.</summary>
     /// <remarks>Clusters whose refcount reaches zero are added to <paramref name="released"/> when given.</remarks>

@@ -289,11 +289,11 @@ public sealed partial class Qcow2Node
         await _meta.WaitAsync().ConfigureAwait(false);
         try
         {
-            var fileEnd = _file.Length;
+            var usedEnd = _usedEnd;
             host = await AllocateClustersLockedAsync(needNew).ConfigureAwait(false);
 
-            // Clusters past the old end of the file read as zeroes: no need to copy zeroes into them.
-            fresh = host >= fileEnd;
+            // Clusters past the end of what the image ever used read as zeroes: no need to copy zeroes into them.
+            fresh = host >= usedEnd;
         }
         finally
         {

@@ -35,11 +35,19 @@ public sealed partial class Qcow2Node : BlockNode
     private bool _dirtyBitWritten;
     private string? _corruptReason;
 
+    /// <summary>
+    /// Where the image's use of its file ends: the file's length at open, then the end of every
+    /// allocation. The file itself may reach further (see EnsureFileLengthAsync); what lies between
+    /// was never written and reads as zeroes.
+    /// </summary>
+    private long _usedEnd;
+
     private Qcow2Node(string nodeName, bool readOnly, BlockNode file, Qcow2Header header, Qcow2Options options)
         : base(nodeName, readOnly)
     {
         _file = file;
         _data = file;
+        _usedEnd = file.Length;
         _header = header;
         _clusterBits = header.ClusterBits;
         _clusterSize = header.ClusterSize;
@@ -337,6 +345,12 @@ public sealed partial class Qcow2Node : BlockNode
         try
         {
             await WriteBackLockedAsync().ConfigureAwait(false);
+            if (_file.Length > _usedEnd)
+            {
+                // The growth step the file was extended by but never used.
+                await _file.TruncateAsync(_usedEnd).ConfigureAwait(false);
+            }
+
             await _file.FlushAsync().ConfigureAwait(false);
             if (_dirtyBitWritten)
             {
