@@ -4,7 +4,10 @@
 usage: bench-jobs.py DAEMON WORKDIR
 Prints 'name value' lines: seconds for mirror-to-READY (local qcow2, remote NBD) and for a full
 backup, and the mean / 99th percentile latency (ms) of 4 KiB writes a client makes through the
-source's NBD export while the local mirror runs.
+source's NBD export while the local mirror runs. The client writes at a fixed pace (one write per
+millisecond at most), so both implementations get the same guest writes to mirror; a client
+writing as fast as it can would hand the faster daemon more data to copy again. Dirty page cache
+is written back before each job so that no job pays for an earlier one's writeback.
 """
 import json, os, socket, subprocess, sys, threading, time
 import nbd
@@ -75,10 +78,15 @@ def writer(uri, stop, lat):
     h.connect_uri(uri)
     buf = b"\x5a" * 4096
     i = 0
+    due = time.perf_counter()
     while not stop.is_set():
         t = time.perf_counter()
+        if t < due:
+            time.sleep(due - t)
+            t = time.perf_counter()
         h.pwrite(buf, (i * 1048576 + 4096 * (i % 7)) % (1 << 30))
         lat.append(time.perf_counter() - t)
+        due += 0.001
         i += 1
     h.shutdown()
 
@@ -92,6 +100,7 @@ base = ["--blockdev", f"driver=file,node-name=sf,filename={src}", "--blockdev", 
         "--export", "type=nbd,id=e0,node-name=src,name=src,writable=on"]
 
 # Mirror to a local qcow2 while a client writes through the export.
+os.sync()
 a, q = start("a", *base)
 q.cmd("blockdev-add", driver="file", **{"node-name": "tf"}, filename=image("tgt1.qcow2"))
 q.cmd("blockdev-add", driver="qcow2", **{"node-name": "tgt"}, file="tf")
@@ -113,6 +122,7 @@ print("write-latency-p99-ms", round(1000 * lat[int(len(lat) * 0.99)] if lat else
 # Full backup to a local qcow2.
 q.cmd("blockdev-add", driver="file", **{"node-name": "bf"}, filename=image("tgt2.qcow2"))
 q.cmd("blockdev-add", driver="qcow2", **{"node-name": "bk"}, file="bf")
+os.sync()
 t = time.perf_counter()
 q.cmd("blockdev-backup", **{"job-id": "b"}, device="src", target="bk", sync="full")
 q.wait_event("BLOCK_JOB_COMPLETED")
@@ -124,6 +134,7 @@ b, qb = start("b", "--blockdev", f"driver=file,node-name=rf,filename={work}/remo
               "--nbd-server", f"addr.type=unix,addr.path={work}/b.sock",
               "--export", "type=nbd,id=e1,node-name=rf,name=dst,writable=on")
 q.cmd("blockdev-add", driver="nbd", **{"node-name": "remote"}, export="dst", server={"type": "unix", "path": f"{work}/b.sock"})
+os.sync()
 t = time.perf_counter()
 q.cmd("blockdev-mirror", **{"job-id": "r"}, device="src", target="remote", sync="full")
 q.wait_event("BLOCK_JOB_READY")
