@@ -87,7 +87,7 @@ internal sealed partial class NbdConnection
                 {
                     slot.Payload = NbdBuffers.Pool.Rent((int)payload);
                     slot.PayloadLength = (int)payload;
-                    await ReadExactAsync(slot.Payload.AsMemory(0, (int)payload), CancellationToken.None).ConfigureAwait(false);
+                    await _reader.ReadExactAsync(_socket, slot.Payload.AsMemory(0, (int)payload), CancellationToken.None).ConfigureAwait(false);
                 }
                 else if (payload > 0)
                 {
