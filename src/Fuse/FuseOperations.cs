@@ -384,8 +384,20 @@ internal sealed class FuseOperations
         var buffer = ArrayPool<byte>.Shared.Rent(Math.Max(data.Length, 1));
         data.CopyTo(buffer);
         Enter();
-        _ = WriteAsync(req, buffer, data.Length, offset);
+        if (data.Length <= InlineWriteLimit)
+        {
+            _ = WriteAsync(req, buffer, data.Length, offset);
+            return;
+        }
+
+        // A large buffered write is a long copy that the file driver makes on the calling thread: it
+        // goes to the pool so that this receive thread takes the next request meanwhile.
+        var size = data.Length;
+        ThreadPool.UnsafeQueueUserWorkItem(_ => _ = WriteAsync(req, buffer, size, offset), null);
     }
+
+    /// <summary>Writes up to this size start on the receive thread (see <see cref="Write"/>).</summary>
+    private const int InlineWriteLimit = 64 * 1024;
 
     private async ValueTask WriteAsync(nint req, byte[] buffer, int size, long offset)
     {
