@@ -31,6 +31,7 @@ public sealed class MirrorWriteBlockingErrorTests
         Assert.Equal([(false, ErrorAction.Stop)], observer.Errors);
         Assert.Equal(status, control.IoStatus);
         Assert.True(control.PauseRequested);
+        Assert.Equal(Granule, control.Length - control.Offset);
         Assert.NotEqual(source.Data, target.Memory.Data);
 
         // A second failing write while stopped adds no second pause: one resume goes on.

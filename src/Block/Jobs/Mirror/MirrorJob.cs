@@ -117,7 +117,9 @@ public sealed class MirrorJob(BlockNode source, BlockNode target, MirrorSettings
             }
             catch (Exception e) when (e is not OperationCanceledException)
             {
+                // The job may stop before its loop looks again: its length shows what is left.
                 bitmap.Set(from, until - from);
+                control.SetLength(control.Offset + bitmap.DirtyBytes);
             }
         }
 
