@@ -57,15 +57,17 @@ public sealed class CopyEngine(BlockNode source, BlockNode target, DirtyBitmap b
             await control.ThrottleAsync(run.Length).ConfigureAwait(false);
             cursor = run.Offset + run.Length;
             var held = await _locks.AcquireAsync(run.Offset, run.Length).ConfigureAwait(false);
-            running.Add(CopyClaimedAsync(held, Bitmap.Claim(run.Offset, run.Length)));
+            running.Add(CopyClaimedAsync(held, Bitmap.Claim(run.Offset, run.Length), deferErrors: false));
         }
     }
 
     /// <summary>
     /// Copy-before-write: copies the still-dirty parts of [offset, offset+length) now, without
     /// throttling, and returns once they are on the target (the caller's write may then proceed).
+    /// With <paramref name="deferErrors"/>, a failure is handed to the job's policy without waiting
+    /// for the job (<see cref="JobControl.DeferError"/>) and rethrown; what failed stays dirty.
     /// </summary>
-    public async ValueTask CopyNowAsync(long offset, long length)
+    public async ValueTask CopyNowAsync(long offset, long length, bool deferErrors = false)
     {
         var g = Bitmap.Granularity;
         var start = offset / g * g;
@@ -76,10 +78,10 @@ public sealed class CopyEngine(BlockNode source, BlockNode target, DirtyBitmap b
         }
 
         var held = await _locks.AcquireAsync(start, end - start).ConfigureAwait(false);
-        await CopyClaimedAsync(held, Bitmap.Claim(start, end - start)).ConfigureAwait(false);
+        await CopyClaimedAsync(held, Bitmap.Claim(start, end - start), deferErrors).ConfigureAwait(false);
     }
 
-    private async Task CopyClaimedAsync(RangeLock.Releaser held, List<(long Offset, long Length)> runs)
+    private async Task CopyClaimedAsync(RangeLock.Releaser held, List<(long Offset, long Length)> runs, bool deferErrors)
     {
         using (held)
         {
@@ -87,7 +89,7 @@ public sealed class CopyEngine(BlockNode source, BlockNode target, DirtyBitmap b
             {
                 try
                 {
-                    await CopyRangeAsync(runs[i].Offset, runs[i].Length).ConfigureAwait(false);
+                    await CopyRangeAsync(runs[i].Offset, runs[i].Length, deferErrors).ConfigureAwait(false);
                 }
                 catch
                 {
@@ -103,19 +105,19 @@ public sealed class CopyEngine(BlockNode source, BlockNode target, DirtyBitmap b
         }
     }
 
-    private async ValueTask CopyRangeAsync(long offset, long length)
+    private async ValueTask CopyRangeAsync(long offset, long length, bool deferErrors)
     {
         var pos = offset;
         var end = offset + length;
         while (pos < end)
         {
             var n = (int)Math.Min(end - pos, options.ChunkSize);
-            await CopyWithPolicyAsync(pos, n).ConfigureAwait(false);
+            await CopyWithPolicyAsync(pos, n, deferErrors).ConfigureAwait(false);
             pos += n;
         }
     }
 
-    private async ValueTask CopyWithPolicyAsync(long offset, int length)
+    private async ValueTask CopyWithPolicyAsync(long offset, int length, bool deferErrors)
     {
         while (true)
         {
@@ -151,6 +153,12 @@ public sealed class CopyEngine(BlockNode source, BlockNode target, DirtyBitmap b
             catch (Exception e) when (e is not OperationCanceledException)
             {
                 var policy = reading ? options.OnSourceError : options.OnTargetError;
+                if (deferErrors)
+                {
+                    control.DeferError(policy, reading, e);
+                    throw;
+                }
+
                 var action = await control.HandleErrorAsync(policy, reading, e).ConfigureAwait(false);
                 if (action == ErrorAction.Ignore)
                 {

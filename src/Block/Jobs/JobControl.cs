@@ -1,3 +1,4 @@
+using System.Runtime.ExceptionServices;
 using ExportServer.Block.Core;
 
 namespace ExportServer.Block.Jobs;
@@ -17,6 +18,7 @@ public sealed class JobControl
     private long _offset;
     private long _length;
     private int _busy = 1;
+    private Exception? _failure;
 
     public JobControl(IJobObserver? observer = null)
     {
@@ -146,11 +148,11 @@ public sealed class JobControl
 
     /// <summary>
     /// A point where the body may be paused or cancelled: throws <see cref="OperationCanceledException"/>
-    /// when cancelled, waits while paused.
+    /// when cancelled (or the failure a deferred error policy reported), waits while paused.
     /// </summary>
     public async ValueTask PausePointAsync()
     {
-        Token.ThrowIfCancellationRequested();
+        ThrowIfStopped();
         Task resumed;
         lock (_gate)
         {
@@ -173,7 +175,7 @@ public sealed class JobControl
 
         Volatile.Write(ref _busy, 1);
         Observer?.Resumed();
-        Token.ThrowIfCancellationRequested();
+        ThrowIfStopped();
     }
 
     /// <summary>Waits (not busy) until kicked or <paramref name="timeout"/> passes, then passes a pause point.</summary>
@@ -228,9 +230,9 @@ public sealed class JobControl
     }
 
     /// <summary>
-    /// Applies <paramref name="policy"/> to a failed request: returns the action taken when the body
-    /// should go on (Ignore: skip or redo later; Stop: the job was paused and resumed, retry), and
-    /// rethrows when the failure ends the job.
+    /// Applies <paramref name="policy"/> to a failed request of the body: returns the action taken
+    /// when the body should go on (Ignore: skip or redo later; Stop: the job was paused and resumed,
+    /// retry), and rethrows when the failure ends the job.
     /// </summary>
     public async ValueTask<ErrorAction> HandleErrorAsync(ErrorPolicy policy, bool read, Exception error)
     {
@@ -239,6 +241,45 @@ public sealed class JobControl
             throw error;
         }
 
+        switch (Decide(policy, read, error))
+        {
+            case ErrorAction.Report:
+                ExceptionDispatchInfo.Throw(error);
+                break;
+            case ErrorAction.Stop:
+                await PausePointAsync().ConfigureAwait(false);
+                return ErrorAction.Stop;
+        }
+
+        return ErrorAction.Ignore;
+    }
+
+    /// <summary>
+    /// Applies <paramref name="policy"/> to a failed request made for someone else than the body (a
+    /// guest write copied through to the target, as QEMU's mirror_error_action from its active write
+    /// path) without waiting for the job: Stop pauses it at its next pause point, Report makes its
+    /// next pause point throw <paramref name="error"/>, Ignore leaves the range to the body.
+    /// </summary>
+    public ErrorAction DeferError(ErrorPolicy policy, bool read, Exception error)
+    {
+        var action = Decide(policy, read, error);
+        if (action == ErrorAction.Report)
+        {
+            Interlocked.CompareExchange(ref _failure, error, null);
+            Kick();
+        }
+
+        return action;
+    }
+
+    /// <summary>
+    /// The action <paramref name="policy"/> takes on <paramref name="error"/>, reported to the
+    /// observer (BLOCK_JOB_ERROR). Stop pauses the job and sets its io-status unless it is paused
+    /// already (QEMU's block_job_error_action leaves a paused job's pause and io-status alone), so
+    /// one resume always lets it go on.
+    /// </summary>
+    private ErrorAction Decide(ErrorPolicy policy, bool read, Exception error)
+    {
         var nospace = error is BlockException { Errno: Errno.ENOSPC };
         var action = policy switch
         {
@@ -248,19 +289,31 @@ public sealed class JobControl
             _ => ErrorAction.Report,
         };
         Observer?.Error(read, action);
-        switch (action)
+        if (action == ErrorAction.Stop)
         {
-            case ErrorAction.Report:
-                System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(error);
-                break;
-            case ErrorAction.Stop:
-                IoStatus = nospace ? JobIoStatus.Nospace : JobIoStatus.Failed;
-                Pause();
-                await PausePointAsync().ConfigureAwait(false);
-                break;
+            lock (_gate)
+            {
+                if (_pauseCount == 0)
+                {
+                    _pauseCount = 1;
+                    IoStatus = nospace ? JobIoStatus.Nospace : JobIoStatus.Failed;
+                }
+            }
+
+            Kick();
         }
 
         return action;
+    }
+
+    /// <summary>Throws the cancel, or else a failure <see cref="DeferError"/> reported.</summary>
+    private void ThrowIfStopped()
+    {
+        Token.ThrowIfCancellationRequested();
+        if (Volatile.Read(ref _failure) is { } failure)
+        {
+            ExceptionDispatchInfo.Throw(failure);
+        }
     }
 
     private static TaskCompletionSource NewSignal() => new(TaskCreationOptions.RunContinuationsAsynchronously);

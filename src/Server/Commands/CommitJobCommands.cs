@@ -60,7 +60,10 @@ internal static class CommitJobCommands
             }
             else
             {
-                // QEMU's commit_top sits above top; here it takes over top's exports, not the overlay's backing link.
+                // QEMU's commit_top also takes over the overlay's backing link (overlay -> commit_top -> top), which
+                // query-named-block-nodes shows as one more level in the overlay's backing_file_depth and
+                // backing-image chain. Here it takes over top's exports only: the chain walks (block status,
+                // allocation depth, Chain) follow backing links and do not skip filters.
                 await BlockJobCommands.StartFilteredAsync(
                     ctx, call, active.NodeName, top, "commit_top", _ => IntermediateCommit(ctx, active, top, baseNode, writable, policy, backingFile)).ConfigureAwait(false);
             }

@@ -94,8 +94,10 @@ public sealed class MirrorJob(BlockNode source, BlockNode target, MirrorSettings
     /// <summary>
     /// Write-blocking: marks what the write touched, then copies now the granules it covers whole or
     /// that were clean before it (the engine's range lock orders this copy after any copy of the
-    /// same granules already in flight). A failed copy stays dirty: the background pass retries it
-    /// and reports the error under the job's policy; the guest's write has succeeded either way.
+    /// same granules already in flight). A failed copy stays dirty and goes to the job's error policy
+    /// without the write waiting for the job (QEMU's do_sync_target_write): stop pauses the job,
+    /// report fails it, ignore leaves the range to the background pass. The guest's write has
+    /// succeeded either way.
     /// </summary>
     private async ValueTask WriteThroughAsync(JobControl control, long offset, long length)
     {
@@ -111,11 +113,13 @@ public sealed class MirrorJob(BlockNode source, BlockNode target, MirrorSettings
         {
             try
             {
-                await _engine!.CopyNowAsync(from, until - from).ConfigureAwait(false);
+                await _engine!.CopyNowAsync(from, until - from, deferErrors: true).ConfigureAwait(false);
             }
             catch (Exception e) when (e is not OperationCanceledException)
             {
+                // The job may stop before its loop looks again: its length shows what is left.
                 bitmap.Set(from, until - from);
+                control.SetLength(control.Offset + bitmap.DirtyBytes);
             }
         }
 
