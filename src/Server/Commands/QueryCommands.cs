@@ -36,7 +36,7 @@ internal static class QueryCommands
         ReadOnly = node.IsReadOnly,
         Driver = node.DriverName,
         BackingFile = node.BackingChild?.Node.FileName,
-        BackingFileDepth = GraphCommands.Chain(node).Count() - 1,
+        BackingFileDepth = flat ? 0 : GraphCommands.Chain(node).Count() - 1,
         Image = Image(node, flat),
         Cache = new BlockdevCacheInfo(true, false, false),
         WriteThreshold = thresholds.Get(node),

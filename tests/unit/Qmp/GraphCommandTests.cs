@@ -91,6 +91,11 @@ public sealed class GraphCommandTests : IDisposable
         var info = (await h.OkAsync("query-named-block-nodes")).AsArray().Single(n => n!["node-name"]!.GetValue<string>() == "top")!;
         Assert.Equal(1, info["backing_file_depth"]!.GetValue<int>());
         Assert.Equal("overlay", info["image"]!["backing-image"]!["format"]!.GetValue<string>());
+
+        // Flat output stops at each node's own layer, depth included (QEMU reports 0 there).
+        var flat = (await h.OkAsync("query-named-block-nodes", """{"flat":true}""")).AsArray().Single(n => n!["node-name"]!.GetValue<string>() == "top")!;
+        Assert.Equal(0, flat["backing_file_depth"]!.GetValue<int>());
+        Assert.Null(flat["image"]!["backing-image"]);
     }
 
     [Fact]
