@@ -64,10 +64,9 @@ public sealed class CopyEngine(BlockNode source, BlockNode target, DirtyBitmap b
     /// <summary>
     /// Copy-before-write: copies the still-dirty parts of [offset, offset+length) now, without
     /// throttling, and returns once they are on the target (the caller's write may then proceed).
-    /// With <paramref name="deferErrors"/>, a failure is handed to the job's policy without waiting
-    /// for the job (<see cref="JobControl.DeferError"/>) and rethrown; what failed stays dirty.
+    /// <paramref name="errors"/> says what a failure does; what failed stays dirty either way.
     /// </summary>
-    public async ValueTask CopyNowAsync(long offset, long length, bool deferErrors = false)
+    public async ValueTask CopyNowAsync(long offset, long length, BeforeWriteErrors errors = BeforeWriteErrors.Policy)
     {
         var g = Bitmap.Granularity;
         var start = offset / g * g;
@@ -78,7 +77,13 @@ public sealed class CopyEngine(BlockNode source, BlockNode target, DirtyBitmap b
         }
 
         var held = await _locks.AcquireAsync(start, end - start).ConfigureAwait(false);
-        await CopyClaimedAsync(held, Bitmap.Claim(start, end - start), deferErrors ? CopyKind.ForWriteDeferringErrors : CopyKind.ForWrite).ConfigureAwait(false);
+        var kind = errors switch
+        {
+            BeforeWriteErrors.Deferred => CopyKind.ForWriteDeferringErrors,
+            BeforeWriteErrors.FailWrite => CopyKind.ForWriteFailingIt,
+            _ => CopyKind.ForWrite,
+        };
+        await CopyClaimedAsync(held, Bitmap.Claim(start, end - start), kind).ConfigureAwait(false);
     }
 
     private async Task CopyClaimedAsync(RangeLock.Releaser held, List<(long Offset, long Length)> runs, CopyKind kind)
@@ -157,6 +162,11 @@ public sealed class CopyEngine(BlockNode source, BlockNode target, DirtyBitmap b
             catch (Exception e) when (e is not OperationCanceledException)
             {
                 var policy = reading ? options.OnSourceError : options.OnTargetError;
+                if (kind == CopyKind.ForWriteFailingIt)
+                {
+                    throw;
+                }
+
                 if (kind == CopyKind.ForWriteDeferringErrors)
                 {
                     control.DeferError(policy, reading, e);
@@ -202,11 +212,12 @@ public sealed class CopyEngine(BlockNode source, BlockNode target, DirtyBitmap b
         }
     }
 
-    /// <summary>Who a copy is for: the background pass, or a guest write waiting for it (whose errors may be deferred).</summary>
+    /// <summary>Who a copy is for: the background pass, or a guest write waiting for it (see <see cref="BeforeWriteErrors"/>).</summary>
     private enum CopyKind
     {
         Background,
         ForWrite,
         ForWriteDeferringErrors,
+        ForWriteFailingIt,
     }
 }

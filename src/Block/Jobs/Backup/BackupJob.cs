@@ -46,7 +46,9 @@ public sealed class BackupJob(BlockNode source, BlockNode target, SyncMode sync,
         var writeTo = compress ? _compressor = new CompressNode(target.NodeName, false, target, alignToCluster: false) : target;
         var copy = compress ? options with { ChunkSize = Math.Max(options.ChunkSize, Granularity) } : options;
         var engine = _engine = new CopyEngine(source, writeTo, _bitmap, control, copy);
-        _notifier = (_, offset, length) => engine.CopyNowAsync(offset, length);
+        // As QEMU's copy-before-write filter (on-cbw-error=break-guest-write): a failed copy fails
+        // the guest's write, which leaves the old data in place; the background pass copies it later.
+        _notifier = (_, offset, length) => engine.CopyNowAsync(offset, length, BeforeWriteErrors.FailWrite);
         source.AddUser();
         target.AddUser();
         source.WriteNotifiers.Add(_notifier);

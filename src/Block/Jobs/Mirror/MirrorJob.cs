@@ -113,7 +113,7 @@ public sealed class MirrorJob(BlockNode source, BlockNode target, MirrorSettings
         {
             try
             {
-                await _engine!.CopyNowAsync(from, until - from, deferErrors: true).ConfigureAwait(false);
+                await _engine!.CopyNowAsync(from, until - from, BeforeWriteErrors.Deferred).ConfigureAwait(false);
             }
             catch (Exception e) when (e is not OperationCanceledException)
             {
