@@ -48,9 +48,10 @@ internal sealed class JobBackupAction(CommandContext ctx, JsonObject args, bool 
             throw QmpException.Generic("Compression is not supported for this drive ");
         }
 
+        var (chunkSize, inFlight) = BackupPerf.Read(call, target, compress);
         var options = new CopyOptions(
-            BackupJob.ChunkSize,
-            BackupJob.MaxInFlight,
+            chunkSize,
+            inFlight,
             OnSourceError: BlockJobCommands.Policy(call, "on-source-error"),
             OnTargetError: BlockJobCommands.Policy(call, "on-target-error"));
         _filter = new JobFilter(ctx.Daemon.Graph, source, "copy-before-write", call.GetString("filter-node-name"), ctx.Daemon.ReplaceExportedNodeAsync);

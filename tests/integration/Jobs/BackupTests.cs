@@ -135,4 +135,53 @@ public sealed class BackupTests
             await a.WaitJobEventAsync("BLOCK_JOB_CANCELLED", "j");
         }
     }
+
+    /// <summary>
+    /// x-perf: the same bad values get the same errors from both implementations, and a backup with
+    /// tuned workers and chunk size completes with the right content.
+    /// </summary>
+    [Fact]
+    public async Task XPerfIsCheckedAsQemuChecksIt()
+    {
+        using var dir = new TempDir();
+        await QemuImgAsync("create", "-q", "-f", "qcow2", dir["s.qcow2"], "8M");
+        await QemuIoAsync(dir["s.qcow2"], "qcow2", "write -P 0x5c 0 8M");
+        JsonObject[] cases =
+        [
+            new() { ["max-workers"] = 0 },
+            new() { ["max-workers"] = 1L << 31 },
+            new() { ["max-chunk"] = -1 },
+            new() { ["max-chunk"] = 4096 },
+            new() { ["max-workers"] = true },
+            new() { ["bogus"] = 1 },
+        ];
+        var errors = new List<(string, string)>[2];
+        for (var i = 0; i < 2; i++)
+        {
+            await QemuImgAsync("create", "-q", "-f", "qcow2", dir[$"t{i}.qcow2"], "8M");
+            await using var d = await StartAsync(dir, $"d{i}", qsd: i == 1);
+            await d.AddImageAsync("s", dir["s.qcow2"]);
+            await d.AddImageAsync("t", dir[$"t{i}.qcow2"]);
+            errors[i] = [];
+            foreach (var perf in cases)
+            {
+                var args = new JsonObject { ["job-id"] = "bk", ["device"] = "s", ["target"] = "t", ["sync"] = "full", ["x-perf"] = perf.DeepClone() };
+                errors[i].Add(await d.Qmp.ErrorAsync("blockdev-backup", args));
+            }
+
+            await d.Qmp.ExecuteAsync("blockdev-backup", new JsonObject
+            {
+                ["job-id"] = "bk", ["device"] = "s", ["target"] = "t", ["sync"] = "full",
+                ["x-perf"] = new JsonObject { ["max-workers"] = 2, ["max-chunk"] = 131072, ["use-copy-range"] = false },
+            });
+            var done = await d.WaitJobEventAsync("BLOCK_JOB_COMPLETED", "bk");
+            Assert.Null(done["error"]);
+            await d.Qmp.ExecuteAsync("quit");
+            await d.Process.WaitForExitAsync(TimeSpan.FromSeconds(10));
+            await AssertSameAsync(dir["s.qcow2"], dir[$"t{i}.qcow2"]);
+        }
+
+        Assert.Equal(errors[1], errors[0]);
+        Assert.Contains(("GenericError", "Required max-chunk (4096) is less than backup cluster size (65536)"), errors[0]);
+    }
 }

@@ -36,7 +36,14 @@ public sealed class BackupJob(BlockNode source, BlockNode target, SyncMode sync,
     /// <summary>Background copy requests in flight at once; see <see cref="ChunkSize"/>.</summary>
     public const int MaxInFlight = 4;
 
-    private long Granularity => compress ? Math.Max(ClusterSize, target.CompressedWriteSize) : ClusterSize;
+    /// <summary>Memory the background pass may hold in copy buffers at once (QEMU's block-copy limit).</summary>
+    public const long MaxBufferMemory = 128L * 1024 * 1024;
+
+    /// <summary>The job's granularity into <paramref name="target"/>: whole target clusters when compressing.</summary>
+    public static long GranularityFor(BlockNode target, bool compress) =>
+        compress ? Math.Max(ClusterSize, target.CompressedWriteSize) : ClusterSize;
+
+    private long Granularity => GranularityFor(target, compress);
 
     /// <summary>The point in time: copy-before-write is in place before the starting command returns.</summary>
     public override void Attach(JobControl control)
