@@ -58,6 +58,12 @@ internal static unsafe partial class LibC
     [LibraryImport(Lib, EntryPoint = "fdatasync", SetLastError = true)]
     public static partial int FDataSync(nint fd);
 
+    /// <summary>sync_file_range: start writeback of the range's dirty pages without waiting for it.</summary>
+    public const uint SYNC_FILE_RANGE_WRITE = 0x2;
+
+    [LibraryImport(Lib, EntryPoint = "sync_file_range", SetLastError = true)]
+    public static partial int SyncFileRange(nint fd, long offset, long length, uint flags);
+
     [LibraryImport(Lib, EntryPoint = "fallocate", SetLastError = true)]
     public static partial int FAllocate(nint fd, int mode, long offset, long length);
 

@@ -80,6 +80,7 @@ internal sealed partial class FileNode
             var n = TryWriteNoWait(offset, buffer.Span);
             if (n == buffer.Length)
             {
+                _writeBehind?.Wrote(offset, n);
                 return;
             }
 
@@ -91,12 +92,14 @@ internal sealed partial class FileNode
                 // nbdcopy's 256 KiB sequential writes and a fifth of the context switches. The cost:
                 // when the kernel throttles a writer for dirty pages, the calling thread waits.
                 WriteInline(offset, buffer.Span);
+                _writeBehind?.Wrote(offset, buffer.Length);
                 return;
             }
 
             n = Math.Max(n, 0);
-            offset += n;
-            buffer = buffer[n..];
+            await WriteFullyAsync(offset + n, buffer[n..]).ConfigureAwait(false);
+            _writeBehind?.Wrote(offset, buffer.Length);
+            return;
         }
 
         await WriteFullyAsync(offset, buffer).ConfigureAwait(false);

@@ -21,6 +21,7 @@ internal sealed partial class FileNode : BlockNode
     private readonly bool _isRegular;
     private readonly bool _direct;
     private readonly bool _noFlush;
+    private readonly WriteBehind? _writeBehind;
 
     public FileNode(string nodeName, string driverName, string fileName, SafeFileHandle handle, bool readOnly, bool isRegular, CacheOptions cache)
         : base(nodeName, readOnly)
@@ -31,6 +32,10 @@ internal sealed partial class FileNode : BlockNode
         _isRegular = isRegular;
         _direct = cache.Direct;
         _noFlush = cache.NoFlush;
+
+        // Early writeback shortens the flush that ends a stream; without flushes (cache.no-flush)
+        // or with O_DIRECT there is nothing for it to shorten.
+        _writeBehind = isRegular && !_direct && !_noFlush ? WriteBehind.ForFile(handle) : null;
         Length = QueryLength();
         if (_direct)
         {
