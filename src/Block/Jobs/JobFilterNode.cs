@@ -8,10 +8,11 @@ namespace ExportServer.Block.Jobs;
 /// copy-on-read for stream, copy-before-write for backup): the source's users reach it through this
 /// node, which passes every request on unchanged. What the job does with those requests (dirty
 /// tracking, copy-before-write, write-blocking) hangs on the source's write notifiers, so it also
-/// covers writes that reach the source another way.
+/// covers writes that reach the source another way. commit_top is always read-only: QEMU opens it
+/// without write access, since what it sits on is a layer the commit is about to drop.
 /// </summary>
 internal sealed class JobFilterNode(string nodeName, string driverName, BlockNode source)
-    : FilterNode(nodeName, source.IsReadOnly, source)
+    : FilterNode(nodeName, source.IsReadOnly || driverName == "commit_top", source)
 {
     public override string DriverName => driverName;
 }

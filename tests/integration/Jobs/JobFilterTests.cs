@@ -39,7 +39,9 @@ public sealed class JobFilterTests
         var ours = await RunAsync(dir, false, command);
         var reference = await RunAsync(dir, true, command);
         Assert.Equal(reference, ours);
-        Assert.Equal([$"named {driver}", "duplicate refused", "gone", $"implicit {driver}", "gone"], ours);
+        // commit_top is read-only, as QEMU opens it without write access; the others take their source's flag.
+        var shown = driver == "commit_top" ? "commit_top (ro)" : driver;
+        Assert.Equal([$"named {shown}", "duplicate refused", "gone", $"implicit {shown}", "gone"], ours);
     }
 
     [Fact]
@@ -77,6 +79,45 @@ public sealed class JobFilterTests
         }
 
         Assert.Equal(errors[0], errors[1]);
+    }
+
+    /// <summary>commit_top is read-only even over a layer opened read-write, in both implementations.</summary>
+    [Fact]
+    public async Task CommitTopIsReadOnlyOverAWritableLayer()
+    {
+        using var dir = new TempDir();
+        await QemuImgAsync("create", "-q", "-f", "qcow2", dir["base.qcow2"], "16M");
+        await QemuImgAsync("create", "-q", "-f", "qcow2", dir["mid.qcow2"], "16M");
+        await QemuIoAsync(dir["mid.qcow2"], "qcow2", "write -P 0x0c 0 8M");
+        await QemuImgAsync("create", "-q", "-f", "qcow2", dir["top.qcow2"], "16M");
+        var shown = new List<string>();
+        foreach (var qsd in new[] { true, false })
+        {
+            await using var d = await StartAsync(dir, qsd ? "qsd" : "es", qsd);
+            await d.AddImageAsync("base", dir["base.qcow2"]);
+            foreach (var (layer, backing) in new[] { ("mid", "base"), ("top", "mid") })
+            {
+                await d.Qmp.ExecuteAsync("blockdev-add", new JsonObject
+                {
+                    ["driver"] = "file", ["node-name"] = layer + "-file", ["filename"] = dir[layer + ".qcow2"],
+                });
+                await d.Qmp.ExecuteAsync("blockdev-add", new JsonObject
+                {
+                    ["driver"] = "qcow2", ["node-name"] = layer, ["file"] = layer + "-file", ["backing"] = backing, ["read-only"] = false,
+                });
+            }
+
+            await d.Qmp.ExecuteAsync("block-commit", new JsonObject
+            {
+                ["job-id"] = "j", ["device"] = "top", ["top-node"] = "mid", ["speed"] = 1, ["filter-node-name"] = "flt",
+            });
+            var (name, driver) = Assert.Single(await FiltersAsync(d));
+            shown.Add($"{name} {driver}");
+            await d.Qmp.ExecuteAsync("block-job-cancel", new JsonObject { ["device"] = "j", ["force"] = true });
+            await d.WaitStatusAsync("j", "null");
+        }
+
+        Assert.Equal(["flt commit_top (ro)", "flt commit_top (ro)"], shown);
     }
 
     /// <summary>The case on one daemon, as lines: what the filter looked like while the job ran and after.</summary>
@@ -137,10 +178,12 @@ public sealed class JobFilterTests
         return lines;
     }
 
+    /// <summary>The filter nodes in query-named-block-nodes; Driver reads "driver (ro)" for a read-only one.</summary>
     private static async Task<List<(string Name, string Driver)>> FiltersAsync(JobDaemon d)
     {
         var nodes = (JsonArray)await d.Qmp.ExecuteAsync("query-named-block-nodes", new JsonObject { ["flat"] = true });
-        return nodes.Select(n => (n!["node-name"]!.GetValue<string>(), n["drv"]!.GetValue<string>()))
-            .Where(n => FilterDrivers.Contains(n.Item2)).ToList();
+        return nodes.Where(n => FilterDrivers.Contains(n!["drv"]!.GetValue<string>()))
+            .Select(n => (n!["node-name"]!.GetValue<string>(), n["drv"]!.GetValue<string>() + (n["ro"]!.GetValue<bool>() ? " (ro)" : string.Empty)))
+            .ToList();
     }
 }
