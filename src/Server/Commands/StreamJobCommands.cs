@@ -117,15 +117,16 @@ internal static class StreamJobCommands
 
     /// <summary>
     /// QEMU's bdrv_find_backing_image: the layer below <paramref name="top"/> whose file name is
-    /// <paramref name="name"/>, taken as it is or relative to the directory of the layer above it.
+    /// <paramref name="name"/>, taken as it is or, for a path, as the same file: <paramref name="name"/>
+    /// relative to the directory of the layer above it against the layer's own name relative to
+    /// where it was opened, both made absolute (so "/images/mid.qcow2" finds a layer opened as "mid.qcow2").
     /// </summary>
     public static BlockNode? FindBackingImage(BlockNode top, string name)
     {
         var above = top;
         foreach (var n in GraphCommands.Chain(top).Skip(1))
         {
-            var dir = Path.GetDirectoryName(above.FileName);
-            if (n.FileName == name || (!string.IsNullOrEmpty(dir) && Path.GetFullPath(name, dir) == n.FileName))
+            if (n.FileName == name || (IsPath(name) && IsPath(n.FileName) && IsPath(above.FileName) && SameFile(above.FileName, name, n.FileName)))
             {
                 return n;
             }
@@ -134,6 +135,15 @@ internal static class StreamJobCommands
         }
 
         return null;
+    }
+
+    private static bool IsPath(string name) =>
+        name.Length > 0 && !name.Contains("://", StringComparison.Ordinal) && !name.StartsWith("json:", StringComparison.Ordinal);
+
+    private static bool SameFile(string aboveFile, string name, string layerFile)
+    {
+        var dir = Path.GetDirectoryName(Path.GetFullPath(aboveFile))!;
+        return Path.GetFullPath(name, dir) == Path.GetFullPath(layerFile);
     }
 
     /// <summary>The layers strictly between <paramref name="top"/> and <paramref name="bottom"/> (exclusive; null = to the end), top first.</summary>

@@ -158,4 +158,53 @@ public sealed class CommitTests
         // Accepted: the bottom may be the device itself (nothing to stream).
         yield return ("block-stream", Args(("device", "D"), ("bottom", "D")));
     }
+
+    /// <summary>
+    /// A chain opened by a relative path, whose headers name their backing files relatively: commit's
+    /// top and stream's base are found by absolute, relative and roundabout names of the same file, as
+    /// in qemu-storage-daemon, and a name that is no layer is refused the same way.
+    /// </summary>
+    [Fact]
+    public async Task LayersAreFoundByAnyNameOfTheirFile()
+    {
+        using var dir = new TempDir();
+        var answers = new List<string>[2];
+        for (var i = 0; i < 2; i++)
+        {
+            await QemuImgAsync("create", "-q", "-f", "qcow2", dir["base.qcow2"], "4M");
+            await QemuImgAsync("create", "-q", "-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2", dir["mid.qcow2"]);
+            await QemuIoAsync(dir["mid.qcow2"], "qcow2", "write -P 7 0 2M");
+            await QemuImgAsync("create", "-q", "-f", "qcow2", "-b", "mid.qcow2", "-F", "qcow2", dir["top.qcow2"]);
+            await using var d = await StartAsync(dir, $"d{i}", qsd: i == 1);
+            await d.AddImageAsync("top", Path.GetRelativePath(Environment.CurrentDirectory, dir["top.qcow2"]));
+            var dirName = Path.GetFileName(Path.GetDirectoryName(dir["top.qcow2"]))!;
+            (string Command, string Key, string Name)[] calls =
+            [
+                ("block-commit", "top", dir["mid.qcow2"]),
+                ("block-commit", "top", "./mid.qcow2"),
+                ("block-commit", "top", $"../{dirName}/mid.qcow2"),
+                ("block-commit", "top", "nothere.qcow2"),
+                ("block-stream", "base", dir["base.qcow2"]),
+                ("block-stream", "base", "base.qcow2"),
+            ];
+            answers[i] = [];
+            foreach (var (command, key, name) in calls)
+            {
+                var args = new JsonObject { ["job-id"] = "j", ["device"] = "top", [key] = name, ["speed"] = 1 };
+                var reply = await d.Qmp.SendAsync(command, args);
+                if (reply["error"] is { } error)
+                {
+                    answers[i].Add(error["desc"]!.GetValue<string>());
+                    continue;
+                }
+
+                answers[i].Add("started");
+                await d.Qmp.ExecuteAsync("block-job-cancel", new JsonObject { ["device"] = "j", ["force"] = true });
+                await d.WaitStatusAsync("j", "null");
+            }
+        }
+
+        Assert.Equal(answers[1], answers[0]);
+        Assert.Equal(5, answers[0].Count(a => a == "started"));
+    }
 }
