@@ -1,8 +1,11 @@
 namespace ExportServer.Block.Jobs;
 
 /// <summary>
-/// A job's <c>speed</c>: at most <see cref="Speed"/> bytes per second, accounted in 100 ms slices
-/// like QEMU's ratelimit (a request that would exceed the slice's quota waits for the next slice).
+/// A job's <c>speed</c>: at most <see cref="Speed"/> bytes per second on average, accounted in 100 ms
+/// slices like QEMU's ratelimit. A request goes when its slice still has quota; the one that
+/// exceeds it stretches the slice to as many slices as the bytes dispatched in it are worth, and
+/// the next request waits for that stretched slice to end. So a chunk far larger than a slice's
+/// quota (1 MiB at speed 1 MiB/s) is followed by a wait of a whole second, not of one slice.
 /// Zero means unlimited.
 /// </summary>
 public sealed class RateLimiter
@@ -11,6 +14,7 @@ public sealed class RateLimiter
     private readonly TimeProvider _time;
     private long _speed;
     private long _sliceStart;
+    private long _sliceEnd;
     private long _dispatched;
 
     public RateLimiter(TimeProvider? time = null)
@@ -39,21 +43,26 @@ public sealed class RateLimiter
         lock (this)
         {
             var now = _time.GetTimestamp();
-            var elapsed = _time.GetElapsedTime(_sliceStart, now);
-            if (_sliceStart == 0 || elapsed >= Slice)
+            var sliceTicks = (long)(Slice.TotalSeconds * _time.TimestampFrequency);
+            if (_sliceEnd == 0 || now >= _sliceEnd)
             {
                 _sliceStart = now;
+                _sliceEnd = now + sliceTicks;
                 _dispatched = 0;
-                elapsed = TimeSpan.Zero;
             }
 
             var quota = Math.Max(1, speed / 10);
             if (_dispatched >= quota)
             {
-                return Slice - elapsed;
+                return _time.GetElapsedTime(now, _sliceEnd);
             }
 
             _dispatched += bytes;
+            if (_dispatched >= quota)
+            {
+                _sliceEnd = _sliceStart + (long)((double)_dispatched / quota * sliceTicks);
+            }
+
             return TimeSpan.Zero;
         }
     }

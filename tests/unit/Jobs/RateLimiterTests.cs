@@ -24,6 +24,49 @@ public sealed class RateLimiterTests
         Assert.Equal(TimeSpan.Zero, r.Reserve(1024 * 1024));
     }
 
+    /// <summary>A chunk worth ten slices of quota is followed by a wait of ten slices, as in QEMU's ratelimit.</summary>
+    [Fact]
+    public void AChunkLargerThanTheQuotaStretchesTheSlice()
+    {
+        var time = new ManualClock();
+        var r = new RateLimiter(time) { Speed = 1024 * 1024 };
+        Assert.Equal(TimeSpan.Zero, r.Reserve(1024 * 1024));
+        var wait = r.Reserve(1024 * 1024);
+        Assert.True(wait > TimeSpan.FromMilliseconds(990) && wait <= TimeSpan.FromMilliseconds(1010), wait.ToString());
+        time.Advance(TimeSpan.FromMilliseconds(500));
+        Assert.True(r.Reserve(1) > TimeSpan.FromMilliseconds(490));
+        time.Advance(TimeSpan.FromMilliseconds(510));
+        Assert.Equal(TimeSpan.Zero, r.Reserve(1024 * 1024));
+    }
+
+    /// <summary>Over a long run the bytes let through stay at the speed, whatever the chunk size.</summary>
+    [Theory]
+    [InlineData(65536)]
+    [InlineData(1024 * 1024)]
+    [InlineData(4 * 1024 * 1024)]
+    public void TheAverageRateIsTheSpeed(int chunk)
+    {
+        var time = new ManualClock();
+        var r = new RateLimiter(time) { Speed = 2 * 1024 * 1024 };
+        long sent = 0;
+        var elapsed = TimeSpan.Zero;
+        while (elapsed < TimeSpan.FromSeconds(60))
+        {
+            var wait = r.Reserve(chunk);
+            if (wait == TimeSpan.Zero)
+            {
+                sent += chunk;
+                continue;
+            }
+
+            time.Advance(wait);
+            elapsed += wait;
+        }
+
+        var rate = sent / elapsed.TotalSeconds;
+        Assert.InRange(rate, 1.9 * 1024 * 1024, 2.2 * 1024 * 1024);
+    }
+
     /// <summary>A clock that moves only when told.</summary>
     private sealed class ManualClock : TimeProvider
     {
