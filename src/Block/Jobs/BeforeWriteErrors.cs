@@ -3,9 +3,6 @@ namespace ExportServer.Block.Jobs;
 /// <summary>What a failed copy that a guest write waits for (<see cref="CopyEngine.CopyNowAsync"/>) does.</summary>
 public enum BeforeWriteErrors
 {
-    /// <summary>The job's error policy decides, and the write waits for it (a stop waits for the resume).</summary>
-    Policy,
-
     /// <summary>The job's policy takes the error without the write waiting (write-blocking mirror); the write sees the failure.</summary>
     Deferred,
 

@@ -66,7 +66,7 @@ public sealed class CopyEngine(BlockNode source, BlockNode target, DirtyBitmap b
     /// throttling, and returns once they are on the target (the caller's write may then proceed).
     /// <paramref name="errors"/> says what a failure does; what failed stays dirty either way.
     /// </summary>
-    public async ValueTask CopyNowAsync(long offset, long length, BeforeWriteErrors errors = BeforeWriteErrors.Policy)
+    public async ValueTask CopyNowAsync(long offset, long length, BeforeWriteErrors errors)
     {
         var g = Bitmap.Granularity;
         var start = offset / g * g;
@@ -77,12 +77,7 @@ public sealed class CopyEngine(BlockNode source, BlockNode target, DirtyBitmap b
         }
 
         var held = await _locks.AcquireAsync(start, end - start).ConfigureAwait(false);
-        var kind = errors switch
-        {
-            BeforeWriteErrors.Deferred => CopyKind.ForWriteDeferringErrors,
-            BeforeWriteErrors.FailWrite => CopyKind.ForWriteFailingIt,
-            _ => CopyKind.ForWrite,
-        };
+        var kind = errors == BeforeWriteErrors.Deferred ? CopyKind.ForWriteDeferringErrors : CopyKind.ForWriteFailingIt;
         await CopyClaimedAsync(held, Bitmap.Claim(start, end - start), kind).ConfigureAwait(false);
     }
 
@@ -216,7 +211,6 @@ public sealed class CopyEngine(BlockNode source, BlockNode target, DirtyBitmap b
     private enum CopyKind
     {
         Background,
-        ForWrite,
         ForWriteDeferringErrors,
         ForWriteFailingIt,
     }

@@ -105,4 +105,62 @@ public sealed class StreamTests
         await QemuIoAsync(c.Expected, "raw", writes);
         await c.AssertUnchangedAsync();
     }
+
+    /// <summary>
+    /// The stream's backing is a remote export that goes away while the job waits on its speed: a
+    /// guest write through the top neither waits for the job nor pauses it. A whole-cluster write
+    /// succeeds and one that needs the old cluster's data fails, and the job goes on running, in
+    /// both implementations.
+    /// </summary>
+    [Fact]
+    public async Task AGuestWriteDoesNotWaitForAStreamWhoseBackingFails()
+    {
+        using var dir = new TempDir();
+        var results = new List<string>[2];
+        for (var i = 0; i < 2; i++)
+        {
+            await QemuImgAsync("create", "-q", "-f", "qcow2", dir["base.qcow2"], "16M");
+            await QemuIoAsync(dir["base.qcow2"], "qcow2", "write -P 0x0b 0 16M");
+            await QemuImgAsync("create", "-q", "-f", "qcow2", dir["top.qcow2"], "16M");
+            var b = await StartAsync(dir, $"b{i}", qsd: true);
+            await b.AddImageAsync("base", dir["base.qcow2"]);
+            await b.Qmp.ExecuteAsync("block-export-add", new JsonObject { ["type"] = "nbd", ["id"] = "e", ["node-name"] = "base", ["name"] = "base" });
+            await using var a = await StartAsync(dir, $"a{i}", qsd: i == 1);
+            await a.Qmp.ExecuteAsync("blockdev-add", new JsonObject
+            {
+                ["driver"] = "nbd", ["node-name"] = "remote", ["export"] = "base", ["read-only"] = true,
+                ["server"] = new JsonObject { ["type"] = "unix", ["path"] = b.NbdSocket },
+            });
+            await a.Qmp.ExecuteAsync("blockdev-add", new JsonObject
+            {
+                ["driver"] = "qcow2", ["node-name"] = "top", ["backing"] = "remote",
+                ["file"] = new JsonObject { ["driver"] = "file", ["filename"] = dir["top.qcow2"] },
+            });
+            await a.ExportAsync("top");
+            await a.Qmp.ExecuteAsync("block-stream", new JsonObject { ["job-id"] = "s", ["device"] = "top", ["speed"] = 1, ["on-error"] = "stop" });
+            await Task.Delay(300);
+            b.Process.Signal(9);
+            await b.DisposeAsync();
+
+            results[i] = [];
+            foreach (var write in new[] { "write -P 0x55 8M 64k", "write -P 0x56 9M 4k" })
+            {
+                var run = await Tool.RunAsync("timeout", "10", "qemu-io", "-f", "raw", "-c", write, a.NbdUri("top"));
+                results[i].Add(run.ExitCode switch
+                {
+                    0 => "written",
+                    124 => "held",
+                    _ => (run.Stdout + run.Stderr).Contains("Input/output error") ? "EIO" : run.Stdout + run.Stderr,
+                });
+            }
+
+            var job = await a.BlockJobAsync("s");
+            results[i].Add($"{job!["status"]} {job["io-status"]}");
+            await a.Qmp.ExecuteAsync("block-job-cancel", new JsonObject { ["device"] = "s", ["force"] = true });
+            await a.WaitStatusAsync("s", "null");
+        }
+
+        Assert.Equal(results[1], results[0]);
+        Assert.Equal(["written", "EIO", "running ok"], results[0]);
+    }
 }

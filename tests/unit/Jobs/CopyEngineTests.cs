@@ -45,7 +45,7 @@ public sealed class CopyEngineTests
         var bitmap = new DirtyBitmap(src.Length, 65536);
         bitmap.SetAll();
         var engine = new CopyEngine(src, dst, bitmap, new JobControl(), new CopyOptions());
-        src.WriteNotifiers.Add((_, o, l) => engine.CopyNowAsync(o, l));
+        src.WriteNotifiers.Add((_, o, l) => engine.CopyNowAsync(o, l, BeforeWriteErrors.FailWrite));
         await src.WriteAsync(70_000, new byte[1000]);
         Assert.Equal(old.AsSpan(65536, 65536).ToArray(), dst.Data.AsSpan(65536, 65536).ToArray());
         Assert.False(bitmap.IsDirty(65536));

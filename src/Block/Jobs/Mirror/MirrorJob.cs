@@ -129,6 +129,8 @@ public sealed class MirrorJob(BlockNode source, BlockNode target, MirrorSettings
     /// <summary>
     /// The pivot. Writes that reach the target while the users move are preceded by a copy of
     /// what the source still has dirty in their range, so the last copy never overwrites them.
+    /// If that copy fails, the write fails with its error rather than waiting on the job's error
+    /// policy in the middle of the pivot (or landing where the last copy would overwrite it).
     /// </summary>
     public override async ValueTask CommitAsync()
     {
@@ -138,7 +140,7 @@ public sealed class MirrorJob(BlockNode source, BlockNode target, MirrorSettings
         }
 
         var engine = _engine!;
-        WriteNotifier guard = (_, offset, length) => engine.CopyNowAsync(offset, length);
+        WriteNotifier guard = (_, offset, length) => engine.CopyNowAsync(offset, length, BeforeWriteErrors.FailWrite);
         target.WriteNotifiers.Add(guard);
         try
         {

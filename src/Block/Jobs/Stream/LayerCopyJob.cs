@@ -52,10 +52,23 @@ public sealed class LayerCopyJob(BlockNode source, BlockNode target, LayerCopySe
         await target.FlushAsync().ConfigureAwait(false);
     }
 
+    /// <summary>
+    /// A guest write neither waits for nor fails on this copy, as with QEMU's copy-on-read: if it
+    /// fails, the range stays to be copied, the job meets the error itself when it gets there (and
+    /// then reads the guest's data through the top), and the write goes on to succeed or fail on
+    /// its own. Before, a stop policy held the guest's write until the job was resumed.
+    /// </summary>
     private async ValueTask CopyBeforeWriteAsync(long offset, long length)
     {
         OwnWrite.Value = true;
-        await _engine!.CopyNowAsync(offset, length).ConfigureAwait(false);
+        try
+        {
+            await _engine!.CopyNowAsync(offset, length, BeforeWriteErrors.FailWrite).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            // Left to the background pass; see above.
+        }
     }
 
     public override async ValueTask CommitAsync()
