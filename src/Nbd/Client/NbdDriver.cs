@@ -52,7 +52,9 @@ public sealed class NbdDriver : IBlockDriver
             if (!context.AutoReadOnly)
             {
                 await client.DisposeAsync().ConfigureAwait(false);
-                throw new BlockException(Errno.EACCES, "NBD export is read-only");
+
+                // QEMU 7.2's NBD open loses its own message ("NBD export is read-only") and reports the errno.
+                throw new BlockException(Errno.EACCES, "Could not open image: Permission denied");
             }
 
             readOnly = true;

@@ -1,3 +1,5 @@
+using System.Text.Json.Nodes;
+using ExportServer.IntegrationTests.Jobs;
 using ExportServer.IntegrationTests.Support;
 using Xunit;
 
@@ -47,5 +49,36 @@ public sealed class NbdClientDriverTests
             ["--blockdev", $"driver=nbd,node-name=remote,server.type=unix,server.path={dir["none.sock"]},export=x"], TimeSpan.FromSeconds(30));
         Assert.Equal(1, r.ExitCode);
         Assert.StartsWith("export-server: --blockdev driver=nbd", r.Stderr);
+    }
+
+    /// <summary>A read-only export opened read-write is refused with QEMU's words; with auto-read-only it opens read-only.</summary>
+    [Fact]
+    public async Task AReadOnlyExportOpensOnlyReadOnlyAsInQemu()
+    {
+        using var dir = new TempDir();
+        (await Tool.RunAsync("qemu-img", "create", "-f", "raw", dir["r.raw"], "1M")).Check("create");
+        await using var server = await Daemon.StartQsdAsync(dir,
+            "--blockdev", $"driver=file,node-name=f0,filename={dir["r.raw"]}",
+            "--nbd-server", $"addr.type=unix,addr.path={dir["q.sock"]}",
+            "--export", "type=nbd,id=e0,node-name=f0,name=ro");
+        var seen = new List<string>();
+        foreach (var qsd in new[] { true, false })
+        {
+            await using var d = await JobDaemon.StartAsync(dir, qsd ? "qsd" : "es", qsd);
+            JsonObject Nbd(string name, bool auto) => new()
+            {
+                ["driver"] = "nbd", ["node-name"] = name, ["export"] = "ro", ["auto-read-only"] = auto,
+                ["server"] = new JsonObject { ["type"] = "unix", ["path"] = dir["q.sock"] },
+            };
+            var (cls, desc) = await d.Qmp.ErrorAsync("blockdev-add", Nbd("rw", false));
+            seen.Add($"{cls}: {desc}");
+            await d.Qmp.ExecuteAsync("blockdev-add", Nbd("auto", true));
+            var nodes = (JsonArray)await d.Qmp.ExecuteAsync("query-named-block-nodes");
+            seen.Add(string.Join(",", nodes.Select(n => $"{n!["node-name"]} ro={n["ro"]}")));
+        }
+
+        Assert.Equal(seen[0], seen[2]);
+        Assert.Equal(seen[1], seen[3]);
+        Assert.Equal("GenericError: Could not open image: Permission denied", seen[0]);
     }
 }
