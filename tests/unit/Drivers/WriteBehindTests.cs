@@ -82,4 +82,22 @@ public sealed class WriteBehindTests
         wb.Wrote(WriteBehind.MinWrite, Window - WriteBehind.MinWrite);
         Assert.Empty(Started(0));
     }
+
+    [Fact]
+    public void AWindowIsWrittenBehindOnlyOnce()
+    {
+        var wb = Create();
+        const int chunk = 1024 * 1024;
+        for (var pass = 0; pass < 3; pass++)
+        {
+            for (long off = 0; off < 2 * Window; off += chunk)
+            {
+                wb.Wrote(off, chunk);
+            }
+        }
+
+        Assert.Equal([0, Window], Started(2));
+        wb.Wrote(200 * Window, Window);
+        Assert.Equal([200 * Window], Started(1));
+    }
 }
