@@ -95,8 +95,7 @@ public sealed class JobControl
             if (--_pauseCount == 0)
             {
                 IoStatus = JobIoStatus.Ok;
-                _resumed.TrySetResult();
-                _resumed = NewSignal();
+                ReleaseLocked();
             }
         }
     }
@@ -118,8 +117,7 @@ public sealed class JobControl
         {
             // A paused job must wake to see the cancel; its pauses no longer matter.
             _pauseCount = 0;
-            _resumed.TrySetResult();
-            _resumed = NewSignal();
+            ReleaseLocked();
         }
 
         Kick();
@@ -163,19 +161,31 @@ public sealed class JobControl
 
             resumed = _resumed.Task;
             IsPausedAtPoint = true;
+            Volatile.Write(ref _busy, 0);
+            Observer?.Paused();
         }
 
-        Volatile.Write(ref _busy, 0);
-        Observer?.Paused();
+        // Whoever lets the job go (resume, cancel) reports it resumed, before its command returns.
         await resumed.ConfigureAwait(false);
-        lock (_gate)
+        ThrowIfStopped();
+    }
+
+    /// <summary>
+    /// Releases a body waiting at a pause point (called under the gate). The resume is reported
+    /// here, not when the body wakes: as in QEMU, where the job has left standby or paused by the
+    /// time job-resume returns, so a block-job-complete right after it finds the job ready.
+    /// </summary>
+    private void ReleaseLocked()
+    {
+        if (IsPausedAtPoint)
         {
             IsPausedAtPoint = false;
+            Volatile.Write(ref _busy, 1);
+            Observer?.Resumed();
         }
 
-        Volatile.Write(ref _busy, 1);
-        Observer?.Resumed();
-        ThrowIfStopped();
+        _resumed.TrySetResult();
+        _resumed = NewSignal();
     }
 
     /// <summary>Waits (not busy) until kicked or <paramref name="timeout"/> passes, then passes a pause point.</summary>

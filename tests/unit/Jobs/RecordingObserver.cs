@@ -13,9 +13,11 @@ internal sealed class RecordingObserver : IJobObserver
 
     public void Paused() => PausedSignal.TrySetResult();
 
-    public void Resumed()
-    {
-    }
+    public int ResumedCount => Volatile.Read(ref _resumed);
+
+    private int _resumed;
+
+    public void Resumed() => Interlocked.Increment(ref _resumed);
 
     public void Ready() => ReadySignal.TrySetResult();
 
