@@ -41,7 +41,7 @@ public abstract partial class BlockNode
             throw BlockException.NotSupported($"Driver '{DriverName}' of node '{NodeName}' does not support backing files");
         }
 
-        for (var n = backing; n is not null; n = n.BackingChild?.Node)
+        for (var n = SkipFilters(backing); n is not null; n = n.BackingLayer)
         {
             if (ReferenceEquals(n, this))
             {

@@ -438,7 +438,7 @@ public abstract partial class BlockNode
                 return s with { Depth = depth };
             }
 
-            var backing = node.BackingChild?.Node;
+            var backing = node.BackingLayer;
             if (backing is null)
             {
                 return new BlockStatus(s.Length, s.Flags | BlockStatusFlags.Zero, 0);

@@ -70,6 +70,25 @@ public abstract partial class BlockNode : IAsyncDisposable
 
     public BlockChild? BackingChild => _children.Find(c => c.Role == ChildRole.Backing);
 
+    /// <summary>
+    /// The next layer of the backing chain: the backing child, with any filter on the link skipped
+    /// (QEMU's bdrv_backing_chain_next). A job's filter can sit there (intermediate commit's
+    /// commit_top); chain walks — block status above, depths, layer lookups — use this, while the
+    /// query commands show the link as it is.
+    /// </summary>
+    public BlockNode? BackingLayer => SkipFilters(BackingChild?.Node);
+
+    /// <summary>The node itself, or for a root or filter the first node below it that is neither (QEMU's bdrv_skip_filters).</summary>
+    public static BlockNode? SkipFilters(BlockNode? node)
+    {
+        while (node is ForwardingNode forwarding)
+        {
+            node = forwarding.Target;
+        }
+
+        return node;
+    }
+
     /// <summary>Named users of this node: parent nodes, exports, jobs. A node with users cannot be deleted.</summary>
     public int UserCount => Volatile.Read(ref _users);
 

@@ -32,7 +32,7 @@ public static class ChainScan
     public static int DepthOf(BlockNode top, BlockNode? layer)
     {
         var depth = 1;
-        for (var n = top is BlockRoot r ? r.Node : top; n is not null; n = n.BackingChild?.Node, depth++)
+        for (var n = BlockNode.SkipFilters(top); n is not null; n = n.BackingLayer, depth++)
         {
             if (ReferenceEquals(n, layer))
             {

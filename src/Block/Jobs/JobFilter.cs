@@ -8,7 +8,9 @@ namespace ExportServer.Block.Jobs;
 /// and put between the source and its users by <see cref="InsertAsync"/>, taken out again by
 /// <see cref="RemoveAsync"/> when the job ends. While it is in the graph its name is taken:
 /// blockdev-add with it fails. The redirect moves the users of a node (the exports' roots) to
-/// another node.
+/// another node. With a <c>backingParent</c> (intermediate commit's overlay) the filter also takes
+/// over that node's backing link to the source, as QEMU's commit_top does, and gives it back on
+/// removal unless the job has moved the link meanwhile.
 /// </summary>
 public sealed class JobFilter
 {
@@ -17,10 +19,12 @@ public sealed class JobFilter
     private readonly Func<BlockNode, BlockNode, ValueTask> _redirect;
     private readonly string _driverName;
     private readonly string? _nodeName;
+    private readonly BlockNode? _backingParent;
     private JobFilterNode? _node;
 
     /// <summary>Checks the name (valid, not taken yet); the node is made by <see cref="InsertAsync"/>.</summary>
-    public JobFilter(BlockGraph graph, BlockNode source, string driverName, string? nodeName, Func<BlockNode, BlockNode, ValueTask> redirect)
+    public JobFilter(
+        BlockGraph graph, BlockNode source, string driverName, string? nodeName, Func<BlockNode, BlockNode, ValueTask> redirect, BlockNode? backingParent = null)
     {
         if (nodeName is not null)
         {
@@ -47,6 +51,7 @@ public sealed class JobFilter
         _redirect = redirect;
         _driverName = driverName;
         _nodeName = nodeName;
+        _backingParent = backingParent;
     }
 
     /// <summary>The filter node, once inserted; the source's users are on it while the job runs.</summary>
@@ -68,6 +73,10 @@ public sealed class JobFilter
 
         _node = node;
         await _redirect(_source, node).ConfigureAwait(false);
+        if (_backingParent is { } parent && ReferenceEquals(parent.BackingChild?.Node, _source))
+        {
+            await parent.SetBackingAsync(node).ConfigureAwait(false);
+        }
     }
 
     /// <summary>
@@ -83,6 +92,11 @@ public sealed class JobFilter
         }
 
         _node = null;
+        if (_backingParent is { } parent && ReferenceEquals(parent.BackingChild?.Node, node))
+        {
+            await parent.SetBackingAsync(_source).ConfigureAwait(false);
+        }
+
         await _redirect(node, _source).ConfigureAwait(false);
         _source.AddUser();
         try

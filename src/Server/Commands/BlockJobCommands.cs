@@ -55,9 +55,11 @@ internal static class BlockJobCommands
     /// <paramref name="makeBody"/> gets the filter (a mirror's pivot moves the filter's users).
     /// </summary>
     public static async ValueTask StartFilteredAsync(
-        CommandContext ctx, QmpCall call, string defaultId, BlockNode source, string filterDriver, Func<JobFilter, JobBody> makeBody)
+        CommandContext ctx, QmpCall call, string defaultId, BlockNode source, string filterDriver, Func<JobFilter, JobBody> makeBody,
+        BlockNode? backingParent = null)
     {
-        var filter = new JobFilter(ctx.Daemon.Graph, source, filterDriver, call.GetString("filter-node-name"), ctx.Daemon.ReplaceExportedNodeAsync);
+        var filter = new JobFilter(
+            ctx.Daemon.Graph, source, filterDriver, call.GetString("filter-node-name"), ctx.Daemon.ReplaceExportedNodeAsync, backingParent);
         await filter.InsertAsync().ConfigureAwait(false);
         try
         {

@@ -60,12 +60,12 @@ internal static class CommitJobCommands
             }
             else
             {
-                // QEMU's commit_top also takes over the overlay's backing link (overlay -> commit_top -> top), which
-                // query-named-block-nodes shows as one more level in the overlay's backing_file_depth and
-                // backing-image chain. Here it takes over top's exports only: the chain walks (block status,
-                // allocation depth, Chain) follow backing links and do not skip filters.
+                // As QEMU's commit_top, the filter also takes over the overlay's backing link (overlay -> commit_top
+                // -> top): query-named-block-nodes shows it in the chain, and the chain walks skip it.
+                var overlay = GraphCommands.Chain(active).First(n => ReferenceEquals(n.BackingLayer, top));
                 await BlockJobCommands.StartFilteredAsync(
-                    ctx, call, active.NodeName, top, "commit_top", _ => IntermediateCommit(ctx, active, top, baseNode, writable, policy, backingFile)).ConfigureAwait(false);
+                    ctx, call, active.NodeName, top, "commit_top", _ => IntermediateCommit(ctx, overlay, top, baseNode, writable, policy, backingFile),
+                    overlay).ConfigureAwait(false);
             }
         }
         catch
@@ -124,9 +124,8 @@ internal static class CommitJobCommands
 
     /// <summary>Copies top..base into the base; on success the node above top is backed by the base and top..base are dropped.</summary>
     private static LayerCopyJob IntermediateCommit(
-        CommandContext ctx, BlockNode active, BlockNode top, BlockNode baseNode, BlockNode? writable, ErrorPolicy policy, string? backingFile)
+        CommandContext ctx, BlockNode overlay, BlockNode top, BlockNode baseNode, BlockNode? writable, ErrorPolicy policy, string? backingFile)
     {
-        var overlay = GraphCommands.Chain(active).First(n => ReferenceEquals(n.BackingChild?.Node, top));
         var (finish, clean) = ChainChange(ctx.Daemon, overlay, baseNode, backingFile, writable, [top, .. Between(top, baseNode)]);
         var settings = new LayerCopySettings(
             "commit",

@@ -91,7 +91,7 @@ internal static class GraphCommands
     /// <summary>The node and its backing chain, top first, through format nodes' backing children.</summary>
     public static IEnumerable<BlockNode> Chain(BlockNode top)
     {
-        for (var n = top; n is not null; n = n.BackingChild?.Node)
+        for (var n = top; n is not null; n = n.BackingLayer)
         {
             yield return n;
         }

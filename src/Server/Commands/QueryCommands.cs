@@ -36,16 +36,36 @@ internal static class QueryCommands
         ReadOnly = node.IsReadOnly,
         Driver = node.DriverName,
         BackingFile = node.BackingChild?.Node.FileName,
-        BackingFileDepth = flat ? 0 : GraphCommands.Chain(node).Count() - 1,
+        BackingFileDepth = flat ? 0 : ShownDepth(node),
         Image = Image(node, flat),
         Cache = new BlockdevCacheInfo(true, false, false),
         WriteThreshold = thresholds.Get(node),
     };
 
-    /// <summary>QEMU's bdrv_query_image_info: this layer, and unless flat, the backing layers nested.</summary>
+    /// <summary>
+    /// The node shown below <paramref name="node"/> in backing-image and counted in backing_file_depth:
+    /// the backing child, or a filter's filtered node (QEMU's bdrv_filter_or_cow_bs), so a filter on a
+    /// backing link (commit_top) or above a node (mirror_top, throttle) is one level of its own.
+    /// </summary>
+    private static BlockNode? ShownBelow(BlockNode node) =>
+        node.BackingChild?.Node ?? (node is ForwardingNode filter ? filter.Target : null);
+
+    private static int ShownDepth(BlockNode node)
+    {
+        var depth = 0;
+        for (var n = ShownBelow(node); n is not null; n = ShownBelow(n))
+        {
+            depth++;
+        }
+
+        return depth;
+    }
+
+    /// <summary>QEMU's bdrv_query_image_info: this layer, and unless flat, the layers below nested (see <see cref="ShownBelow"/>).</summary>
     public static ImageInfo Image(BlockNode node, bool flat)
     {
         var backing = node.BackingChild?.Node;
+        var below = ShownBelow(node);
         return new ImageInfo
         {
             Filename = node.FileName,
@@ -56,7 +76,7 @@ internal static class QueryCommands
             FullBackingFilename = backing?.FileName,
             BackingFilenameFormat = backing?.DriverName,
             Snapshots = node is IInternalSnapshots s && s.ListSnapshots().Count > 0 ? s.ListSnapshots().Select(Snapshot).ToList() : null,
-            BackingImage = backing is not null && !flat ? Image(backing, false) : null,
+            BackingImage = below is not null && !flat ? Image(below, false) : null,
         };
     }
 
