@@ -11,6 +11,9 @@ namespace ExportServer.Block.Jobs;
 public sealed class JobControl
 {
     private readonly CancellationTokenSource _cancel = new();
+    /// <summary>The longest single throttle wait (the loop asks again after it); a wait must fit in int milliseconds.</summary>
+    private static readonly TimeSpan MaxThrottleWait = TimeSpan.FromHours(1);
+
     private readonly SemaphoreSlim _wake = new(0, int.MaxValue);
     private readonly object _gate = new();
     private TaskCompletionSource _resumed = NewSignal();
@@ -230,7 +233,9 @@ public sealed class JobControl
 
             try
             {
-                await Task.Delay(delay, Token).ConfigureAwait(false);
+                // A kick (block-job-set-speed, pause, cancel) ends the wait early: at speed 1 the
+                // wait after one chunk is days long, and a new speed must apply at once.
+                await _wake.WaitAsync(delay < MaxThrottleWait ? delay : MaxThrottleWait, Token).ConfigureAwait(false);
             }
             catch (OperationCanceledException)
             {

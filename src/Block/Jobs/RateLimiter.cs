@@ -46,15 +46,20 @@ public sealed class RateLimiter
             var sliceTicks = (long)(Slice.TotalSeconds * _time.TimestampFrequency);
             if (_sliceEnd == 0 || now >= _sliceEnd)
             {
-                _sliceStart = now;
-                _sliceEnd = now + sliceTicks;
-                _dispatched = 0;
+                (_sliceStart, _sliceEnd, _dispatched) = (now, now + sliceTicks, 0);
             }
 
             var quota = Math.Max(1, speed / 10);
             if (_dispatched >= quota)
             {
-                return _time.GetElapsedTime(now, _sliceEnd);
+                // The stretched slice at the current speed (block-job-set-speed may have changed it).
+                _sliceEnd = _sliceStart + (long)((double)_dispatched / quota * sliceTicks);
+                if (now < _sliceEnd)
+                {
+                    return _time.GetElapsedTime(now, _sliceEnd);
+                }
+
+                (_sliceStart, _sliceEnd, _dispatched) = (now, now + sliceTicks, 0);
             }
 
             _dispatched += bytes;

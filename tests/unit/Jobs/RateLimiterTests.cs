@@ -39,6 +39,21 @@ public sealed class RateLimiterTests
         Assert.Equal(TimeSpan.Zero, r.Reserve(1024 * 1024));
     }
 
+    /// <summary>A new speed applies to the wait already stretched by the old one.</summary>
+    [Fact]
+    public void ANewSpeedShortensTheWait()
+    {
+        var time = new ManualClock();
+        var r = new RateLimiter(time) { Speed = 1 };
+        Assert.Equal(TimeSpan.Zero, r.Reserve(1024 * 1024));
+        Assert.True(r.Reserve(1) > TimeSpan.FromDays(1));
+        r.Speed = 10 * 1024 * 1024;
+        var wait = r.Reserve(1);
+        Assert.True(wait > TimeSpan.FromMilliseconds(90) && wait <= TimeSpan.FromMilliseconds(101), wait.ToString());
+        r.Speed = 0;
+        Assert.Equal(TimeSpan.Zero, r.Reserve(1));
+    }
+
     /// <summary>Over a long run the bytes let through stay at the speed, whatever the chunk size.</summary>
     [Theory]
     [InlineData(65536)]
