@@ -364,10 +364,14 @@ internal sealed class FuseOperations
     }
 
     /// <summary>
-    /// Copies the data out of libfuse's receive buffer (it is reused as soon as this returns), then
-    /// writes asynchronously. Past the end a growable export grows first; any other clips the write.
+    /// A write. A large write inside the node is written straight from libfuse's receive buffer
+    /// (<paramref name="native"/>) on the receive thread, which waits for it: no copy, no thread hop.
+    /// The other receive threads take requests meanwhile. With fio's 4-job sequential 1 MiB writes
+    /// this measured 855–1111 MiB/s against 765–923 copying the data to the pool first. Other writes
+    /// copy the data out of libfuse's buffer (it is reused as soon as this returns) and go on
+    /// asynchronously. Past the end, a growable export grows first and any other clips the write.
     /// </summary>
-    public void Write(nint req, ReadOnlySpan<byte> data, long offset)
+    public void Write(nint req, ReadOnlySpan<byte> data, long offset, nint native = 0)
     {
         if (data.Length > MaxWrite || offset < 0)
         {
@@ -381,22 +385,43 @@ internal sealed class FuseOperations
             return;
         }
 
-        var buffer = ArrayPool<byte>.Shared.Rent(Math.Max(data.Length, 1));
-        data.CopyTo(buffer);
         Enter();
-        if (data.Length <= InlineWriteLimit)
+        if (native != 0 && data.Length > InlineWriteLimit && offset + data.Length <= _node.Length)
         {
-            _ = WriteAsync(req, buffer, data.Length, offset);
+            WriteFromReceiveBuffer(req, native, data.Length, offset);
             return;
         }
 
-        // A large buffered write is a long copy that the file driver makes on the calling thread: it
-        // goes to the pool so that this receive thread takes the next request meanwhile.
-        var size = data.Length;
-        ThreadPool.UnsafeQueueUserWorkItem(_ => _ = WriteAsync(req, buffer, size, offset), null);
+        var buffer = ArrayPool<byte>.Shared.Rent(Math.Max(data.Length, 1));
+        data.CopyTo(buffer);
+        _ = WriteAsync(req, buffer, data.Length, offset);
     }
 
-    /// <summary>Writes up to this size start on the receive thread (see <see cref="Write"/>).</summary>
+    private void WriteFromReceiveBuffer(nint req, nint native, int size, long offset)
+    {
+        try
+        {
+            using var view = new ReceiveBufferMemory(native, size);
+            var pending = _node.WriteAsync(offset, view.Memory);
+            if (!pending.IsCompletedSuccessfully)
+            {
+                // The buffer is libfuse's until this returns: wait (a dedicated thread, not the pool).
+                pending.AsTask().GetAwaiter().GetResult();
+            }
+
+            _replies.Written(req, size);
+        }
+        catch (Exception e)
+        {
+            Fail(req, "write", e);
+        }
+        finally
+        {
+            Leave();
+        }
+    }
+
+    /// <summary>Writes up to this size are copied out of libfuse's buffer and go on asynchronously (see <see cref="Write"/>).</summary>
     private const int InlineWriteLimit = 64 * 1024;
 
     private async ValueTask WriteAsync(nint req, byte[] buffer, int size, long offset)

@@ -161,7 +161,7 @@ internal static unsafe class FuseCallbacks
                 return;
             }
 
-            From(req)!.Write(req, new ReadOnlySpan<byte>(buf, (int)size), offset);
+            From(req)!.Write(req, new ReadOnlySpan<byte>(buf, (int)size), offset, (nint)buf);
         }
         catch (Exception e)
         {
