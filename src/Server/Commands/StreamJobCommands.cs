@@ -137,8 +137,10 @@ internal static class StreamJobCommands
         return null;
     }
 
+    /// <summary>A plain file path: not a URI, not a json: description, and nothing a path cannot hold (NUL).</summary>
     private static bool IsPath(string name) =>
-        name.Length > 0 && !name.Contains("://", StringComparison.Ordinal) && !name.StartsWith("json:", StringComparison.Ordinal);
+        name.Length > 0 && !name.Contains("://", StringComparison.Ordinal) && !name.StartsWith("json:", StringComparison.Ordinal) &&
+        !name.Contains('\0');
 
     private static bool SameFile(string aboveFile, string name, string layerFile)
     {

@@ -162,7 +162,7 @@ public sealed class CommitTests
     /// <summary>
     /// A chain opened by a relative path, whose headers name their backing files relatively: commit's
     /// top and stream's base are found by absolute, relative and roundabout names of the same file, as
-    /// in qemu-storage-daemon, and a name that is no layer is refused the same way.
+    /// in qemu-storage-daemon, and a name that is no layer (or no path at all) is refused the same way.
     /// </summary>
     [Fact]
     public async Task LayersAreFoundByAnyNameOfTheirFile()
@@ -184,6 +184,8 @@ public sealed class CommitTests
                 ("block-commit", "top", "./mid.qcow2"),
                 ("block-commit", "top", $"../{dirName}/mid.qcow2"),
                 ("block-commit", "top", "nothere.qcow2"),
+                ("block-commit", "top", "mid\0.qcow2"),
+                ("block-stream", "base", dir["base.qcow2"] + "\0"),
                 ("block-stream", "base", dir["base.qcow2"]),
                 ("block-stream", "base", "base.qcow2"),
             ];
