@@ -100,4 +100,15 @@ public sealed class WriteBehindTests
         wb.Wrote(200 * Window, Window);
         Assert.Equal([200 * Window], Started(1));
     }
+
+    /// <summary>A window far out in a huge sparse file costs no more bookkeeping than one at the start.</summary>
+    [Fact]
+    public void AWindowFarOutIsTrackedLikeAnyOther()
+    {
+        var wb = Create();
+        var far = (1L << 60) / Window * Window;
+        wb.Wrote(far, Window);
+        wb.Wrote(far, Window);
+        Assert.Equal([far], Started(1));
+    }
 }

@@ -12,8 +12,7 @@ namespace ExportServer.Block.Protocols.File;
 /// comes from flush, and a failure here is seen by the next flush.
 /// Writes under <see cref="MinWrite"/> are not counted, so random small writes cause no extra writeback.
 /// Each window is written behind once per open: a region written over and over again (a benchmark
-/// looping over a file, a log) is left to the page cache, where a rewrite costs no I/O; with every
-/// filled window written behind, fio's 4-job sequential write loop over FUSE lost about a tenth.
+/// looping over a file, a log) is left to the page cache, where a rewrite costs no I/O.
 /// Writes count per aligned window of <see cref="Window"/> bytes in any order, so several requests in
 /// flight (reordered) still fill their window; once a window has seen its size in writes,
 /// <paramref name="start"/> is called with the window's offset on a thread-pool thread, off the
@@ -30,8 +29,10 @@ internal sealed class WriteBehind(Action<long> start)
 
     private readonly Dictionary<long, long> _filled = new();
 
-    /// <summary>One bit per window already written behind.</summary>
-    private ulong[] _started = new ulong[16];
+    /// <summary>Windows already written behind; beyond this many the set starts again (an early writeback more, no harm).</summary>
+    private const int MaxStarted = 1 << 16;
+
+    private readonly HashSet<long> _started = new();
 
     /// <summary>Counts a completed write of <paramref name="length"/> bytes at <paramref name="offset"/>.</summary>
     public void Wrote(long offset, long length)
@@ -70,23 +71,15 @@ internal sealed class WriteBehind(Action<long> start)
         }
     }
 
-    /// <summary>Sets the window's bit; false when it was set already.</summary>
+    /// <summary>Records the window as written behind; false when it was already.</summary>
     private bool MarkStarted(long window)
     {
-        var word = (int)(window >> 6);
-        if (word >= _started.Length)
+        if (_started.Count >= MaxStarted)
         {
-            Array.Resize(ref _started, Math.Max(_started.Length * 2, word + 1));
+            _started.Clear();
         }
 
-        var bit = 1UL << (int)(window & 63);
-        if ((_started[word] & bit) != 0)
-        {
-            return false;
-        }
-
-        _started[word] |= bit;
-        return true;
+        return _started.Add(window);
     }
 
     /// <summary>Write-behind for an open file: sync_file_range(SYNC_FILE_RANGE_WRITE) on each filled window.</summary>
