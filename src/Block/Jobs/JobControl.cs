@@ -10,10 +10,10 @@ namespace ExportServer.Block.Jobs;
 /// </summary>
 public sealed class JobControl
 {
-    private readonly CancellationTokenSource _cancel = new();
     /// <summary>The longest single throttle wait (the loop asks again after it); a wait must fit in int milliseconds.</summary>
     private static readonly TimeSpan MaxThrottleWait = TimeSpan.FromHours(1);
 
+    private readonly CancellationTokenSource _cancel = new();
     private readonly SemaphoreSlim _wake = new(0, int.MaxValue);
     private readonly object _gate = new();
     private TaskCompletionSource _resumed = NewSignal();

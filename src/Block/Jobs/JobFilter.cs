@@ -57,7 +57,10 @@ public sealed class JobFilter
     /// <summary>The filter node, once inserted; the source's users are on it while the job runs.</summary>
     public BlockNode Node => _node ?? throw new InvalidOperationException("the job's filter is not in the graph");
 
-    /// <summary>Makes the filter and enters it in the graph (failing on a taken name), then moves the source's users onto it.</summary>
+    /// <summary>
+    /// Makes the filter and enters it in the graph (failing on a taken name), then moves the source's
+    /// users onto it; if that fails, the graph is left as it was.
+    /// </summary>
     public async ValueTask InsertAsync()
     {
         var node = new JobFilterNode(_nodeName ?? _graph.NewAutoName(), _driverName, _source);
@@ -72,10 +75,19 @@ public sealed class JobFilter
         }
 
         _node = node;
-        await _redirect(_source, node).ConfigureAwait(false);
-        if (_backingParent is { } parent && ReferenceEquals(parent.BackingChild?.Node, _source))
+        try
         {
-            await parent.SetBackingAsync(node).ConfigureAwait(false);
+            await _redirect(_source, node).ConfigureAwait(false);
+            if (_backingParent is { } parent && ReferenceEquals(parent.BackingChild?.Node, _source))
+            {
+                await parent.SetBackingAsync(node).ConfigureAwait(false);
+            }
+        }
+        catch
+        {
+            // Half inserted: put back what moved and take the filter out again.
+            await RemoveAsync().ConfigureAwait(false);
+            throw;
         }
     }
 
