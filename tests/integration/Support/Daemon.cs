@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Text;
+using ExportServer.TestSupport;
 
 namespace ExportServer.IntegrationTests.Support;
 
@@ -12,6 +13,7 @@ internal sealed class Daemon : IAsyncDisposable
     private readonly Process _process;
     private readonly StringBuilder _stderr = new();
     private readonly StringBuilder _stdout = new();
+    private Task _output = Task.CompletedTask;
 
     private Daemon(Process process)
     {
@@ -70,6 +72,7 @@ internal sealed class Daemon : IAsyncDisposable
         {
             if (d._process.HasExited)
             {
+                await Task.WhenAny(d._output, Task.Delay(TimeSpan.FromSeconds(5)));
                 throw new InvalidOperationException($"{exe} exited with {d._process.ExitCode}: {d.Stderr}");
             }
 
@@ -101,28 +104,21 @@ internal sealed class Daemon : IAsyncDisposable
 
         var p = Process.Start(psi) ?? throw new InvalidOperationException("cannot start " + exe);
         var d = new Daemon(p);
-        p.ErrorDataReceived += (_, e) =>
+        var stderr = ChildOutput.ReadLinesAsync(p.StandardError, line =>
         {
-            if (e.Data is not null)
+            lock (d._stderr)
             {
-                lock (d._stderr)
-                {
-                    d._stderr.AppendLine(e.Data);
-                }
+                d._stderr.AppendLine(line);
             }
-        };
-        p.OutputDataReceived += (_, e) =>
+        });
+        var stdout = ChildOutput.ReadLinesAsync(p.StandardOutput, line =>
         {
-            if (e.Data is not null)
+            lock (d._stdout)
             {
-                lock (d._stdout)
-                {
-                    d._stdout.AppendLine(e.Data);
-                }
+                d._stdout.AppendLine(line);
             }
-        };
-        p.BeginErrorReadLine();
-        p.BeginOutputReadLine();
+        });
+        d._output = Task.WhenAll(stderr, stdout);
         return d;
     }
 
@@ -130,6 +126,9 @@ internal sealed class Daemon : IAsyncDisposable
     {
         using var cts = new CancellationTokenSource(timeout);
         await _process.WaitForExitAsync(cts.Token);
+
+        // All the output, as Process's own line reading waits for it too.
+        await _output.WaitAsync(cts.Token);
         return _process.ExitCode;
     }
 

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Text;
+using ExportServer.TestSupport;
 
 namespace ExportServer.IntegrationTests.Support;
 
@@ -43,8 +44,7 @@ internal static class Tool
         }
 
         using var p = Process.Start(psi) ?? throw new InvalidOperationException("cannot start " + file);
-        var stdout = p.StandardOutput.ReadToEndAsync();
-        var stderr = p.StandardError.ReadToEndAsync();
+        var (stdout, stderr) = ChildOutput.ReadBoth(p);
         if (stdin is not null)
         {
             await p.StandardInput.WriteAsync(stdin);

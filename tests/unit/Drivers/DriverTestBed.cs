@@ -3,6 +3,7 @@ using System.Text.Json.Nodes;
 using ExportServer.Block;
 using ExportServer.Block.Core;
 using ExportServer.Block.Native;
+using ExportServer.TestSupport;
 
 namespace ExportServer.UnitTests.Drivers;
 
@@ -68,15 +69,14 @@ internal sealed class DriverTestBed : IAsyncDisposable
         }
 
         using var process = Process.Start(info)!;
-        var stderr = process.StandardError.ReadToEndAsync();
-        var stdout = process.StandardOutput.ReadToEnd();
+        var (stdout, stderr) = ChildOutput.ReadBoth(process);
         if (!process.WaitForExit(30_000))
         {
             process.Kill();
             throw new TimeoutException($"{tool} did not finish");
         }
 
-        return (process.ExitCode, stdout + stderr.Result);
+        return (process.ExitCode, stdout.Result + stderr.Result);
     }
 
     public static string Json(string path) => JsonValue.Create(path).ToJsonString();

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using ExportServer.TestSupport;
 
 namespace ExportServer.UnitTests.Qcow2;
 
@@ -18,10 +19,9 @@ internal static class QemuTools
         }
 
         using var p = Process.Start(psi) ?? throw new InvalidOperationException($"cannot start {tool}");
-        var stdout = p.StandardOutput.ReadToEndAsync();
-        var stderr = p.StandardError.ReadToEnd();
+        var (stdout, stderr) = ChildOutput.ReadBoth(p);
         p.WaitForExit();
-        return (p.ExitCode, stdout.Result + stderr);
+        return (p.ExitCode, stdout.Result + stderr.Result);
     }
 
     public static string Ok(string tool, params string[] args)
