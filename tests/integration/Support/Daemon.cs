@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Text;
-using ExportServer.TestSupport;
 
 namespace ExportServer.IntegrationTests.Support;
 
@@ -13,7 +12,6 @@ internal sealed class Daemon : IAsyncDisposable
     private readonly Process _process;
     private readonly StringBuilder _stderr = new();
     private readonly StringBuilder _stdout = new();
-    private Task _output = Task.CompletedTask;
 
     private Daemon(Process process)
     {
@@ -72,7 +70,6 @@ internal sealed class Daemon : IAsyncDisposable
         {
             if (d._process.HasExited)
             {
-                await Task.WhenAny(d._output, Task.Delay(TimeSpan.FromSeconds(5)));
                 throw new InvalidOperationException($"{exe} exited with {d._process.ExitCode}: {d.Stderr}");
             }
 
@@ -104,21 +101,28 @@ internal sealed class Daemon : IAsyncDisposable
 
         var p = Process.Start(psi) ?? throw new InvalidOperationException("cannot start " + exe);
         var d = new Daemon(p);
-        var stderr = ChildOutput.ReadLinesAsync(p.StandardError, line =>
+        p.ErrorDataReceived += (_, e) =>
         {
-            lock (d._stderr)
+            if (e.Data is not null)
             {
-                d._stderr.AppendLine(line);
+                lock (d._stderr)
+                {
+                    d._stderr.AppendLine(e.Data);
+                }
             }
-        });
-        var stdout = ChildOutput.ReadLinesAsync(p.StandardOutput, line =>
+        };
+        p.OutputDataReceived += (_, e) =>
         {
-            lock (d._stdout)
+            if (e.Data is not null)
             {
-                d._stdout.AppendLine(line);
+                lock (d._stdout)
+                {
+                    d._stdout.AppendLine(e.Data);
+                }
             }
-        });
-        d._output = Task.WhenAll(stderr, stdout);
+        };
+        p.BeginErrorReadLine();
+        p.BeginOutputReadLine();
         return d;
     }
 
@@ -126,9 +130,6 @@ internal sealed class Daemon : IAsyncDisposable
     {
         using var cts = new CancellationTokenSource(timeout);
         await _process.WaitForExitAsync(cts.Token);
-
-        // All the output, as Process's own line reading waits for it too.
-        await _output.WaitAsync(cts.Token);
         return _process.ExitCode;
     }
 

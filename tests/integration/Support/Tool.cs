@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Text;
-using ExportServer.TestSupport;
 
 namespace ExportServer.IntegrationTests.Support;
 
@@ -44,7 +43,8 @@ internal static class Tool
         }
 
         using var p = Process.Start(psi) ?? throw new InvalidOperationException("cannot start " + file);
-        var (stdout, stderr) = ChildOutput.ReadBoth(p);
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        var stderr = p.StandardError.ReadToEndAsync();
         if (stdin is not null)
         {
             await p.StandardInput.WriteAsync(stdin);

@@ -3,7 +3,6 @@ using System.Text.Json.Nodes;
 using ExportServer.Block;
 using ExportServer.Block.Core;
 using ExportServer.Block.Native;
-using ExportServer.TestSupport;
 
 namespace ExportServer.UnitTests.Drivers;
 
@@ -69,14 +68,15 @@ internal sealed class DriverTestBed : IAsyncDisposable
         }
 
         using var process = Process.Start(info)!;
-        var (stdout, stderr) = ChildOutput.ReadBoth(process);
+        var stderr = process.StandardError.ReadToEndAsync();
+        var stdout = process.StandardOutput.ReadToEnd();
         if (!process.WaitForExit(30_000))
         {
             process.Kill();
             throw new TimeoutException($"{tool} did not finish");
         }
 
-        return (process.ExitCode, stdout.Result + stderr.Result);
+        return (process.ExitCode, stdout + stderr.Result);
     }
 
     public static string Json(string path) => JsonValue.Create(path).ToJsonString();

@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Net.Sockets;
-using ExportServer.TestSupport;
 
 namespace ExportServer.UnitTests.NbdClientDriver;
 
@@ -62,7 +61,8 @@ internal sealed class ForeignServer : IDisposable
 
         var server = new ForeignServer(StartOnOwnThread(info));
         var process = server._process;
-        var (_, stderr) = ChildOutput.ReadBoth(process);
+        var stderr = process.StandardError.ReadToEndAsync();
+        _ = process.StandardOutput.ReadToEndAsync();
         var deadline = DateTime.UtcNow.AddSeconds(10);
         while (true)
         {
@@ -122,7 +122,8 @@ internal sealed class ForeignServer : IDisposable
         }
 
         using var p = Process.Start(info) ?? throw new InvalidOperationException($"cannot start {program}");
-        var (stdout, stderr) = ChildOutput.ReadBoth(p);
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        var stderr = p.StandardError.ReadToEndAsync();
         await p.WaitForExitAsync();
         return p.ExitCode == 0 ? await stdout : throw new InvalidOperationException($"{program} failed ({p.ExitCode}): {await stderr}");
     }

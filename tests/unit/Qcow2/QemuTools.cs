@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using ExportServer.TestSupport;
 
 namespace ExportServer.UnitTests.Qcow2;
 
@@ -19,9 +18,10 @@ internal static class QemuTools
         }
 
         using var p = Process.Start(psi) ?? throw new InvalidOperationException($"cannot start {tool}");
-        var (stdout, stderr) = ChildOutput.ReadBoth(p);
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        var stderr = p.StandardError.ReadToEnd();
         p.WaitForExit();
-        return (p.ExitCode, stdout.Result + stderr.Result);
+        return (p.ExitCode, stdout.Result + stderr);
     }
 
     public static string Ok(string tool, params string[] args)
