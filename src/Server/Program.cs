@@ -95,7 +95,7 @@ internal static class Program
                 }
                 catch (BlockException e)
                 {
-                    Console.Error.WriteLine($"{Name}: {option.Name} {option.Text}: {e.Message}");
+                    Console.Error.WriteLine($"{Name}: {option.Name} {option.Text}: {e.MessageWithHint}");
                     return 1;
                 }
             }
@@ -108,7 +108,7 @@ internal static class Program
                 }
                 catch (BlockException e)
                 {
-                    Console.Error.WriteLine($"{Name}: {e.Message}");
+                    Console.Error.WriteLine($"{Name}: {e.MessageWithHint}");
                     return 1;
                 }
             }

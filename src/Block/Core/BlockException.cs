@@ -6,13 +6,26 @@ namespace ExportServer.Block.Core;
 /// </summary>
 public sealed class BlockException : Exception
 {
-    public BlockException(Errno errno, string message, Exception? inner = null)
+    public BlockException(Errno errno, string message, Exception? inner = null, string? hint = null)
         : base(message, inner)
     {
         Errno = errno;
+        Hint = hint;
     }
 
     public Errno Errno { get; }
+
+    /// <summary>
+    /// QEMU's hint (error_append_hint): printed after the message on the command line, left out of a
+    /// QMP error's description.
+    /// </summary>
+    public string? Hint { get; }
+
+    /// <summary>The message and its hint, as QEMU prints an error on the command line.</summary>
+    public string MessageWithHint => Hint is null ? Message : $"{Message}\n{Hint}";
+
+    /// <summary>What the command line prints for <paramref name="e"/>: a block error's message with its hint.</summary>
+    public static string Describe(Exception e) => e is BlockException b ? b.MessageWithHint : e.Message;
 
     public static BlockException Invalid(string message) => new(Errno.EINVAL, message);
 

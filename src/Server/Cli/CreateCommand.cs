@@ -102,7 +102,7 @@ internal static class CreateCommand
         }
         catch (Exception e) when (e is BlockException or QmpException or CommandLineException or IOException or UnauthorizedAccessException)
         {
-            stderr.WriteLine($"{program}: {file}: {e.Message}");
+            stderr.WriteLine($"{program}: {file}: {BlockException.Describe(e)}");
             return 1;
         }
     }

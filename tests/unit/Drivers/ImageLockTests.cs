@@ -30,11 +30,14 @@ public sealed class ImageLockTests : IAsyncLifetime
         await OpenAsync("w", path);
 
         var e = await Assert.ThrowsAsync<BlockException>(() => OpenAsync("w2", path));
-        Assert.Equal("Failed to get \"write\" lock" + Hint(path), e.Message);
+        Assert.Equal("Failed to get \"write\" lock" + Hint(path), e.MessageWithHint);
         Assert.Equal(Errno.EBUSY, e.Errno);
 
+        // A QMP error shows the message alone: QEMU leaves hints out of a command's error.
+        Assert.Equal("Failed to get \"write\" lock", e.Message);
+
         e = await Assert.ThrowsAsync<BlockException>(() => OpenAsync("r", path, ""","read-only":true"""));
-        Assert.Equal("Failed to get shared \"write\" lock" + Hint(path), e.Message);
+        Assert.Equal("Failed to get shared \"write\" lock" + Hint(path), e.MessageWithHint);
 
         await OpenAsync("shared", path, ""","read-only":true,"force-share":true""");
         await OpenAsync("unlocked", path, ""","locking":"off" """);
@@ -48,7 +51,7 @@ public sealed class ImageLockTests : IAsyncLifetime
         await OpenAsync("r2", path, ""","read-only":true""");
 
         var e = await Assert.ThrowsAsync<BlockException>(() => OpenAsync("w", path));
-        Assert.Equal("Failed to get \"write\" lock" + Hint(path), e.Message);
+        Assert.Equal("Failed to get \"write\" lock" + Hint(path), e.MessageWithHint);
     }
 
     [Fact]
@@ -95,11 +98,11 @@ public sealed class ImageLockTests : IAsyncLifetime
         {
             await WaitForWriteLockAsync(qemu, path);
             var e = await Assert.ThrowsAsync<BlockException>(() => OpenAsync("mine", path, ""","read-only":true"""));
-            Assert.Equal("Failed to get shared \"write\" lock" + Hint(path), e.Message);
+            Assert.Equal("Failed to get shared \"write\" lock" + Hint(path), e.MessageWithHint);
 
             // qemu-io writes and shares write; we refuse to share it, so we give way.
             e = await Assert.ThrowsAsync<BlockException>(() => OpenAsync("mine", path));
-            Assert.Equal("Failed to get shared \"write\" lock" + Hint(path), e.Message);
+            Assert.Equal("Failed to get shared \"write\" lock" + Hint(path), e.MessageWithHint);
 
             var shared = await OpenAsync("shared", path, ""","read-only":true,"force-share":true""");
             Assert.True(shared.IsReadOnly);

@@ -66,7 +66,7 @@ internal static unsafe class ImageLock
         {
             var errno = Marshal.GetLastPInvokeError();
             throw new BlockException(errno == LibC.EAGAIN ? Errno.EBUSY : (Errno)errno,
-                $"Failed to lock byte {offset}\nIs another process using the image [{fileName}]?");
+                $"Failed to lock byte {offset}", hint: Hint(fileName));
         }
     }
 
@@ -83,5 +83,7 @@ internal static unsafe class ImageLock
     }
 
     private static BlockException Conflict(string message, string fileName) =>
-        new(Errno.EBUSY, $"{message}\nIs another process using the image [{fileName}]?");
+        new(Errno.EBUSY, message, hint: Hint(fileName));
+
+    private static string Hint(string fileName) => $"Is another process using the image [{fileName}]?";
 }
