@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Text.Json.Nodes;
 using ExportServer.IntegrationTests.Support;
 using Xunit;
@@ -209,4 +210,90 @@ public sealed class CommitTests
         Assert.Equal(answers[1], answers[0]);
         Assert.Equal(5, answers[0].Count(a => a == "started"));
     }
+
+    /// <summary>
+    /// A chain opened from its top alone has its backing files opened read-only from the headers. An
+    /// intermediate commit reopens the base's file read-write for the job and read-only after it, as
+    /// qemu-storage-daemon does; while another process holds the base open (qemu-io), the commit is
+    /// refused with the lock error and the daemon goes on, and once that process is gone it succeeds.
+    /// </summary>
+    [Fact]
+    public async Task CommitReopensABaseOpenedReadOnlyFromTheHeader()
+    {
+        using var dir = new TempDir();
+        var results = new List<string>[2];
+        for (var i = 0; i < 2; i++)
+        {
+            await QemuImgAsync("create", "-q", "-f", "qcow2", dir["base.qcow2"], "64M");
+            await QemuImgAsync("create", "-q", "-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2", dir["mid.qcow2"]);
+            await QemuIoAsync(dir["mid.qcow2"], "qcow2", "write -P 7 0 40M", "write -P 9 50M 1M");
+            await QemuImgAsync("create", "-q", "-f", "qcow2", "-b", "mid.qcow2", "-F", "qcow2", dir["top.qcow2"]);
+            await QemuImgAsync("convert", "-f", "qcow2", "-O", "raw", dir["mid.qcow2"], dir["expected.raw"]);
+
+            var holder = Process.Start(new ProcessStartInfo("qemu-io", ["-r", "-f", "qcow2", "-c", "sleep 600000", dir["base.qcow2"]])
+            {
+                RedirectStandardOutput = true,
+                RedirectStandardError = true,
+            })!;
+            try
+            {
+                await WaitForLockAsync(dir["base.qcow2"]);
+                await using var d = await StartAsync(dir, $"d{i}", qsd: i == 1);
+                await d.AddImageAsync("top", dir["top.qcow2"]);
+                var args = new JsonObject { ["job-id"] = "j", ["device"] = "top", ["top"] = dir["mid.qcow2"], ["base"] = dir["base.qcow2"] };
+                var refused = await d.Qmp.SendAsync("block-commit", (JsonObject)args.DeepClone());
+                results[i] = [refused["error"]?["desc"]?.GetValue<string>() ?? "started while the base was held"];
+
+                holder.Kill();
+                await holder.WaitForExitAsync();
+                await d.Qmp.ExecuteAsync("block-commit", args);
+                var done = await d.WaitJobEventAsync("BLOCK_JOB_COMPLETED", "j");
+                results[i].Add(done["error"]?.GetValue<string>() ?? "completed");
+                var nodes = (JsonArray)await d.Qmp.ExecuteAsync("query-named-block-nodes", new JsonObject { ["flat"] = true });
+                var baseNodes = nodes.Where(n => n!["file"]!.GetValue<string>() == dir["base.qcow2"]).ToList();
+                results[i].Add("base ro: " + string.Join(",", baseNodes.Select(n => n!["ro"]!.GetValue<bool>())));  // the qcow2 node and its file
+                results[i].Add("base descriptors: " + string.Join(",", AccessModes(d.Process.Pid, dir["base.qcow2"])));
+            }
+            finally
+            {
+                if (!holder.HasExited)
+                {
+                    holder.Kill();
+                }
+
+                holder.Dispose();
+            }
+
+            var check = await Tool.RunAsync("qemu-img", "check", dir["base.qcow2"]);
+            Assert.True(check.ExitCode == 0, check.Stdout + check.Stderr);
+            await AssertSameAsync(dir["expected.raw"], dir["base.qcow2"], "raw", "qcow2");
+            var chain = (await Tool.RunAsync("qemu-img", "info", "--backing-chain", dir["top.qcow2"])).Check("qemu-img info").Stdout;
+            Assert.DoesNotContain("mid.qcow2", chain);
+            Assert.Contains("backing file: " + dir["base.qcow2"], chain);
+        }
+
+        Assert.Equal(results[1], results[0]);
+        Assert.Contains("lock", results[0][0]);
+        Assert.Equal(["completed", "base ro: True,True", "base descriptors: read-only"], results[0][1..]);
+    }
+
+    /// <summary>Waits until another process holds an OFD lock on <paramref name="path"/> (/proc/locks names its inode).</summary>
+    private static async Task WaitForLockAsync(string path)
+    {
+        var inode = (await Tool.RunAsync("stat", "-c", "%i", path)).Check("stat").Stdout.Trim();
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (!File.ReadLines("/proc/locks").Any(l => l.Contains("OFDLCK", StringComparison.Ordinal) && l.Contains($":{inode} ", StringComparison.Ordinal)))
+        {
+            Assert.True(DateTime.UtcNow < deadline, $"nobody locked {path}");
+            await Task.Delay(20);
+        }
+    }
+
+    /// <summary>The access mode of every descriptor process <paramref name="pid"/> has open on <paramref name="path"/>.</summary>
+    private static IEnumerable<string> AccessModes(int pid, string path) =>
+        Directory.GetFiles($"/proc/{pid}/fd")
+            .Where(fd => (new FileInfo(fd).LinkTarget ?? string.Empty) == path)
+            .Select(fd => File.ReadLines($"/proc/{pid}/fdinfo/{Path.GetFileName(fd)}").First(l => l.StartsWith("flags:", StringComparison.Ordinal)))
+            .Select(l => (Convert.ToInt32(l["flags:".Length..].Trim(), 8) & 3) switch { 0 => "read-only", 1 => "write-only", _ => "read-write" })
+            .Distinct();
 }

@@ -115,6 +115,44 @@ public sealed class ImageLockTests : IAsyncLifetime
     }
 
     /// <summary>
+    /// A read-only node reopened read-write (a commit into a backing file) gets a new descriptor with
+    /// the writer's locks. While another opener does not share writing the reopen is refused and the
+    /// node keeps its mode and its locks; once it can, it writes and grows the file, and going back
+    /// read-only refuses writers again.
+    /// </summary>
+    [Fact]
+    public async Task ReopeningReadWriteTakesTheWriteLockOrLeavesTheNodeAsItWas()
+    {
+        var path = _bed.CreateFile("b.img", 65536);
+        var node = await OpenAsync("b", path, ""","read-only":true""");
+        await OpenAsync("other", path, ""","read-only":true""");
+
+        var e = await Assert.ThrowsAsync<BlockException>(() => node.SetReadOnlyAsync(false).AsTask());
+        Assert.Equal("Failed to get \"write\" lock" + Hint(path), e.MessageWithHint);
+        Assert.True(node.IsReadOnly);
+        await node.ReadAsync(0, new byte[4096]);
+
+        await _bed.Graph.RemoveAsync("other");
+        e = await Assert.ThrowsAsync<BlockException>(() => OpenAsync("w", path));
+        Assert.Equal("Failed to get \"write\" lock" + Hint(path), e.MessageWithHint);
+
+        await node.SetReadOnlyAsync(false);
+        Assert.False(node.IsReadOnly);
+        await node.TruncateAsync(2 * 65536);
+        await node.WriteAsync(65536, Enumerable.Repeat((byte)0x5c, 65536).ToArray());
+        var bytes = await File.ReadAllBytesAsync(path);
+        Assert.Equal(2 * 65536, bytes.Length);
+        Assert.All(bytes[65536..], b => Assert.Equal(0x5c, b));
+        e = await Assert.ThrowsAsync<BlockException>(() => OpenAsync("r", path, ""","read-only":true"""));
+        Assert.Equal("Failed to get shared \"write\" lock" + Hint(path), e.MessageWithHint);
+
+        await node.SetReadOnlyAsync(true);
+        await OpenAsync("r", path, ""","read-only":true""");
+        e = await Assert.ThrowsAsync<BlockException>(() => OpenAsync("w", path));
+        Assert.Equal("Failed to get \"write\" lock" + Hint(path), e.MessageWithHint);
+    }
+
+    /// <summary>
     /// Waits until another process holds the "write" permission byte. Probing by opening a node would
     /// take our own locks and could make qemu-io give up while it starts.
     /// </summary>

@@ -58,21 +58,18 @@ internal sealed class FileDriver : IBlockDriver
         try
         {
             var isRegular = CheckFileType(handle, fileName);
-            if (locking != 2)
+            var locked = locking != 2 && ImageLock.IsSupported(handle);
+            if (!locked && locking == 1)
             {
-                var supported = ImageLock.IsSupported(handle);
-                if (!supported && locking == 1)
-                {
-                    throw BlockException.NotSupported("Failed to lock byte 100: OFD locks are not supported");
-                }
-
-                if (supported)
-                {
-                    LockImage(handle, fileName, readOnly, context.ForceShare);
-                }
+                throw BlockException.NotSupported("Failed to lock byte 100: OFD locks are not supported");
             }
 
-            BlockNode node = new FileNode(context.NodeName, Name, fileName, handle, readOnly, isRegular, context.Cache);
+            if (locked)
+            {
+                LockImage(handle, fileName, readOnly, context.ForceShare);
+            }
+
+            BlockNode node = new FileNode(context.NodeName, Name, fileName, handle, readOnly, isRegular, context.Cache, locked, context.ForceShare);
             return ValueTask.FromResult(node);
         }
         catch
@@ -86,7 +83,7 @@ internal sealed class FileDriver : IBlockDriver
     /// The permissions a node of ours takes: a writer reads, writes and resizes and lets nobody else
     /// write or resize; a reader lets nobody write; force-share lets everyone do everything.
     /// </summary>
-    private static void LockImage(SafeFileHandle handle, string fileName, bool readOnly, bool forceShare)
+    internal static void LockImage(SafeFileHandle handle, string fileName, bool readOnly, bool forceShare)
     {
         var held = readOnly
             ? ImagePermission.ConsistentRead
@@ -97,7 +94,7 @@ internal sealed class FileDriver : IBlockDriver
         ImageLock.Apply(handle, held, shared, fileName);
     }
 
-    private static int OpenFd(string fileName, bool readOnly, bool direct, out int errno)
+    internal static int OpenFd(string fileName, bool readOnly, bool direct, out int errno)
     {
         var flags = LibC.O_CLOEXEC | (readOnly ? LibC.O_RDONLY : LibC.O_RDWR) | (direct ? LibC.O_DIRECT : 0);
         int fd;

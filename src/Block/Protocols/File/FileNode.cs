@@ -16,14 +16,18 @@ internal sealed partial class FileNode : BlockNode
 {
     private const int DirectMemoryAlignment = 4096;
 
-    private readonly SafeFileHandle _handle;
     private readonly string _fileName;
     private readonly bool _isRegular;
     private readonly bool _direct;
     private readonly bool _noFlush;
+    private readonly bool _locked;
+    private readonly bool _forceShare;
     private readonly WriteBehind? _writeBehind;
+    private SafeFileHandle _handle;
 
-    public FileNode(string nodeName, string driverName, string fileName, SafeFileHandle handle, bool readOnly, bool isRegular, CacheOptions cache)
+    public FileNode(
+        string nodeName, string driverName, string fileName, SafeFileHandle handle, bool readOnly, bool isRegular, CacheOptions cache,
+        bool locked, bool forceShare)
         : base(nodeName, readOnly)
     {
         DriverName = driverName;
@@ -32,10 +36,12 @@ internal sealed partial class FileNode : BlockNode
         _isRegular = isRegular;
         _direct = cache.Direct;
         _noFlush = cache.NoFlush;
+        _locked = locked;
+        _forceShare = forceShare;
 
         // Early writeback shortens the flush that ends a stream; without flushes (cache.no-flush)
         // or with O_DIRECT there is nothing for it to shorten.
-        _writeBehind = isRegular && !_direct && !_noFlush ? WriteBehind.ForFile(handle) : null;
+        _writeBehind = isRegular && !_direct && !_noFlush ? WriteBehind.ForFile(() => _handle) : null;
         Length = QueryLength();
         if (_direct)
         {
@@ -80,6 +86,52 @@ internal sealed partial class FileNode : BlockNode
         }
 
         return DirectMemoryAlignment;
+    }
+
+    /// <summary>
+    /// Reopens the file in the new mode, as QEMU's file-posix does: a backing file opened read-only
+    /// gets a read-write descriptor when a job makes it writable (commit into it), and back. The new
+    /// descriptor takes the image locks of the new mode; when another process holds a conflicting
+    /// lock, the old descriptor keeps its locks and the node stays as it was.
+    /// </summary>
+    protected override ValueTask ReopenCoreAsync(bool readOnly)
+    {
+        var fd = FileDriver.OpenFd(_fileName, readOnly, _direct, out var errno);
+        if (fd < 0)
+        {
+            throw Failure("Could not reopen", errno);
+        }
+
+        var handle = new SafeFileHandle(fd, ownsHandle: true);
+        try
+        {
+            if (_locked)
+            {
+                // Two descriptors of ours are two open file descriptions whose locks conflict:
+                // the old one lets go before the new one takes the new mode's bytes.
+                ImageLock.Apply(_handle, ImagePermission.None, ImagePermission.All, _fileName);
+                try
+                {
+                    FileDriver.LockImage(handle, _fileName, readOnly, _forceShare);
+                }
+                catch
+                {
+                    ImageLock.Apply(handle, ImagePermission.None, ImagePermission.All, _fileName);
+                    FileDriver.LockImage(_handle, _fileName, IsReadOnly, _forceShare);
+                    throw;
+                }
+            }
+        }
+        catch
+        {
+            handle.Dispose();
+            throw;
+        }
+
+        var old = _handle;
+        _handle = handle;
+        old.Dispose();
+        return ValueTask.CompletedTask;
     }
 
     private BlockException Failure(string what, int errno) =>

@@ -83,7 +83,7 @@ internal sealed class WriteBehind(Action<long> start)
     }
 
     /// <summary>Write-behind for an open file: sync_file_range(SYNC_FILE_RANGE_WRITE) on each filled window.</summary>
-    public static WriteBehind ForFile(SafeFileHandle handle) => new(offset => StartWriteback(handle, offset));
+    public static WriteBehind ForFile(Func<SafeFileHandle> handle) => new(offset => StartWriteback(handle(), offset));
 
     private static void StartWriteback(SafeFileHandle handle, long offset)
     {
