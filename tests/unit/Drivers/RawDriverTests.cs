@@ -90,7 +90,7 @@ public sealed class RawDriverTests : IAsyncLifetime
     {
         var path = _bed.CreateFile("b.img", MiB);
         var e = await Assert.ThrowsAsync<BlockException>(() => OpenRawAsync(path, extra));
-        Assert.Equal(message, e.Message);
+        Assert.Equal(message, e.MessageWithHint);
         Assert.Empty(_bed.Graph.Nodes);
     }
 

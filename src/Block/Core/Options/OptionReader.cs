@@ -115,10 +115,9 @@ public sealed class OptionReader
             case JsonValue jv when jv.GetValueKind() == JsonValueKind.String:
                 var s = jv.GetValue<string>();
                 var parsed = allowSuffix ? ParseSize(s) : ParseInteger(s);
-                return parsed ?? throw BlockException.Invalid(
-                    allowSuffix
-                        ? $"Parameter '{FullName(key)}' expects a non-negative number below 2^64\nOptional suffix k, M, G, T, P or E means kilo-, mega-, giga-, tera-, peta-\nand exabytes, respectively."
-                        : $"Parameter '{FullName(key)}' expects integer");
+                return parsed ?? throw (allowSuffix
+                    ? NotASize(FullName(key))
+                    : BlockException.Invalid($"Parameter '{FullName(key)}' expects integer"));
             default:
                 throw BlockException.Invalid($"Invalid parameter type for '{FullName(key)}', expected: integer");
         }
@@ -218,4 +217,10 @@ public sealed class OptionReader
             }
         }
     }
+
+    /// <summary>QEMU's error for a size that is not one, with its hint on the suffixes.</summary>
+    public static BlockException NotASize(string parameter) => new(
+        Errno.EINVAL,
+        $"Parameter '{parameter}' expects a non-negative number below 2^64",
+        hint: "Optional suffix k, M, G, T, P or E means kilo-, mega-, giga-, tera-, peta-\nand exabytes, respectively.");
 }

@@ -52,8 +52,7 @@ internal sealed class RawDriver : IBlockDriver
         var value = options.GetInt(key);
         if (value < 0)
         {
-            throw BlockException.Invalid(
-                $"Parameter '{options.FullName(key)}' expects a non-negative number below 2^64\nOptional suffix k, M, G, T, P or E means kilo-, mega-, giga-, tera-, peta-\nand exabytes, respectively.");
+            throw OptionReader.NotASize(options.FullName(key));
         }
 
         return value;

@@ -31,7 +31,7 @@ internal sealed class NullDriver : IBlockDriver
 
         if (size < 0)
         {
-            throw BlockException.Invalid($"Parameter '{options.FullName("size")}' expects a non-negative number below 2^64\nOptional suffix k, M, G, T, P or E means kilo-, mega-, giga-, tera-, peta-\nand exabytes, respectively.");
+            throw OptionReader.NotASize(options.FullName("size"));
         }
 
         BlockNode node = new NullNode(context.NodeName, Name, context.ReadOnly, size, TimeSpan.FromTicks(latency / 100), readZeroes);
