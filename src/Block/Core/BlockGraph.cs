@@ -14,7 +14,18 @@ public sealed class BlockGraph
     private readonly object _gate = new();
     private long _autoName;
 
-    public void Register(IBlockDriver driver) => _drivers[driver.Name] = driver;
+    /// <summary>Makes <paramref name="driver"/> available by its name, with its probe and its file names if it has them.</summary>
+    public void Register(IBlockDriver driver)
+    {
+        _drivers[driver.Name] = driver;
+        if (driver is IFormatProbe probe)
+        {
+            Probes.Add(probe);
+        }
+    }
+
+    /// <summary>The probes of the registered formats (and of formats known only by their magic).</summary>
+    public FormatProber Probes { get; } = new();
 
     /// <summary>Objects that nodes refer to by id (throttle groups), added by object-add / --object.</summary>
     public NamedObjects Objects { get; } = new();
@@ -22,6 +33,25 @@ public sealed class BlockGraph
     public IEnumerable<string> DriverNames => _drivers.Keys;
 
     public bool HasDriver(string name) => _drivers.ContainsKey(name);
+
+    public IBlockDriver? TryGetDriver(string name) => _drivers.GetValueOrDefault(name);
+
+    /// <summary>
+    /// The protocol driver's options for <paramref name="fileName"/> (QEMU's bdrv_find_protocol): the
+    /// protocol that claims the name, otherwise a local file.
+    /// </summary>
+    public JsonObject ProtocolOptions(string fileName)
+    {
+        foreach (var driver in _drivers.Values)
+        {
+            if (driver is IProtocolFileNames names && names.ParseFileName(fileName) is { } options)
+            {
+                return options;
+            }
+        }
+
+        return new JsonObject { ["driver"] = "file", ["filename"] = fileName };
+    }
 
     public IReadOnlyList<BlockNode> Nodes
     {

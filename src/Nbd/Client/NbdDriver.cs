@@ -10,7 +10,7 @@ namespace ExportServer.Nbd.Client;
 /// QEMU's driver=nbd with the options of BlockdevOptionsNbd: server (SocketAddress), export,
 /// reconnect-delay and open-timeout (seconds). TLS and x-dirty-bitmap are refused.
 /// </summary>
-public sealed class NbdDriver : IBlockDriver
+public sealed partial class NbdDriver : IBlockDriver
 {
     private readonly ILogger _log;
 

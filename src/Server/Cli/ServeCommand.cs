@@ -1,4 +1,5 @@
-using ExportServer.Block.Formats.Probe;
+using ExportServer.Block;
+using ExportServer.Block.Core;
 
 namespace ExportServer.Server.Cli;
 
@@ -72,10 +73,10 @@ internal static class ServeCommand
         ];
     }
 
-    /// <summary>The format <see cref="FormatProbe"/> finds in the image's first bytes.</summary>
+    /// <summary>The format the built-in drivers' probes find in the image's first bytes.</summary>
     internal static string Probe(string image)
     {
-        var head = new byte[FormatProbe.ProbeLength];
+        var head = new byte[FormatProber.ProbeLength];
         int read;
         try
         {
@@ -87,6 +88,8 @@ internal static class ServeCommand
             throw new CommandLineException($"serve: Could not open '{image}': {e.Message}");
         }
 
-        return FormatProbe.Probe(head.AsSpan(0, read), image);
+        var graph = new BlockGraph();
+        BlockDrivers.RegisterBuiltIn(graph);
+        return graph.Probes.Probe(head.AsSpan(0, read), image);
     }
 }

@@ -43,7 +43,7 @@ internal sealed class ExternalSnapshotAction(CommandContext ctx, JsonObject args
         CheckTop();
         var file = Str("snapshot-file");
         var nodeName = OptStr("snapshot-node-name");
-        var format = OptStr("format") ?? "qcow2";
+        var format = OptStr("format") ?? "qcow2"; // QAPI's documented default for blockdev-snapshot-sync
         var mode = OptStr("mode") ?? "absolute-paths";
         if (nodeName is not null && graph.TryFind(nodeName) is not null)
         {
@@ -57,11 +57,6 @@ internal sealed class ExternalSnapshotAction(CommandContext ctx, JsonObject args
 
         if (mode == "absolute-paths")
         {
-            if (!ImageCreators.CanCreate(format))
-            {
-                throw QmpException.Generic($"Driver '{format}' does not support image creation");
-            }
-
             await CreateOverlayAsync(file, format).ConfigureAwait(false);
         }
 
@@ -92,27 +87,35 @@ internal sealed class ExternalSnapshotAction(CommandContext ctx, JsonObject args
         }
     }
 
-    /// <summary>The overlay file: a protocol file, then the format written into it with the top as backing.</summary>
+    /// <summary>
+    /// The overlay file, made as QEMU's bdrv_img_create makes it: by the format's creator, with the
+    /// top as its backing file and the top's size. A format without backing files cannot be an overlay.
+    /// </summary>
     private async ValueTask CreateOverlayAsync(string file, string format)
     {
         var top = _top!;
-        await ImageCreators.CreateAsync(ctx.Daemon, new JsonObject { ["driver"] = "file", ["filename"] = file, ["size"] = 0 }).ConfigureAwait(false);
-        _createdFile = file;
-        var protocol = await ctx.Daemon.Graph.AddAsync(new JsonObject { ["driver"] = "file", ["filename"] = file }).ConfigureAwait(false);
+        var creator = ImageCreation.FileCreator(ctx.Daemon.Graph, format);
+        if (creator is null || !ImageCreation.Accepts(creator, CreateOption.BackingFile))
+        {
+            throw QmpException.Generic($"Driver '{format}' does not support image creation");
+        }
+
         try
         {
-            await ImageCreators.CreateAsync(ctx.Daemon, new JsonObject
+            await ImageCreation.CreateFileAsync(ctx.Daemon.Graph, format, file, new JsonObject
             {
-                ["driver"] = format,
-                ["file"] = protocol.NodeName,
-                ["size"] = top.Length,
-                ["backing-file"] = top.FileName,
-                ["backing-fmt"] = top.DriverName,
+                [CreateOption.Size] = top.Length,
+                [CreateOption.BackingFile] = top.FileName,
+                [CreateOption.BackingFormat] = top.DriverName,
             }).ConfigureAwait(false);
         }
         finally
         {
-            await ctx.Daemon.Graph.RemoveAsync(protocol.NodeName).ConfigureAwait(false);
+            // Whatever the creator made goes away on abort, also when formatting it failed.
+            if (File.Exists(file))
+            {
+                _createdFile = file;
+            }
         }
     }
 

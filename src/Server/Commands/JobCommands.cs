@@ -1,4 +1,5 @@
 using System.Text.Json.Nodes;
+using ExportServer.Block.Core;
 using ExportServer.Server.Qmp;
 using static ExportServer.Server.Commands.ControlCommands;
 
@@ -17,7 +18,8 @@ internal static class JobCommands
                 throw QmpException.Generic("Parameter 'options.driver' is missing");
             }
 
-            ctx.Jobs.Start(call.RequireString("job-id"), "create", () => ImageCreators.CreateAsync(ctx.Daemon, options));
+            ImageCreation.FindCreator(ctx.Daemon.Graph, options);
+            ctx.Jobs.Start(call.RequireString("job-id"), "create", () => ImageCreation.CreateAsync(ctx.Daemon.Graph, options));
             return Empty();
         }));
         d.Add(new QmpCommand("query-jobs", [], _ =>

@@ -1,15 +1,13 @@
 using System.Text.Json.Nodes;
 using ExportServer.Block.Core;
-using ExportServer.Block.Formats.Qcow2;
 using ExportServer.Server.Qmp;
 
 namespace ExportServer.Server.Commands;
 
 /// <summary>
-/// The targets of drive-mirror and drive-backup: a file name, created (mode absolute-paths) or
-/// opened as it is (mode existing), then opened as a node of the graph. NBD file names
-/// (<c>nbd:host:port[:exportname=E]</c>, <c>nbd://host:port/E</c>, <c>nbd+unix:///E?socket=P</c>)
-/// always name an existing export.
+/// The targets of drive-mirror and drive-backup: a file name, created (mode absolute-paths) by the
+/// format's creator or opened as it is (mode existing), then opened as a node of the graph. A file
+/// name of a protocol that makes no files (an NBD URI) always names an existing export.
 /// </summary>
 internal static class JobTargets
 {
@@ -28,13 +26,14 @@ internal static class JobTargets
             throw QmpException.Generic($"Unknown driver '{format}'");
         }
 
-        var protocol = NbdProtocol(filename) ?? new JsonObject { ["driver"] = "file", ["filename"] = filename };
-        if (!existing && protocol["driver"]!.GetValue<string>() == "file")
+        var protocol = graph.ProtocolOptions(filename);
+        var protocolDriver = protocol["driver"]!.GetValue<string>();
+        if (!existing && graph.TryGetDriver(protocolDriver) is IImageCreator)
         {
-            await CreateAsync(ctx, filename, format, size, backing).ConfigureAwait(false);
+            await CreateAsync(graph, filename, format, size, backing).ConfigureAwait(false);
         }
 
-        var options = format == protocol["driver"]!.GetValue<string>()
+        var options = format == protocolDriver
             ? protocol
             : new JsonObject { ["driver"] = format, ["file"] = protocol };
         if (nodeName is not null)
@@ -45,80 +44,21 @@ internal static class JobTargets
         return await graph.AddAsync(options).ConfigureAwait(false);
     }
 
-    private static async ValueTask CreateAsync(CommandContext ctx, string filename, string format, long size, BlockNode? backing)
+    /// <summary>
+    /// QEMU's bdrv_img_create for a job target: the source's size, and for sync=top the source's
+    /// backing as the target's backing file where the format has one (a raw target simply has none).
+    /// </summary>
+    private static async ValueTask CreateAsync(BlockGraph graph, string filename, string format, long size, BlockNode? backing)
     {
-        await ImageCreators.CreateAsync(ctx.Daemon, new JsonObject
+        var creator = ImageCreation.FileCreator(graph, format)
+                      ?? throw QmpException.Generic($"Driver '{format}' does not support image creation");
+        var options = new JsonObject { [CreateOption.Size] = size };
+        if (backing is not null && ImageCreation.Accepts(creator, CreateOption.BackingFile))
         {
-            ["driver"] = "file",
-            ["filename"] = filename,
-            ["size"] = format == "qcow2" ? 0 : size,
-        }).ConfigureAwait(false);
-        if (format == "raw")
-        {
-            return;
+            options[CreateOption.BackingFile] = backing.FileName;
+            options[CreateOption.BackingFormat] = backing.DriverName;
         }
 
-        if (format != "qcow2")
-        {
-            throw QmpException.Generic($"Driver '{format}' does not support image creation");
-        }
-
-        var file = await ctx.Daemon.Graph.AddAsync(new JsonObject { ["driver"] = "file", ["filename"] = filename }).ConfigureAwait(false);
-        try
-        {
-            await Qcow2Creator.CreateAsync(file, new Qcow2CreateOptions
-            {
-                Size = size,
-                BackingFile = backing?.FileName,
-                BackingFormat = backing?.DriverName,
-            }).ConfigureAwait(false);
-        }
-        finally
-        {
-            await ctx.Daemon.Graph.RemoveAsync(file.NodeName).ConfigureAwait(false);
-        }
-    }
-
-    /// <summary>The nbd driver's options for an NBD file name, or null for a local file.</summary>
-    public static JsonObject? NbdProtocol(string filename)
-    {
-        if (filename.StartsWith("nbd:", StringComparison.Ordinal) && !filename.StartsWith("nbd://", StringComparison.Ordinal))
-        {
-            // Legacy: nbd:HOST:PORT[:exportname=NAME] or nbd:unix:PATH[:exportname=NAME].
-            var parts = filename.Split(':');
-            string? export = parts.FirstOrDefault(p => p.StartsWith("exportname=", StringComparison.Ordinal))?["exportname=".Length..];
-            var server = parts.Length > 2 && parts[1] == "unix"
-                ? new JsonObject { ["type"] = "unix", ["path"] = parts[2] }
-                : new JsonObject { ["type"] = "inet", ["host"] = parts[1], ["port"] = parts.Length > 2 ? parts[2] : "10809" };
-            return Nbd(server, export);
-        }
-
-        if (filename.StartsWith("nbd://", StringComparison.Ordinal) || filename.StartsWith("nbd+unix://", StringComparison.Ordinal))
-        {
-            var uri = new Uri(filename);
-            var export = Uri.UnescapeDataString(uri.AbsolutePath.TrimStart('/'));
-            if (uri.Scheme == "nbd+unix")
-            {
-                var socket = uri.Query.TrimStart('?').Split('&').Select(q => q.Split('=', 2)).FirstOrDefault(kv => kv[0] == "socket");
-                var path = socket is { Length: 2 } ? Uri.UnescapeDataString(socket[1]) : throw QmpException.Generic("nbd+unix URI needs a socket parameter");
-                return Nbd(new JsonObject { ["type"] = "unix", ["path"] = path }, export);
-            }
-
-            var port = uri.IsDefaultPort || uri.Port < 0 ? 10809 : uri.Port;
-            return Nbd(new JsonObject { ["type"] = "inet", ["host"] = uri.Host, ["port"] = port.ToString(System.Globalization.CultureInfo.InvariantCulture) }, export);
-        }
-
-        return null;
-    }
-
-    private static JsonObject Nbd(JsonObject server, string? export)
-    {
-        var o = new JsonObject { ["driver"] = "nbd", ["server"] = server };
-        if (!string.IsNullOrEmpty(export))
-        {
-            o["export"] = export;
-        }
-
-        return o;
+        await ImageCreation.CreateFileAsync(graph, format, filename, options).ConfigureAwait(false);
     }
 }

@@ -6,8 +6,9 @@ namespace ExportServer.UnitTests.Qcow2;
 /// <summary>
 /// A "file" driver for unit tests: option filename names a file that is loaded into memory once
 /// (from <see cref="Files"/>, or from disk on first use); nodes opened later share its bytes.
+/// blockdev-create makes an in-memory file of the size asked.
 /// </summary>
-internal sealed class InMemoryFileDriver : IBlockDriver
+internal sealed class InMemoryFileDriver : IBlockDriver, IImageCreator
 {
     public Dictionary<string, InMemoryFileNode> Opened { get; } = new();
 
@@ -35,5 +36,13 @@ internal sealed class InMemoryFileDriver : IBlockDriver
         var node = new InMemoryFileNode(context.NodeName, name, data, context.ReadOnly);
         Opened[name] = node;
         return ValueTask.FromResult<BlockNode>(node);
+    }
+
+    public ValueTask CreateAsync(BlockGraph graph, OptionReader options)
+    {
+        var name = options.RequireString("filename");
+        Files[name] = new byte[options.GetSize("size") ?? 0];
+        options.Consume("preallocation");
+        return ValueTask.CompletedTask;
     }
 }

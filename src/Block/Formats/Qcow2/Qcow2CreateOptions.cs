@@ -1,8 +1,24 @@
+using ExportServer.Block.Core;
+using ExportServer.Block.Core.Options;
+
 namespace ExportServer.Block.Formats.Qcow2;
 
-/// <summary>Options of a new qcow2 image, with QEMU's defaults (blockdev-create / qemu-img create -o).</summary>
+/// <summary>
+/// Options of a new qcow2 image, with QEMU's defaults: the one record behind blockdev-create,
+/// <c>export-server create -o</c>, job targets and snapshot overlays (the last three translate
+/// qemu-img's names into blockdev-create's and bind through <see cref="Read"/>, as QEMU's qcow2_co_create_opts).
+/// </summary>
 public sealed record Qcow2CreateOptions
 {
+    /// <summary>QEMU's names of the preallocation modes (QAPI PreallocMode as qcow2 accepts it).</summary>
+    public static readonly IReadOnlyDictionary<string, Qcow2Preallocation> PreallocationModes = new Dictionary<string, Qcow2Preallocation>(StringComparer.Ordinal)
+    {
+        ["off"] = Qcow2Preallocation.Off,
+        ["metadata"] = Qcow2Preallocation.Metadata,
+        ["falloc"] = Qcow2Preallocation.Falloc,
+        ["full"] = Qcow2Preallocation.Full,
+    };
+
     public required long Size { get; init; }
 
     public int ClusterSize { get; init; } = 65536;
@@ -29,4 +45,33 @@ public sealed record Qcow2CreateOptions
     public bool DataFileRaw { get; init; }
 
     public int RefcountBits { get; init; } = 16;
+
+    /// <summary>
+    /// Binds BlockdevCreateOptionsQcow2 apart from the nodes (file, data-file) and encryption, which
+    /// the creator reads: size, version, backing-file, backing-fmt, cluster-size, preallocation,
+    /// lazy-refcounts, refcount-bits, extended-l2, compression-type, data-file-raw.
+    /// </summary>
+    public static Qcow2CreateOptions Read(OptionReader r)
+    {
+        var options = new Qcow2CreateOptions
+        {
+            Size = r.GetSize("size") ?? throw BlockException.Invalid($"Parameter '{r.FullName("size")}' is missing"),
+            Compat = r.GetString("version") ?? "v3",
+            BackingFile = r.GetString("backing-file"),
+            BackingFormat = r.GetString("backing-fmt"),
+            ClusterSize = (int)Math.Min(r.GetSize("cluster-size") ?? 65536, int.MaxValue),
+            Preallocation = r.GetEnum("preallocation", PreallocationModes) ?? Qcow2Preallocation.Off,
+            LazyRefcounts = r.GetBool("lazy-refcounts", false),
+            RefcountBits = (int)Math.Min(r.GetInt("refcount-bits") ?? 16, int.MaxValue),
+            ExtendedL2 = r.GetBool("extended-l2", false),
+            CompressionType = r.GetString("compression-type") ?? "zlib",
+            DataFileRaw = r.GetBool("data-file-raw", false),
+        };
+        if (options.BackingFormat is not null && options.BackingFile is null)
+        {
+            throw BlockException.Invalid("Backing format cannot be used without backing file");
+        }
+
+        return options;
+    }
 }

@@ -13,15 +13,6 @@ namespace ExportServer.Block.Formats.Qcow2;
 /// </summary>
 public static class Qcow2Creator
 {
-    /// <summary>QEMU's names of the preallocation modes (QAPI PreallocMode as qcow2 accepts it).</summary>
-    public static readonly IReadOnlyDictionary<string, Qcow2Preallocation> PreallocationModes = new Dictionary<string, Qcow2Preallocation>(StringComparer.Ordinal)
-    {
-        ["off"] = Qcow2Preallocation.Off,
-        ["metadata"] = Qcow2Preallocation.Metadata,
-        ["falloc"] = Qcow2Preallocation.Falloc,
-        ["full"] = Qcow2Preallocation.Full,
-    };
-
     /// <summary>Formats <paramref name="file"/> (its old contents are discarded) as a new image.</summary>
     public static async ValueTask CreateAsync(BlockNode file, Qcow2CreateOptions options, BlockNode? dataFile = null)
     {
@@ -108,21 +99,22 @@ public static class Qcow2Creator
     }
 
     /// <summary>
-    /// Creates the file at <paramref name="path"/> through the graph's "file" driver and formats it;
-    /// a data file named in the options is created next to it the same way.
+    /// Creates the file at <paramref name="path"/> through its protocol and formats it; a data file
+    /// named in the options is created next to it the same way (QEMU's qcow2_co_create_opts).
     /// </summary>
     public static async ValueTask CreateAsync(BlockGraph graph, string path, Qcow2CreateOptions options)
     {
-        File.Create(path).Dispose();
-        var file = await graph.AddAsync(new JsonObject { ["driver"] = "file", ["filename"] = path }).ConfigureAwait(false);
+        var empty = new JsonObject { ["size"] = 0 };
+        await ImageCreation.CreateProtocolFileAsync(graph, path, empty).ConfigureAwait(false);
+        var file = await ImageCreation.OpenProtocolAsync(graph, path).ConfigureAwait(false);
         BlockNode? data = null;
         try
         {
             if (options.DataFile is { } dataName)
             {
-                var dataPath = Qcow2Driver.ResolveRelative(path, dataName);
-                File.Create(dataPath).Dispose();
-                data = await graph.AddAsync(new JsonObject { ["driver"] = "file", ["filename"] = dataPath }).ConfigureAwait(false);
+                var dataPath = BackingFileName.Resolve(path, dataName);
+                await ImageCreation.CreateProtocolFileAsync(graph, dataPath, empty).ConfigureAwait(false);
+                data = await ImageCreation.OpenProtocolAsync(graph, dataPath).ConfigureAwait(false);
             }
 
             await CreateAsync(file, options, data).ConfigureAwait(false);

@@ -1,7 +1,6 @@
 using System.Text.Json.Nodes;
 using ExportServer.Block.Core;
 using ExportServer.Block.Core.Options;
-using ExportServer.Block.Formats.Probe;
 
 namespace ExportServer.Block.Formats.Qcow2;
 
@@ -11,7 +10,7 @@ namespace ExportServer.Block.Formats.Qcow2;
 /// backing format or a probe), data-file, lazy-refcounts, l2-cache-size, refcount-cache-size,
 /// cache-size, cache-clean-interval, and snapshot.id / snapshot.name (open an internal snapshot read-only).
 /// </summary>
-public sealed class Qcow2Driver : IBlockDriver
+public sealed partial class Qcow2Driver : IBlockDriver
 {
     /// <summary>Files whose backing chain is being opened in this async flow, to refuse loops.</summary>
     private static readonly AsyncLocal<List<string>?> s_opening = new();
@@ -113,7 +112,7 @@ public sealed class Qcow2Driver : IBlockDriver
             data = await OpenInlineAsync(context, "data-file", new JsonObject
             {
                 ["driver"] = "file",
-                ["filename"] = ResolveRelative(file.FileName, name),
+                ["filename"] = BackingFileName.Resolve(file.FileName, name),
             }).ConfigureAwait(false);
         }
 
@@ -152,7 +151,7 @@ public sealed class Qcow2Driver : IBlockDriver
 
     private static async ValueTask<BlockNode> OpenHeaderBackingAsync(BlockOpenContext context, BlockNode file, string name, string? format)
     {
-        var path = ResolveRelative(file.FileName, name);
+        var path = BackingFileName.Resolve(file.FileName, name);
         var chain = s_opening.Value ?? new List<string> { Path.GetFullPath(file.FileName.Length > 0 ? file.FileName : ".") };
         if (chain.Contains(Path.GetFullPath(path)))
         {
@@ -167,9 +166,7 @@ public sealed class Qcow2Driver : IBlockDriver
             if (format is null)
             {
                 var protocol = await OpenInlineAsync(context, "backing", fileOptions).ConfigureAwait(false);
-                var head = new byte[(int)Math.Min(protocol.Length, FormatProbe.ProbeLength)];
-                await protocol.ReadAsync(0, head).ConfigureAwait(false);
-                format = FormatProbe.Probe(head, path);
+                format = await context.Graph.Probes.ProbeAsync(protocol).ConfigureAwait(false);
                 if (format == "raw" && !context.Graph.HasDriver("raw"))
                 {
                     return protocol;
@@ -201,17 +198,5 @@ public sealed class Qcow2Driver : IBlockDriver
     {
         var holder = new OptionReader(new JsonObject { [key] = child });
         return (await context.OpenChildAsync(holder, key).ConfigureAwait(false))!;
-    }
-
-    /// <summary>QEMU's rule: a relative backing name is relative to the directory of the image that names it.</summary>
-    public static string ResolveRelative(string imageFileName, string name)
-    {
-        if (Path.IsPathRooted(name) || imageFileName.Length == 0)
-        {
-            return name;
-        }
-
-        var dir = Path.GetDirectoryName(imageFileName);
-        return string.IsNullOrEmpty(dir) ? name : Path.Combine(dir, name);
     }
 }

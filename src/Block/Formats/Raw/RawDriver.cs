@@ -4,7 +4,7 @@ using ExportServer.Block.Core.Options;
 namespace ExportServer.Block.Formats.Raw;
 
 /// <summary>QEMU's raw format: the child's bytes, optionally a window [offset, offset+size) of them.</summary>
-internal sealed class RawDriver : IBlockDriver
+internal sealed partial class RawDriver : IBlockDriver
 {
     private const int SectorSize = 512;
 

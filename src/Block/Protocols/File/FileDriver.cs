@@ -10,7 +10,7 @@ namespace ExportServer.Block.Protocols.File;
 /// QEMU's file-posix drivers: 'file' for regular files and 'host_device' for block (or character)
 /// devices. Options and error messages follow QEMU 7.2's BlockdevOptionsFile.
 /// </summary>
-internal sealed class FileDriver : IBlockDriver
+internal sealed partial class FileDriver : IBlockDriver
 {
     private static readonly Dictionary<string, int> AioValues = new() { ["threads"] = 0, ["native"] = 1, ["io_uring"] = 2 };
     private static readonly Dictionary<string, int> LockingValues = new() { ["auto"] = 0, ["on"] = 1, ["off"] = 2 };
