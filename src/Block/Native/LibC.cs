@@ -100,6 +100,19 @@ internal static unsafe partial class LibC
         return *(uint*)(stat + modeOffset) & S_IFMT;
     }
 
+    /// <summary>The bytes the file behind <paramref name="fd"/> occupies on disk (st_blocks × 512), or -errno.</summary>
+    public static long AllocatedBytes(nint fd)
+    {
+        var stat = stackalloc byte[256];
+        if (FStat(fd, stat) != 0)
+        {
+            return -Marshal.GetLastPInvokeError();
+        }
+
+        // st_blocks is at byte 64 in both x86_64's and the generic (aarch64) struct stat.
+        return *(long*)(stat + 64) * 512;
+    }
+
     [LibraryImport(Lib, EntryPoint = "pwrite", SetLastError = true)]
     public static partial nint PWrite(nint fd, byte* buffer, nuint count, long offset);
 

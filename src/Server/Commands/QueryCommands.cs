@@ -61,20 +61,32 @@ internal static class QueryCommands
         return depth;
     }
 
-    /// <summary>QEMU's bdrv_query_image_info: this layer, and unless flat, the layers below nested (see <see cref="ShownBelow"/>).</summary>
+    /// <summary>
+    /// QEMU's bdrv_query_image_info: this layer (what its driver tells through <see cref="ImageInfoQuery"/>),
+    /// and unless flat, the layers below nested (see <see cref="ShownBelow"/>). The backing file is the one
+    /// the image names, resolved against the image's directory; a node that names none shows the attached one.
+    /// </summary>
     public static ImageInfo Image(BlockNode node, bool flat)
     {
-        var backing = node.BackingChild?.Node;
         var below = ShownBelow(node);
+        var driverInfo = ImageInfoQuery.DriverInfo(node);
+        var specific = ImageInfoQuery.SpecificInfo(node);
+        var named = ImageInfoQuery.BackingFile(node);
+        var attached = node.BackingChild?.Node;
+        var backing = named ?? (attached is null ? null : new BackingFileName(attached.FileName, attached.DriverName));
+        var fullBacking = named is not null ? BackingFileName.Resolve(node.FileName, named.Name) : backing?.Name;
         return new ImageInfo
         {
             Filename = node.FileName,
             Format = node.DriverName,
             VirtualSize = node.Length,
-            ActualSize = FileAllocation.Get(node.FileName) ?? 0,
-            BackingFilename = backing?.FileName,
-            FullBackingFilename = backing?.FileName,
-            BackingFilenameFormat = backing?.DriverName,
+            ActualSize = ImageInfoQuery.AllocatedSize(node),
+            ClusterSize = driverInfo is { ClusterSize: > 0 } ? driverInfo.ClusterSize : null,
+            DirtyFlag = driverInfo?.IsDirty,
+            FormatSpecific = specific is null ? null : new ImageInfoSpecific(specific.Type, specific.Data),
+            BackingFilename = backing?.Name,
+            FullBackingFilename = fullBacking,
+            BackingFilenameFormat = backing?.Format,
             Snapshots = node is IInternalSnapshots s && s.ListSnapshots().Count > 0 ? s.ListSnapshots().Select(Snapshot).ToList() : null,
             BackingImage = below is not null && !flat ? Image(below, false) : null,
         };

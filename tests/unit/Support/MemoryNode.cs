@@ -3,10 +3,15 @@ using ExportServer.Block.Core;
 namespace ExportServer.UnitTests.Support;
 
 /// <summary>An in-memory protocol node for unit tests: a growable byte array with optional alignment.</summary>
-internal sealed class MemoryNode : BlockNode
+internal sealed class MemoryNode : BlockNode, IImageInfoSource
 {
     private readonly object _gate = new();
     private byte[] _data;
+
+    /// <summary>Like QEMU's null driver: no driver information, and no space taken on disk.</summary>
+    public BlockDriverInfo? DriverInfo => null;
+
+    public long? AllocatedSize => 0;
 
     public MemoryNode(string name, long length, bool readOnly = false, int alignment = 1)
         : base(name, readOnly)

@@ -6,7 +6,7 @@ namespace ExportServer.Block.Formats.Raw;
 /// Passes every request to its 'file' child, shifted by the window's offset. With a fixed size the
 /// node cannot be resized; without one its length follows the child's.
 /// </summary>
-internal sealed class RawNode : BlockNode
+internal sealed class RawNode : BlockNode, IImageInfoSource
 {
     private readonly BlockNode _file;
     private readonly long _offset;
@@ -24,6 +24,9 @@ internal sealed class RawNode : BlockNode
     }
 
     public override string DriverName => "raw";
+
+    /// <summary>QEMU's raw_get_info asks the file.</summary>
+    public BlockDriverInfo? DriverInfo => ImageInfoQuery.DriverInfo(_file);
 
     public override bool CanTruncate => !_fixedSize && _file.CanTruncate;
 

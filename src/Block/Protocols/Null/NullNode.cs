@@ -6,7 +6,7 @@ namespace ExportServer.Block.Protocols.Null;
 /// Discards writes and, as in QEMU 7.2, leaves read buffers untouched unless read-zeroes is on.
 /// Every request but block status waits <c>latency</c> first, to model a slow device.
 /// </summary>
-internal sealed class NullNode : BlockNode
+internal sealed class NullNode : BlockNode, IImageInfoSource
 {
     private readonly TimeSpan _latency;
     private readonly bool _readZeroes;
@@ -23,6 +23,11 @@ internal sealed class NullNode : BlockNode
     public override string DriverName { get; }
 
     public override string FileName => DriverName + "://";
+
+    /// <summary>QEMU's null driver has no bdrv_get_info (no dirty flag shown) but says it takes no space.</summary>
+    public BlockDriverInfo? DriverInfo => null;
+
+    public long? AllocatedSize => 0;
 
     protected override bool SupportsWriteZeroes => true;
 

@@ -20,6 +20,12 @@ internal sealed record ImageInfo
     [JsonPropertyName("cluster-size")]
     public long? ClusterSize { get; init; }
 
+    [JsonPropertyName("dirty-flag")]
+    public bool? DirtyFlag { get; init; }
+
+    [JsonPropertyName("format-specific")]
+    public ImageInfoSpecific? FormatSpecific { get; init; }
+
     [JsonPropertyName("backing-filename")]
     public string? BackingFilename { get; init; }
 
