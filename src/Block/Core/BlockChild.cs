@@ -1,4 +1,8 @@
 namespace ExportServer.Block.Core;
 
-/// <summary>An edge of the graph: <paramref name="Name"/> is QEMU's child name ("file", "backing", "data-file").</summary>
-public sealed record BlockChild(string Name, ChildRole Role, BlockNode Node);
+/// <summary>
+/// An edge of the graph from <paramref name="Parent"/> to <paramref name="Node"/>: <paramref name="Name"/>
+/// is QEMU's child name ("file", "backing", "data-file"). Edges are immutable; a graph change
+/// publishes a new set of them.
+/// </summary>
+public sealed record BlockChild(string Name, ChildRole Role, BlockNode Node, BlockNode Parent);

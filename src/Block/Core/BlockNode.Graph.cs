@@ -7,8 +7,8 @@ public abstract partial class BlockNode
     public virtual bool SupportsBacking => false;
 
     /// <summary>
-    /// Switches the node between read-only and read-write after a drain; going read-only flushes
-    /// first. The driver's <see cref="ReopenCoreAsync"/> may refuse (the node is then unchanged).
+    /// Switches the node between read-only and read-write in a drained section; going read-only
+    /// flushes first. The driver's <see cref="ReopenCoreAsync"/> may refuse (the node is then unchanged).
     /// </summary>
     public async ValueTask SetReadOnlyAsync(bool readOnly)
     {
@@ -17,21 +17,27 @@ public abstract partial class BlockNode
             return;
         }
 
-        await DrainAsync().ConfigureAwait(false);
-        if (readOnly)
+        using (await BeginDrainedSectionAsync().ConfigureAwait(false))
         {
-            await FlushAsync().ConfigureAwait(false);
-        }
+            if (readOnly)
+            {
+                // The node is held: its own flush goes straight to the driver.
+                await FlushCoreAsync().ConfigureAwait(false);
+            }
 
-        await ReopenCoreAsync(readOnly).ConfigureAwait(false);
-        IsReadOnly = readOnly;
+            await ReopenCoreAsync(readOnly).ConfigureAwait(false);
+            IsReadOnly = readOnly;
+        }
     }
 
-    /// <summary>Reopens the driver's resources for the new mode; the default has none to reopen.</summary>
+    /// <summary>
+    /// Reopens the driver's resources for the new mode, inside a drained section (no request of a
+    /// user is in flight); the default has none to reopen.
+    /// </summary>
     protected virtual ValueTask ReopenCoreAsync(bool readOnly) => ValueTask.CompletedTask;
 
     /// <summary>
-    /// Makes <paramref name="backing"/> the backing child (null removes it) after a drain. The image
+    /// Makes <paramref name="backing"/> the backing child (null removes it) in a drained section. The image
     /// header is not changed: that is <see cref="IBackingFileWriter"/>'s job.
     /// </summary>
     public async ValueTask SetBackingAsync(BlockNode? backing)
@@ -49,7 +55,7 @@ public abstract partial class BlockNode
             }
         }
 
-        await DrainAsync().ConfigureAwait(false);
+        using var section = await BeginDrainedSectionAsync().ConfigureAwait(false);
         var current = BackingChild;
         if (current is not null && backing is not null)
         {

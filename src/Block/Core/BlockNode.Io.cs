@@ -78,7 +78,11 @@ public abstract partial class BlockNode
             return;
         }
 
-        Enter();
+        if (!TryEnter())
+        {
+            await EnterHeldAsync().ConfigureAwait(false);
+        }
+
         try
         {
             if (IsAligned(offset, buffer.Length))
@@ -156,7 +160,11 @@ public abstract partial class BlockNode
             return;
         }
 
-        Enter();
+        if (!TryEnter())
+        {
+            await EnterHeldAsync().ConfigureAwait(false);
+        }
+
         try
         {
             if (!WriteNotifiers.IsEmpty)
@@ -241,7 +249,11 @@ public abstract partial class BlockNode
             return;
         }
 
-        Enter();
+        if (!TryEnter())
+        {
+            await EnterHeldAsync().ConfigureAwait(false);
+        }
+
         try
         {
             if (!WriteNotifiers.IsEmpty)
@@ -343,7 +355,11 @@ public abstract partial class BlockNode
             return;
         }
 
-        Enter();
+        if (!TryEnter())
+        {
+            await EnterHeldAsync().ConfigureAwait(false);
+        }
+
         try
         {
             if (!WriteNotifiers.IsEmpty)
@@ -372,7 +388,11 @@ public abstract partial class BlockNode
 
     public async ValueTask FlushAsync()
     {
-        Enter();
+        if (!TryEnter())
+        {
+            await EnterHeldAsync().ConfigureAwait(false);
+        }
+
         try
         {
             await FlushCoreAsync().ConfigureAwait(false);
@@ -398,7 +418,11 @@ public abstract partial class BlockNode
             throw BlockException.Invalid("block status of an empty range");
         }
 
-        Enter();
+        if (!TryEnter())
+        {
+            await EnterHeldAsync().ConfigureAwait(false);
+        }
+
         try
         {
             var s = await GetBlockStatusCoreAsync(offset, length).ConfigureAwait(false);
@@ -463,7 +487,11 @@ public abstract partial class BlockNode
             throw BlockException.Invalid("negative size");
         }
 
-        Enter();
+        if (!TryEnter())
+        {
+            await EnterHeldAsync().ConfigureAwait(false);
+        }
+
         try
         {
             await TruncateCoreAsync(length).ConfigureAwait(false);

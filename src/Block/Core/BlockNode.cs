@@ -10,9 +10,9 @@ namespace ExportServer.Block.Core;
 /// </summary>
 public abstract partial class BlockNode : IAsyncDisposable
 {
-    private readonly List<BlockChild> _children = new();
-    private int _inFlight;
-    private TaskCompletionSource? _drained;
+    /// <summary>Edges to children and from parents: immutable arrays, replaced whole under <see cref="_gate"/>, read without a lock.</summary>
+    private BlockChild[] _children = [];
+    private BlockChild[] _parents = [];
     private int _disposed;
 
     protected BlockNode(string nodeName, bool readOnly)
@@ -64,11 +64,27 @@ public abstract partial class BlockNode : IAsyncDisposable
 
     private bool _discardUnmap;
 
-    public IReadOnlyList<BlockChild> Children => _children;
+    public IReadOnlyList<BlockChild> Children => Volatile.Read(ref _children);
 
-    public BlockChild? FileChild => _children.Find(c => c.Role == ChildRole.File);
+    /// <summary>The edges from the nodes that have this node as a child.</summary>
+    public IReadOnlyList<BlockChild> ParentEdges => Volatile.Read(ref _parents);
 
-    public BlockChild? BackingChild => _children.Find(c => c.Role == ChildRole.Backing);
+    public BlockChild? FileChild => FindChild(ChildRole.File);
+
+    public BlockChild? BackingChild => FindChild(ChildRole.Backing);
+
+    private BlockChild? FindChild(ChildRole role)
+    {
+        foreach (var c in Volatile.Read(ref _children))
+        {
+            if (c.Role == role)
+            {
+                return c;
+            }
+        }
+
+        return null;
+    }
 
     /// <summary>
     /// The next layer of the backing chain: the backing child, with any filter on the link skipped
@@ -106,76 +122,76 @@ public abstract partial class BlockNode : IAsyncDisposable
 
     protected void AttachChild(string name, ChildRole role, BlockNode node)
     {
-        _children.Add(new BlockChild(name, role, node));
-        node.AddUser();
+        var edge = new BlockChild(name, role, node, this);
+        node.AddParent(edge);
+        lock (_gate)
+        {
+            Volatile.Write(ref _children, [.. _children, edge]);
+        }
     }
 
     protected void DetachChild(BlockChild child)
     {
-        if (_children.Remove(child))
+        bool removed;
+        lock (_gate)
         {
-            child.Node.RemoveUser();
+            var rest = Array.FindAll(_children, c => !ReferenceEquals(c, child));
+            removed = rest.Length != _children.Length;
+            Volatile.Write(ref _children, rest);
+        }
+
+        if (removed)
+        {
+            child.Node.RemoveParent(child);
         }
     }
 
-    /// <summary>Replaces the node of an existing child (graph changes after a drain).</summary>
+    /// <summary>
+    /// Replaces the node of an existing child in one step: a request sees the old edge or the new
+    /// one, never none. Callers hold a drained section on this node.
+    /// </summary>
     protected void ReplaceChild(BlockChild child, BlockNode node)
     {
-        var i = _children.IndexOf(child);
-        if (i < 0)
+        var edge = child with { Node = node };
+        node.AddParent(edge);
+        lock (_gate)
         {
-            throw new InvalidOperationException("not a child of this node");
-        }
-
-        node.AddUser();
-        _children[i] = child with { Node = node };
-        child.Node.RemoveUser();
-    }
-
-    /// <summary>Waits until every request that entered this node has completed.</summary>
-    public Task DrainAsync()
-    {
-        lock (_children)
-        {
-            if (_inFlight == 0)
+            var i = Array.IndexOf(_children, child);
+            if (i < 0)
             {
-                return Task.CompletedTask;
+                node.RemoveParent(edge);
+                throw new InvalidOperationException("not a child of this node");
             }
 
-            _drained ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-            return _drained.Task;
+            var next = (BlockChild[])_children.Clone();
+            next[i] = edge;
+            Volatile.Write(ref _children, next);
         }
+
+        child.Node.RemoveParent(child);
     }
 
-    private void Enter()
+    private void AddParent(BlockChild edge)
     {
-        if (Volatile.Read(ref _disposed) != 0)
+        lock (_gate)
         {
-            throw new BlockException(Errno.ESHUTDOWN, $"Node '{NodeName}' is closed");
+            Volatile.Write(ref _parents, [.. _parents, edge]);
         }
 
-        Interlocked.Increment(ref _inFlight);
+        AddUser();
     }
 
-    private void Leave()
+    private void RemoveParent(BlockChild edge)
     {
-        if (Interlocked.Decrement(ref _inFlight) == 0 && Volatile.Read(ref _drained) is not null)
+        lock (_gate)
         {
-            TaskCompletionSource? done;
-            lock (_children)
-            {
-                done = _inFlight == 0 ? _drained : null;
-                if (done is not null)
-                {
-                    _drained = null;
-                }
-            }
-
-            done?.TrySetResult();
+            Volatile.Write(ref _parents, Array.FindAll(_parents, p => !ReferenceEquals(p, edge)));
         }
+
+        RemoveUser();
     }
 
-    /// <summary>Drains, then closes the driver's resources. Children are closed by the graph, not here.</summary>
+    /// <summary>Fails new requests, drains, then closes the driver's resources. Children are closed by the graph, not here.</summary>
     public async ValueTask DisposeAsync()
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0)
@@ -183,11 +199,11 @@ public abstract partial class BlockNode : IAsyncDisposable
             return;
         }
 
-        await DrainAsync().ConfigureAwait(false);
+        await CloseGateAsync().ConfigureAwait(false);
         await DisposeCoreAsync().ConfigureAwait(false);
-        foreach (var c in _children)
+        foreach (var c in Volatile.Read(ref _children))
         {
-            c.Node.RemoveUser();
+            c.Node.RemoveParent(c);
         }
 
         GC.SuppressFinalize(this);

@@ -26,8 +26,10 @@ public sealed class WriteNotifierList
         }
     }
 
+    /// <summary>Runs the notifiers in order; the first failure fails the request. Their I/O is part of the request in flight.</summary>
     public async ValueTask InvokeAsync(BlockNode node, long offset, long length)
     {
+        BlockNode.MarkInFlightWork();
         foreach (var n in Volatile.Read(ref _items))
         {
             await n(node, offset, length).ConfigureAwait(false);

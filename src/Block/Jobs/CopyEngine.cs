@@ -55,6 +55,11 @@ public sealed class CopyEngine(BlockNode source, BlockNode target, DirtyBitmap b
             }
 
             await control.ThrottleAsync(run.Length).ConfigureAwait(false);
+
+            // A graph change on either node waits for the copies in flight, which it lets through;
+            // new ones wait here for it to end, before they take any range (QEMU pauses jobs in a drain).
+            await source.WaitWhileQuiescedAsync().ConfigureAwait(false);
+            await target.WaitWhileQuiescedAsync().ConfigureAwait(false);
             cursor = run.Offset + run.Length;
             var held = await _locks.AcquireAsync(run.Offset, run.Length).ConfigureAwait(false);
             running.Add(CopyClaimedAsync(held, Bitmap.Claim(run.Offset, run.Length), CopyKind.Background));
@@ -83,6 +88,9 @@ public sealed class CopyEngine(BlockNode source, BlockNode target, DirtyBitmap b
 
     private async Task CopyClaimedAsync(RangeLock.Releaser held, List<(long Offset, long Length)> runs, CopyKind kind)
     {
+        // Claimed ranges are locked: a drained section must let this copy finish, or a guest write
+        // waiting for the same range would never end and the section never drain.
+        BlockNode.MarkInFlightWork();
         using (held)
         {
             for (var i = 0; i < runs.Count; i++)

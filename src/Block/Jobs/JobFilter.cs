@@ -77,10 +77,14 @@ public sealed class JobFilter
         _node = node;
         try
         {
-            await _redirect(_source, node).ConfigureAwait(false);
-            if (_backingParent is { } parent && ReferenceEquals(parent.BackingChild?.Node, _source))
+            // The users move in one drained section: none of their requests reaches the source meanwhile.
+            using (await _source.BeginDrainedSectionAsync().ConfigureAwait(false))
             {
-                await parent.SetBackingAsync(node).ConfigureAwait(false);
+                await _redirect(_source, node).ConfigureAwait(false);
+                if (_backingParent is { } parent && ReferenceEquals(parent.BackingChild?.Node, _source))
+                {
+                    await parent.SetBackingAsync(node).ConfigureAwait(false);
+                }
             }
         }
         catch
@@ -104,12 +108,16 @@ public sealed class JobFilter
         }
 
         _node = null;
-        if (_backingParent is { } parent && ReferenceEquals(parent.BackingChild?.Node, node))
+        using (await node.BeginDrainedSectionAsync().ConfigureAwait(false))
         {
-            await parent.SetBackingAsync(_source).ConfigureAwait(false);
+            if (_backingParent is { } parent && ReferenceEquals(parent.BackingChild?.Node, node))
+            {
+                await parent.SetBackingAsync(_source).ConfigureAwait(false);
+            }
+
+            await _redirect(node, _source).ConfigureAwait(false);
         }
 
-        await _redirect(node, _source).ConfigureAwait(false);
         _source.AddUser();
         try
         {

@@ -123,10 +123,15 @@ internal sealed class ExternalSnapshotAction(CommandContext ctx, JsonObject args
     {
         var top = _top!;
         var overlay = _overlay!;
-        await overlay.SetBackingAsync(top).ConfigureAwait(false);
-        await ctx.Daemon.ReplaceExportedNodeAsync(top, overlay).ConfigureAwait(false);
-        await GraphCommands.SetReadOnlyAsync(top, true).ConfigureAwait(false);
-        ctx.Daemon.SyncExports();
+
+        // One drained section for the whole change: users' requests to the top wait, then go to the overlay.
+        using (await top.BeginDrainedSectionAsync().ConfigureAwait(false))
+        {
+            await overlay.SetBackingAsync(top).ConfigureAwait(false);
+            await ctx.Daemon.ReplaceExportedNodeAsync(top, overlay).ConfigureAwait(false);
+            await GraphCommands.SetReadOnlyAsync(top, true).ConfigureAwait(false);
+            ctx.Daemon.SyncExports();
+        }
     }
 
     public async ValueTask AbortAsync()

@@ -5,14 +5,18 @@ using ExportServer.Block.Native;
 
 namespace ExportServer.Block.Protocols.File;
 
-/// <summary>The I/O of a file node. The engine guarantees aligned, in-bounds, non-empty requests.</summary>
+/// <summary>
+/// The I/O of a file node. The engine guarantees aligned, in-bounds, non-empty requests. Every
+/// request holds a <see cref="DescriptorLease"/> on the descriptor it uses from start to end.
+/// </summary>
 internal sealed partial class FileNode
 {
     protected override async ValueTask ReadCoreAsync(long offset, Memory<byte> buffer)
     {
+        using var fd = Lease();
         if (!_direct)
         {
-            var n = TryReadNoWait(offset, buffer.Span);
+            var n = TryReadNoWait(fd.Fd, offset, buffer.Span);
             if (n == buffer.Length)
             {
                 return;
@@ -25,28 +29,28 @@ internal sealed partial class FileNode
             }
 
             n = Math.Max(n, 0);
-            await ReadFullyAsync(offset + n, buffer[n..]).ConfigureAwait(false);
+            await ReadFullyAsync(fd, offset + n, buffer[n..]).ConfigureAwait(false);
             return;
         }
 
         using var pin = buffer.Pin();
         if (IsDirectAligned(pin))
         {
-            await ReadFullyAsync(offset, buffer).ConfigureAwait(false);
+            await ReadFullyAsync(fd, offset, buffer).ConfigureAwait(false);
             return;
         }
 
         using var bounce = new AlignedBuffer(buffer.Length, DirectMemoryAlignment);
-        await ReadFullyAsync(offset, bounce.Memory).ConfigureAwait(false);
+        await ReadFullyAsync(fd, offset, bounce.Memory).ConfigureAwait(false);
         bounce.Memory.Span.CopyTo(buffer.Span);
     }
 
     /// <summary>Reads until the buffer is full; what lies past the end of the file reads as zeroes.</summary>
-    private async ValueTask ReadFullyAsync(long offset, Memory<byte> buffer)
+    private async ValueTask ReadFullyAsync(DescriptorLease fd, long offset, Memory<byte> buffer)
     {
         while (buffer.Length > 0)
         {
-            var n = await PReadAsync(offset, buffer).ConfigureAwait(false);
+            var n = await PReadAsync(fd, offset, buffer).ConfigureAwait(false);
 
             // A short read that leaves O_DIRECT alignment can only be the end of the file; reading on
             // from an unaligned offset would fail with EINVAL.
@@ -63,6 +67,7 @@ internal sealed partial class FileNode
 
     protected override async ValueTask WriteCoreAsync(long offset, ReadOnlyMemory<byte> buffer, WriteFlags flags)
     {
+        using var fd = Lease();
         if (_direct)
         {
             using var pin = buffer.Pin();
@@ -70,14 +75,14 @@ internal sealed partial class FileNode
             {
                 using var bounce = new AlignedBuffer(buffer.Length, DirectMemoryAlignment);
                 buffer.Span.CopyTo(bounce.Memory.Span);
-                await WriteFullyAsync(offset, bounce.Memory).ConfigureAwait(false);
+                await WriteFullyAsync(fd, offset, bounce.Memory).ConfigureAwait(false);
                 return;
             }
         }
 
         else
         {
-            var n = TryWriteNoWait(offset, buffer.Span);
+            var n = TryWriteNoWait(fd.Fd, offset, buffer.Span);
             if (n == buffer.Length)
             {
                 _writeBehind?.Wrote(offset, n);
@@ -91,25 +96,25 @@ internal sealed partial class FileNode
                 // requests running on the socket threads this measured about a third less CPU for
                 // nbdcopy's 256 KiB sequential writes and a fifth of the context switches. The cost:
                 // when the kernel throttles a writer for dirty pages, the calling thread waits.
-                WriteInline(offset, buffer.Span);
+                WriteInline(fd, offset, buffer.Span);
                 _writeBehind?.Wrote(offset, buffer.Length);
                 return;
             }
 
             n = Math.Max(n, 0);
-            await WriteFullyAsync(offset + n, buffer[n..]).ConfigureAwait(false);
+            await WriteFullyAsync(fd, offset + n, buffer[n..]).ConfigureAwait(false);
             _writeBehind?.Wrote(offset, buffer.Length);
             return;
         }
 
-        await WriteFullyAsync(offset, buffer).ConfigureAwait(false);
+        await WriteFullyAsync(fd, offset, buffer).ConfigureAwait(false);
     }
 
-    private void WriteInline(long offset, ReadOnlySpan<byte> buffer)
+    private static void WriteInline(DescriptorLease fd, long offset, ReadOnlySpan<byte> buffer)
     {
         try
         {
-            RandomAccess.Write(_handle, buffer, offset);
+            RandomAccess.Write(fd.Handle, buffer, offset);
         }
         catch (Exception e) when (e is not BlockException)
         {
@@ -122,17 +127,17 @@ internal sealed partial class FileNode
     /// where the queue depth becomes device concurrency; buffered I/O that missed the inline path goes
     /// to the .NET thread pool, whose few threads contend less on the inode lock than many would.
     /// </summary>
-    private async ValueTask<int> PReadAsync(long offset, Memory<byte> buffer)
+    private async ValueTask<int> PReadAsync(DescriptorLease fd, long offset, Memory<byte> buffer)
     {
         if (_direct)
         {
-            var n = await BlockingIoPool.Shared.ReadAsync(Fd, buffer, offset).ConfigureAwait(false);
+            var n = await BlockingIoPool.Shared.ReadAsync(fd.Fd, buffer, offset).ConfigureAwait(false);
             return n >= 0 ? (int)n : throw Failure("Could not read from", (int)-n);
         }
 
         try
         {
-            return await RandomAccess.ReadAsync(_handle, buffer, offset).ConfigureAwait(false);
+            return await RandomAccess.ReadAsync(fd.Handle, buffer, offset).ConfigureAwait(false);
         }
         catch (Exception e) when (e is not BlockException)
         {
@@ -141,11 +146,11 @@ internal sealed partial class FileNode
     }
 
     /// <summary>Writes the whole buffer; dispatched like <see cref="PReadAsync"/>.</summary>
-    private async ValueTask WriteFullyAsync(long offset, ReadOnlyMemory<byte> buffer)
+    private async ValueTask WriteFullyAsync(DescriptorLease fd, long offset, ReadOnlyMemory<byte> buffer)
     {
         if (_direct)
         {
-            var n = await BlockingIoPool.Shared.WriteAsync(Fd, buffer, offset).ConfigureAwait(false);
+            var n = await BlockingIoPool.Shared.WriteAsync(fd.Fd, buffer, offset).ConfigureAwait(false);
             if (n < 0)
             {
                 throw Failure("Could not write to", (int)-n);
@@ -156,7 +161,7 @@ internal sealed partial class FileNode
 
         try
         {
-            await RandomAccess.WriteAsync(_handle, buffer, offset).ConfigureAwait(false);
+            await RandomAccess.WriteAsync(fd.Handle, buffer, offset).ConfigureAwait(false);
         }
         catch (Exception e) when (e is not BlockException)
         {
@@ -198,7 +203,8 @@ internal sealed partial class FileNode
     /// <summary>fallocate(2) off the caller's thread; false when the mode is not supported here.</summary>
     private async ValueTask<bool> FAllocateAsync(int mode, long offset, long length)
     {
-        var errno = await Task.Run(() => LibC.FAllocate(Fd, mode, offset, length) == 0 ? 0 : Marshal.GetLastPInvokeError()).ConfigureAwait(false);
+        using var fd = Lease();
+        var errno = await Task.Run(() => LibC.FAllocate(fd.Fd, mode, offset, length) == 0 ? 0 : Marshal.GetLastPInvokeError()).ConfigureAwait(false);
         return errno switch
         {
             0 => true,
@@ -214,7 +220,8 @@ internal sealed partial class FileNode
             return;
         }
 
-        var errno = await Task.Run(() => LibC.FDataSync(Fd) == 0 ? 0 : Marshal.GetLastPInvokeError()).ConfigureAwait(false);
+        using var fd = Lease();
+        var errno = await Task.Run(() => LibC.FDataSync(fd.Fd) == 0 ? 0 : Marshal.GetLastPInvokeError()).ConfigureAwait(false);
         if (errno != 0)
         {
             throw Failure("Could not flush", errno);
@@ -227,7 +234,8 @@ internal sealed partial class FileNode
         const BlockStatusFlags data = BlockStatusFlags.Data | BlockStatusFlags.Allocated;
         const BlockStatusFlags hole = BlockStatusFlags.Zero | BlockStatusFlags.Allocated;
 
-        var dataStart = LibC.LSeek(Fd, offset, LibC.SEEK_DATA);
+        using var fd = Lease();
+        var dataStart = LibC.LSeek(fd.Fd, offset, LibC.SEEK_DATA);
         if (dataStart < 0)
         {
             // ENXIO: no data from offset to the end of the file; anything else: no SEEK_DATA here.
@@ -246,7 +254,7 @@ internal sealed partial class FileNode
             }
         }
 
-        var holeStart = LibC.LSeek(Fd, Math.Max(dataStart, offset), LibC.SEEK_HOLE);
+        var holeStart = LibC.LSeek(fd.Fd, Math.Max(dataStart, offset), LibC.SEEK_HOLE);
         var dataEnd = holeStart > offset ? (holeStart + a - 1) / a * a : offset + length;
         return ValueTask.FromResult(new BlockStatus(Math.Min(dataEnd - offset, length), data));
     }
@@ -259,7 +267,8 @@ internal sealed partial class FileNode
             return;
         }
 
-        var errno = await Task.Run(() => LibC.FTruncate(Fd, length) == 0 ? 0 : Marshal.GetLastPInvokeError()).ConfigureAwait(false);
+        using var fd = Lease();
+        var errno = await Task.Run(() => LibC.FTruncate(fd.Fd, length) == 0 ? 0 : Marshal.GetLastPInvokeError()).ConfigureAwait(false);
         if (errno != 0)
         {
             throw Failure("Failed to resize", errno);

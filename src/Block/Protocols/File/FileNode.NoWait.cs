@@ -15,7 +15,7 @@ internal sealed partial class FileNode
     private bool _noWaitWrites = true;
 
     /// <summary>Bytes read without waiting (0 at the end of the file), or -1 when the slow path must do it.</summary>
-    private unsafe int TryReadNoWait(long offset, Span<byte> buffer)
+    private unsafe int TryReadNoWait(nint fd, long offset, Span<byte> buffer)
     {
         if (!_noWaitReads)
         {
@@ -25,7 +25,7 @@ internal sealed partial class FileNode
         fixed (byte* p = buffer)
         {
             var iov = new IoVec { Base = p, Length = (nuint)buffer.Length };
-            var n = LibC.PReadV2(Fd, &iov, 1, offset, LibC.RWF_NOWAIT);
+            var n = LibC.PReadV2(fd, &iov, 1, offset, LibC.RWF_NOWAIT);
             if (n < 0 && IsNoWaitUnsupported(Marshal.GetLastPInvokeError()))
             {
                 _noWaitReads = false;
@@ -36,7 +36,7 @@ internal sealed partial class FileNode
     }
 
     /// <summary>Bytes written without waiting, or -1 when the slow path must do it.</summary>
-    private unsafe int TryWriteNoWait(long offset, ReadOnlySpan<byte> buffer)
+    private unsafe int TryWriteNoWait(nint fd, long offset, ReadOnlySpan<byte> buffer)
     {
         if (!_noWaitWrites)
         {
@@ -46,7 +46,7 @@ internal sealed partial class FileNode
         fixed (byte* p = buffer)
         {
             var iov = new IoVec { Base = p, Length = (nuint)buffer.Length };
-            var n = LibC.PWriteV2(Fd, &iov, 1, offset, LibC.RWF_NOWAIT);
+            var n = LibC.PWriteV2(fd, &iov, 1, offset, LibC.RWF_NOWAIT);
             if (n < 0 && IsNoWaitUnsupported(Marshal.GetLastPInvokeError()))
             {
                 _noWaitWrites = false;

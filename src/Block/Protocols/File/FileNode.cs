@@ -41,7 +41,7 @@ internal sealed partial class FileNode : BlockNode
 
         // Early writeback shortens the flush that ends a stream; without flushes (cache.no-flush)
         // or with O_DIRECT there is nothing for it to shorten.
-        _writeBehind = isRegular && !_direct && !_noFlush ? WriteBehind.ForFile(() => _handle) : null;
+        _writeBehind = isRegular && !_direct && !_noFlush ? WriteBehind.ForFile(() => Volatile.Read(ref _handle)) : null;
         Length = QueryLength();
         if (_direct)
         {
@@ -61,7 +61,10 @@ internal sealed partial class FileNode : BlockNode
 
     protected override bool SupportsWriteZeroes => true;
 
+    /// <summary>The descriptor at open, before any request can run; requests take a <see cref="Lease"/>.</summary>
     private nint Fd => _handle.DangerousGetHandle();
+
+    private DescriptorLease Lease() => DescriptorLease.Take(ref _handle);
 
     private long QueryLength()
     {
@@ -128,8 +131,8 @@ internal sealed partial class FileNode : BlockNode
             throw;
         }
 
-        var old = _handle;
-        _handle = handle;
+        // Requests still using the old descriptor hold a lease: it closes when the last one ends.
+        var old = Interlocked.Exchange(ref _handle, handle);
         old.Dispose();
         return ValueTask.CompletedTask;
     }
