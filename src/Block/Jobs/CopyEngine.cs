@@ -15,6 +15,9 @@ public sealed class CopyEngine(BlockNode source, BlockNode target, DirtyBitmap b
 {
     private readonly RangeLock _locks = new();
 
+    /// <summary>Set in the flow of this engine's own copies, whose target writes reach its copy-before-write guard.</summary>
+    private readonly AsyncLocal<bool> _copying = new();
+
     public DirtyBitmap Bitmap { get; } = bitmap;
 
     /// <summary>Called after each copied range with the bytes copied (mirror keeps its length current).</summary>
@@ -73,6 +76,14 @@ public sealed class CopyEngine(BlockNode source, BlockNode target, DirtyBitmap b
     /// </summary>
     public async ValueTask CopyNowAsync(long offset, long length, BeforeWriteErrors errors)
     {
+        if (_copying.Value)
+        {
+            // The engine's own write of a range it holds locked and has claimed: nothing is left to
+            // copy there, and waiting for the lock would wait for this very copy (a mirror pivoting
+            // under guest writes hung in its last pass).
+            return;
+        }
+
         var g = Bitmap.Granularity;
         var start = offset / g * g;
         var end = Math.Min((offset + length + g - 1) / g * g, Bitmap.Length);
@@ -91,6 +102,7 @@ public sealed class CopyEngine(BlockNode source, BlockNode target, DirtyBitmap b
         // Claimed ranges are locked: a drained section must let this copy finish, or a guest write
         // waiting for the same range would never end and the section never drain.
         BlockNode.MarkInFlightWork();
+        _copying.Value = true;
         using (held)
         {
             for (var i = 0; i < runs.Count; i++)
