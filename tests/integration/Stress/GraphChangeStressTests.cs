@@ -85,7 +85,8 @@ sys.exit(1 if bad else 0)
 
         var fuseGens = new long[Blocks];
         using var cts = new CancellationTokenSource();
-        using var fuse = File.OpenHandle(mount, FileMode.Open, FileAccess.ReadWrite);
+        var mounted = new FileStream(mount, FileMode.Open, FileAccess.ReadWrite, FileShare.ReadWrite, 1);
+        var fuse = mounted.SafeFileHandle;
         var fuseWriters = Enumerable.Range(0, 2).Select(w => Task.Factory.StartNew(
             () => WriteThroughMount(fuse, w, fuseGens, cts.Token), TaskCreationOptions.LongRunning)).ToArray();
 
@@ -98,10 +99,7 @@ sys.exit(1 if bad else 0)
         await File.WriteAllTextAsync(stop, string.Empty);
         cts.Cancel();
         await Task.WhenAll(fuseWriters);
-        using (var fs = new FileStream(fuse, FileAccess.ReadWrite))
-        {
-            fs.Flush(flushToDisk: true);
-        }
+        mounted.Flush(flushToDisk: true);
 
         var nbdResult = await nbdWriter;
         Assert.True(nbdResult.ExitCode == 0, $"NBD writer: {nbdResult.Stdout}{nbdResult.Stderr}");
@@ -118,7 +116,7 @@ sys.exit(1 if bad else 0)
         var exported = (JsonArray)await d.Qmp.ExecuteAsync("query-block-exports");
         Assert.All(exported, e => Assert.Equal(top, e!["node-name"]!.GetValue<string>()));
         var topFile = await FileOfAsync(d, top);
-        fuse.Dispose();
+        await mounted.DisposeAsync();
         Assert.Equal(0, await d.Process.StopAsync());
 
         var nbdGens = JsonNode.Parse(await File.ReadAllTextAsync(nbdGensFile))!.AsObject();
