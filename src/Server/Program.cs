@@ -118,6 +118,8 @@ internal static class Program
                 Daemonizer.SignalReady();
             }
 
+            qmp.StartupComplete();
+
             await daemon.QuitRequested.ConfigureAwait(false);
             return 0;
         }
