@@ -118,6 +118,8 @@ internal static class Program
                 Daemonizer.SignalReady();
             }
 
+            qmp.StartupComplete();
+
             await daemon.QuitRequested.ConfigureAwait(false);
             return 0;
         }
@@ -135,19 +137,19 @@ internal static class Program
                 await daemon.BlockdevAddAsync(option.Value).ConfigureAwait(false);
                 break;
             case CliOptionKind.NbdServer:
-                daemon.NbdServerStart(option.Value);
+                daemon.Nbd.Start(option.Value);
                 break;
             case CliOptionKind.Export:
-                await daemon.BlockExportAddAsync(option.Value).ConfigureAwait(false);
+                await daemon.Exports.AddAsync(option.Value).ConfigureAwait(false);
                 break;
             case CliOptionKind.Object:
-                daemon.ObjectAdd(option.Value);
+                daemon.Objects.Add(option.Value);
                 break;
             case CliOptionKind.Chardev:
-                daemon.ChardevAdd(option.Value);
+                daemon.Chardevs.Add(option.Value);
                 break;
             case CliOptionKind.Monitor:
-                qmp.StartMonitor(daemon.MonitorAdd(option.Value));
+                qmp.StartMonitor(daemon.Chardevs.AddMonitor(option.Value));
                 break;
         }
     }

@@ -59,6 +59,17 @@ internal sealed class NbdExport
         }
     }
 
+    public int ConnectionCount
+    {
+        get
+        {
+            lock (_connections)
+            {
+                return _connections.Count;
+            }
+        }
+    }
+
     public void Detach(NbdConnection connection)
     {
         lock (_connections)

@@ -43,6 +43,9 @@ public sealed class NbdServer : IAsyncDisposable
 
     internal NbdExport? FindExport(string name) => _exports.GetValueOrDefault(name);
 
+    /// <summary>Connections bound to the export named <paramref name="name"/> now.</summary>
+    public int ClientCount(string name) => _exports.TryGetValue(name, out var export) ? export.ConnectionCount : 0;
+
     /// <summary>Binds and listens on every endpoint now; on failure nothing stays bound.</summary>
     public void Start()
     {

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using ExportServer.Nbd.Server;
 using ExportServer.Server.Daemon;
 using ExportServer.Server.Qmp;
 using ExportServer.Server.Qmp.Types;
@@ -16,17 +17,17 @@ internal static class ExportCommands
     {
         d.Add(new QmpCommand("nbd-server-start", [QmpArg.Obj("addr"), QmpArg.Str("tls-creds", true), QmpArg.Str("tls-authz", true), QmpArg.Int("max-connections", true)], call =>
         {
-            daemon.NbdServerStart(call.Arguments);
+            daemon.Nbd.Start(call.Arguments);
             return Empty();
         }));
         d.Add(new QmpCommand("nbd-server-stop", [], async _ =>
         {
-            await daemon.NbdServerStopAsync().ConfigureAwait(false);
+            await daemon.Nbd.StopAsync().ConfigureAwait(false);
             return null;
         }));
         d.Add(new QmpCommand("nbd-server-add", [QmpArg.Str("device"), QmpArg.Str("name", true), QmpArg.Str("description", true), QmpArg.Bool("writable"), QmpArg.Str("bitmap", true)], async call =>
         {
-            if (daemon.Nbd is null)
+            if (daemon.Nbd.Server is null)
             {
                 throw QmpException.Generic("NBD server not running");
             }
@@ -45,35 +46,35 @@ internal static class ExportCommands
             }
 
             options["writable"] = call.GetBool("writable", false);
-            await daemon.BlockExportAddAsync(options).ConfigureAwait(false);
+            await daemon.Exports.AddAsync(options).ConfigureAwait(false);
             return null;
         }));
         d.Add(new QmpCommand("nbd-server-remove", [QmpArg.Str("name"), Mode], async call =>
         {
             var name = call.RequireString("name");
-            if (!daemon.Exports.Any(e => e.Id == name && e.Type == "nbd"))
+            if (daemon.Exports.Find(name) is not { Type: NbdExportType.TypeName })
             {
                 throw QmpException.Generic($"Export '{name}' is not found");
             }
 
-            await daemon.BlockExportDelAsync(name, call.GetString("mode") == "hard").ConfigureAwait(false);
+            await daemon.Exports.DeleteAsync(name, call.GetString("mode") == "hard").ConfigureAwait(false);
             return null;
         }));
         d.Add(new QmpCommand("block-export-add", [QmpArg.Str("type"), QmpArg.Str("id"), QmpArg.Str("node-name")], async call =>
         {
-            await daemon.BlockExportAddAsync(call.Arguments).ConfigureAwait(false);
+            await daemon.Exports.AddAsync(call.Arguments).ConfigureAwait(false);
             return null;
         }, Boxed: true));
         d.Add(new QmpCommand("block-export-del", [QmpArg.Str("id"), Mode], async call =>
         {
-            await daemon.BlockExportDelAsync(call.RequireString("id"), call.GetString("mode") == "hard").ConfigureAwait(false);
+            await daemon.Exports.DeleteAsync(call.RequireString("id"), call.GetString("mode") == "hard").ConfigureAwait(false);
             return null;
         }));
         d.Add(new QmpCommand("query-block-exports", [], _ =>
         {
             // Newest first, as QEMU lists them.
-            var list = daemon.Exports.Reverse()
-                .Select(e => new BlockExportInfo(e.Id, e.Type, StorageDaemon.ExportedNode(e).NodeName, e.ShuttingDown))
+            var list = daemon.Exports.All.Reverse()
+                .Select(e => new BlockExportInfo(e.Id, e.Type, e.Node.NodeName, e.ShuttingDown))
                 .ToList();
             return Return(JsonSerializer.SerializeToNode(list, QmpJsonContext.Default.ListBlockExportInfo));
         }, "[BlockExportInfo]"));

@@ -71,12 +71,12 @@ internal static class GraphCommands
         }));
         d.Add(new QmpCommand("object-add", [QmpArg.Str("qom-type"), QmpArg.Str("id")], call =>
         {
-            daemon.ObjectAdd(call.Arguments);
+            daemon.Objects.Add(call.Arguments);
             return Empty();
         }, Boxed: true));
         d.Add(new QmpCommand("object-del", [QmpArg.Str("id")], call =>
         {
-            daemon.ObjectDel(call.RequireString("id"));
+            daemon.Objects.Delete(call.RequireString("id"));
             return Empty();
         }));
     }

@@ -13,16 +13,19 @@ internal sealed class QmpMonitor : IAsyncDisposable
     private readonly Chardev _chardev;
     private readonly QmpDispatcher _dispatcher;
     private readonly QmpEventHub _events;
+    private readonly Task _started;
     private readonly ILogger _log;
     private readonly CancellationTokenSource _stop = new();
     private Socket? _listener;
     private Task _loop = Task.CompletedTask;
 
-    public QmpMonitor(Chardev chardev, QmpDispatcher dispatcher, QmpEventHub events, ILogger log)
+    /// <param name="started">Completes when start-up is over; input is read only from then on.</param>
+    public QmpMonitor(Chardev chardev, QmpDispatcher dispatcher, QmpEventHub events, Task started, ILogger log)
     {
         _chardev = chardev;
         _dispatcher = dispatcher;
         _events = events;
+        _started = started;
         _log = log;
     }
 
@@ -65,7 +68,7 @@ internal sealed class QmpMonitor : IAsyncDisposable
             }
 
             await using var stream = new NetworkStream(client, ownsSocket: true);
-            var session = new QmpSession(stream, _dispatcher, _events, _log);
+            var session = new QmpSession(stream, _dispatcher, _events, _started, _log);
             await session.RunAsync(_stop.Token).ConfigureAwait(false);
         }
     }

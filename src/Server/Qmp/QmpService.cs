@@ -9,6 +9,7 @@ namespace ExportServer.Server.Qmp;
 internal sealed class QmpService : IAsyncDisposable
 {
     private readonly List<QmpMonitor> _monitors = new();
+    private readonly TaskCompletionSource _started = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly ILogger _log;
 
     public QmpService(StorageDaemon daemon, ILogger log)
@@ -23,10 +24,13 @@ internal sealed class QmpService : IAsyncDisposable
 
     public QmpEventHub Events { get; } = new();
 
-    /// <summary>Starts serving QMP on a chardev that --monitor named.</summary>
+    /// <summary>
+    /// Starts listening on a chardev that --monitor named. Clients are accepted and greeted at once,
+    /// but their input is read only after <see cref="StartupComplete"/>.
+    /// </summary>
     public void StartMonitor(Chardev chardev)
     {
-        var monitor = new QmpMonitor(chardev, Dispatcher, Events, _log);
+        var monitor = new QmpMonitor(chardev, Dispatcher, Events, _started.Task, _log);
         try
         {
             monitor.Start();
@@ -38,6 +42,13 @@ internal sealed class QmpService : IAsyncDisposable
 
         _monitors.Add(monitor);
     }
+
+    /// <summary>
+    /// Every command-line option has been processed: monitors begin answering. qemu-storage-daemon
+    /// runs its main loop, which dispatches QMP commands, only after its options, so a client that
+    /// connects early still sees everything the command line set up.
+    /// </summary>
+    public void StartupComplete() => _started.TrySetResult();
 
     public async ValueTask DisposeAsync()
     {

@@ -16,15 +16,18 @@ internal sealed class QmpSession
     private readonly Stream _stream;
     private readonly QmpDispatcher _dispatcher;
     private readonly QmpEventHub _events;
+    private readonly Task _started;
     private readonly ILogger _log;
     private readonly Channel<string> _out = Channel.CreateUnbounded<string>(new UnboundedChannelOptions { SingleReader = true });
     private volatile bool _negotiated;
 
-    public QmpSession(Stream stream, QmpDispatcher dispatcher, QmpEventHub events, ILogger log)
+    /// <param name="started">Completes when the daemon's start-up is over: commands wait for it.</param>
+    public QmpSession(Stream stream, QmpDispatcher dispatcher, QmpEventHub events, Task started, ILogger log)
     {
         _stream = stream;
         _dispatcher = dispatcher;
         _events = events;
+        _started = started;
         _log = log;
     }
 
@@ -44,6 +47,9 @@ internal sealed class QmpSession
         try
         {
             Send(QmpJson.Write(JsonSerializer.SerializeToNode(new QmpGreeting(new QmpGreetingBody(VersionInfo.Current, ["oob"])), QmpJsonContext.Default.QmpGreeting)!));
+
+            // Greeted at once, answered once start-up is over, as qemu-storage-daemon does.
+            await _started.WaitAsync(cancel).ConfigureAwait(false);
             await ReadLoopAsync(cancel).ConfigureAwait(false);
         }
         catch (Exception e) when (e is IOException or OperationCanceledException or ObjectDisposedException)

@@ -75,7 +75,7 @@ public sealed class GraphCommandTests : IDisposable
         await StartNbdAsync(h);
         await h.OkAsync("blockdev-add", """{"driver":"overlay","node-name":"base","size":4096}""");
         await h.OkAsync("block-export-add", """{"type":"nbd","id":"e","node-name":"base","writable":true}""");
-        var root = (BlockRoot)h.Daemon.Exports.Single().Node;
+        var root = h.Daemon.Exports.All.Single().Root;
         await root.WriteAsync(0, new byte[] { 1 });
         await h.OkAsync("blockdev-add", """{"driver":"overlay","node-name":"top","size":4096,"backing":null}""");
         await h.OkAsync("blockdev-snapshot", """{"node":"base","overlay":"top"}""");

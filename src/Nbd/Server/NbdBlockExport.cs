@@ -1,0 +1,25 @@
+using ExportServer.Block.Exports;
+
+namespace ExportServer.Nbd.Server;
+
+/// <summary>An export of the NBD server, as the export table sees it.</summary>
+internal sealed class NbdBlockExport : BlockExport
+{
+    private readonly NbdServer _server;
+
+    public NbdBlockExport(BlockExportSettings settings, NbdServer server, string name)
+        : base(settings)
+    {
+        _server = server;
+        Name = name;
+    }
+
+    /// <summary>The name clients ask for.</summary>
+    public string Name { get; }
+
+    public override string Type => NbdExportType.TypeName;
+
+    public override int ClientCount => _server.ClientCount(Name);
+
+    public override ValueTask RequestShutdownAsync(bool hard) => _server.RemoveExportAsync(Name, hard);
+}

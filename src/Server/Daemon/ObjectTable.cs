@@ -1,0 +1,95 @@
+using System.Text.Json.Nodes;
+using ExportServer.Block.Core;
+using ExportServer.Block.Core.Options;
+using ExportServer.Block.Exports;
+using ExportServer.Block.Filters.Throttle;
+
+namespace ExportServer.Server.Daemon;
+
+/// <summary>--object, object-add and object-del: iothreads and throttle groups.</summary>
+internal sealed class ObjectTable : IDisposable
+{
+    private readonly Dictionary<string, IoThread> _ioThreads = new(StringComparer.Ordinal);
+    private readonly BlockGraph _graph;
+    private readonly BlockExportTable _exports;
+
+    /// <param name="exports">While any export exists, no iothread is deleted: one might run on it.</param>
+    public ObjectTable(BlockGraph graph, BlockExportTable exports)
+    {
+        _graph = graph;
+        _exports = exports;
+    }
+
+    /// <summary>object-add / --object.</summary>
+    public void Add(JsonObject options)
+    {
+        var r = new OptionReader(options);
+        var type = r.RequireString("qom-type");
+        var id = r.RequireString("id");
+        switch (type)
+        {
+            case "iothread":
+                r.GetInt("poll-max-ns");
+                r.GetInt("poll-grow");
+                r.GetInt("poll-shrink");
+                r.GetInt("aio-max-batch");
+                r.GetInt("thread-pool-min");
+                r.GetInt("thread-pool-max");
+                r.EnsureAllConsumed();
+                CheckNewId(id);
+                _ioThreads[id] = new IoThread(id);
+                break;
+            case ThrottleGroups.QomType:
+                CheckNewId(id);
+                ThrottleGroups.Add(_graph.Objects, id, r);
+                break;
+            default:
+                throw BlockException.Invalid($"Parameter 'qom-type' does not accept value '{type}'");
+        }
+    }
+
+    /// <summary>Object ids are unique across every kind of object, as in QEMU's /objects container.</summary>
+    private void CheckNewId(string id)
+    {
+        if (_ioThreads.ContainsKey(id) || _graph.Objects.Contains(id))
+        {
+            throw BlockException.Invalid($"attempt to add duplicate property '{id}' to object (type 'container')");
+        }
+    }
+
+    /// <summary>object-del: removes an object nothing refers to.</summary>
+    public void Delete(string id)
+    {
+        if (ThrottleGroups.TryDelete(_graph.Objects, id))
+        {
+            return;
+        }
+
+        if (!_ioThreads.TryGetValue(id, out var thread))
+        {
+            throw BlockException.Invalid($"object '{id}' not found");
+        }
+
+        if (_exports.Count > 0)
+        {
+            throw BlockException.Invalid($"object '{id}' can't be deleted");
+        }
+
+        _ioThreads.Remove(id);
+        thread.Dispose();
+    }
+
+    /// <summary>The iothread an export names.</summary>
+    public TaskScheduler FindIoThread(string id) =>
+        _ioThreads.TryGetValue(id, out var t) ? t : throw BlockException.Invalid($"iothread \"{id}\" not found");
+
+    public void Dispose()
+    {
+        foreach (var t in _ioThreads.Values)
+        {
+            t.Dispose();
+        }
+
+        _ioThreads.Clear();
+    }
+}
