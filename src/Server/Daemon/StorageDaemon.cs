@@ -3,6 +3,7 @@ using ExportServer.Block;
 using ExportServer.Block.Core;
 using ExportServer.Block.Core.Options;
 using ExportServer.Block.Filters.Throttle;
+using ExportServer.Block.Jobs;
 using ExportServer.Fuse;
 using ExportServer.Nbd.Client;
 using ExportServer.Nbd.Server;
@@ -30,9 +31,13 @@ internal sealed class StorageDaemon : IAsyncDisposable
         _loggers = loggers;
         BlockDrivers.RegisterBuiltIn(Graph);
         NbdDriver.Register(Graph, loggers.CreateLogger("ExportServer.NbdClient"));
+        Jobs = new JobRegistry(new Qmp.QmpJobEvents(this));
     }
 
     public BlockGraph Graph { get; } = new();
+
+    /// <summary>The jobs, from creation until dismissed; they report through the daemon's events.</summary>
+    public JobRegistry Jobs { get; }
 
     public NbdServer? Nbd => _nbd;
 
