@@ -55,15 +55,8 @@ internal static class BackupJobCommands
             existing, source.Length, request.Sync == SyncMode.Top ? source.BackingChild?.Node : null));
     }
 
-    public static SyncMode Sync(QmpCall call) => call.RequireString("sync") switch
-    {
-        "full" => SyncMode.Full,
-        "top" => SyncMode.Top,
-        _ => SyncMode.None,
-    };
-
     private static BackupRequest Request(QmpCall call) =>
-        new(call.GetString("job-id"), call.RequireString("device"), call.RequireString("target"), Sync(call))
+        new(call.GetString("job-id"), call.RequireString("device"), call.RequireString("target"), BlockJobCommands.Sync(call))
         {
             Compress = call.GetBool("compress", false),
             OnSourceError = BlockJobCommands.Policy(call, "on-source-error"),

@@ -73,6 +73,14 @@ internal static class BlockJobCommands
         }
     }
 
+    /// <summary>QAPI MirrorSyncMode, as mirror and backup take it.</summary>
+    public static SyncMode Sync(QmpCall call) => call.RequireString("sync") switch
+    {
+        "full" => SyncMode.Full,
+        "top" => SyncMode.Top,
+        _ => SyncMode.None,
+    };
+
     /// <summary>on-source-error / on-target-error; 'auto' is report for jobs (no guest to follow).</summary>
     public static ErrorPolicy Policy(QmpCall call, string name) => call.GetString(name) switch
     {
