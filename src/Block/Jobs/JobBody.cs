@@ -1,3 +1,5 @@
+using ExportServer.Block.Core;
+
 namespace ExportServer.Block.Jobs;
 
 /// <summary>
@@ -8,6 +10,8 @@ namespace ExportServer.Block.Jobs;
 /// </summary>
 public abstract class JobBody
 {
+    private BlockNode[] _held = [];
+
     /// <summary>QAPI JobType: "mirror", "backup", "stream", "commit", "create".</summary>
     public abstract string Type { get; }
 
@@ -41,4 +45,30 @@ public abstract class JobBody
     public virtual ValueTask AbortAsync() => ValueTask.CompletedTask;
 
     public virtual ValueTask CleanAsync() => ValueTask.CompletedTask;
+
+    /// <summary>
+    /// The one place where a job becomes a user of its nodes (source, target), from the start of
+    /// its work until <see cref="ReleaseNodes"/> in its clean-up; a node in use is not closed.
+    /// </summary>
+    protected void TakeNodes(params BlockNode[] nodes)
+    {
+        ReleaseNodes();
+        foreach (var n in nodes)
+        {
+            n.AddUser();
+        }
+
+        _held = nodes;
+    }
+
+    /// <summary>Lets go of the nodes <see cref="TakeNodes"/> took; nothing when none are held.</summary>
+    protected void ReleaseNodes()
+    {
+        foreach (var n in _held)
+        {
+            n.RemoveUser();
+        }
+
+        _held = [];
+    }
 }

@@ -1,7 +1,8 @@
-using System.Text.Json.Nodes;
+using System.Text.Json;
 using ExportServer.Block.Core;
 using ExportServer.Block.Jobs;
 using ExportServer.Server.Qmp;
+using ExportServer.Server.Qmp.Types;
 using static ExportServer.Server.Commands.ControlCommands;
 
 namespace ExportServer.Server.Commands;
@@ -25,7 +26,7 @@ internal static class BlockJobCommands
     public static void Register(QmpDispatcher d, CommandContext ctx)
     {
         d.Add(new QmpCommand("query-block-jobs", [], _ =>
-            Return(new JsonArray(ctx.Jobs.All.Where(j => j.Body.IsBlockJob).Select(j => (JsonNode)j.ToBlockJobInfo()).ToArray())), "[BlockJobInfo]"));
+            Return(JsonSerializer.SerializeToNode(ctx.Jobs.All.Where(j => j.IsBlockJob).Select(Info).ToList(), QmpJsonContext.Default.ListBlockJobInfo)), "[BlockJobInfo]"));
         Verb(d, ctx, "block-job-pause", [], (j, _) => j.Pause());
         Verb(d, ctx, "block-job-resume", [], (j, _) => j.Resume());
         Verb(d, ctx, "block-job-complete", [], (j, _) => j.Complete());
@@ -34,7 +35,7 @@ internal static class BlockJobCommands
         Verb(d, ctx, "block-job-set-speed", [QmpArg.Int("speed")], (j, call) => j.SetSpeed(call.GetInt("speed")!.Value));
         d.Add(new QmpCommand("block-job-finalize", [QmpArg.Str("id")], async call =>
         {
-            await ctx.Jobs.FindBlockJob(call.RequireString("id")).FinalizeAsync().ConfigureAwait(false);
+            await FindBlockJob(ctx, call.RequireString("id")).FinalizeAsync().ConfigureAwait(false);
             return null;
         }));
     }
@@ -72,6 +73,14 @@ internal static class BlockJobCommands
         }
     }
 
+    /// <summary>QAPI MirrorSyncMode, as mirror and backup take it.</summary>
+    public static SyncMode Sync(QmpCall call) => call.RequireString("sync") switch
+    {
+        "full" => SyncMode.Full,
+        "top" => SyncMode.Top,
+        _ => SyncMode.None,
+    };
+
     /// <summary>on-source-error / on-target-error; 'auto' is report for jobs (no guest to follow).</summary>
     public static ErrorPolicy Policy(QmpCall call, string name) => call.GetString(name) switch
     {
@@ -81,13 +90,37 @@ internal static class BlockJobCommands
         _ => ErrorPolicy.Report,
     };
 
+    /// <summary>block-job-* lookup: only block jobs, and QEMU's DeviceNotActive class.</summary>
+    private static Job FindBlockJob(CommandContext ctx, string id) =>
+        ctx.Jobs.TryFind(id) is { IsBlockJob: true } j ? j : throw new QmpException("DeviceNotActive", $"Block job '{id}' not found");
+
+    /// <summary>QAPI BlockJobInfo.</summary>
+    private static BlockJobInfo Info(Job j)
+    {
+        var c = j.Control;
+        return new(
+            j.Type,
+            j.Id,
+            c.Length,
+            c.Offset,
+            c.Busy && j.Status is JobStatus.Running or JobStatus.Ready,
+            c.PauseRequested,
+            c.Rate.Speed,
+            c.IoStatus.ToString().ToLowerInvariant(),
+            j.Status is JobStatus.Ready or JobStatus.Standby,
+            JobStateTable.Name(j.Status),
+            j.AutoFinalize,
+            j.AutoDismiss,
+            j.Error);
+    }
+
     private static void Verb(QmpDispatcher d, CommandContext ctx, string name, QmpArg[] args, Action<Job, QmpCall> verb)
     {
         // block-job-dismiss and -finalize name the job 'id'; the others 'device'.
         var idArg = args.Length > 0 && args[0].Name == "id" ? [] : new[] { QmpArg.Str("device") };
         d.Add(new QmpCommand(name, [.. idArg, .. args], call =>
         {
-            verb(ctx.Jobs.FindBlockJob(call.GetString("device") ?? call.RequireString("id")), call);
+            verb(FindBlockJob(ctx, call.GetString("device") ?? call.RequireString("id")), call);
             return Empty();
         }));
     }

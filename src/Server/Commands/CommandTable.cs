@@ -8,7 +8,7 @@ internal static class CommandTable
 {
     public static void Register(QmpDispatcher dispatcher, StorageDaemon daemon)
     {
-        var context = new CommandContext(daemon, new WriteThresholds(daemon), new JobRegistry(daemon));
+        var context = new CommandContext(daemon, new WriteThresholds(daemon), daemon.Jobs);
         ControlCommands.Register(dispatcher, daemon);
         GraphCommands.Register(dispatcher, context);
         QueryCommands.Register(dispatcher, context);

@@ -1,6 +1,9 @@
+using System.Text.Json;
 using System.Text.Json.Nodes;
 using ExportServer.Block.Core;
+using ExportServer.Block.Jobs;
 using ExportServer.Server.Qmp;
+using ExportServer.Server.Qmp.Types;
 using static ExportServer.Server.Commands.ControlCommands;
 
 namespace ExportServer.Server.Commands;
@@ -23,7 +26,7 @@ internal static class JobCommands
             return Empty();
         }));
         d.Add(new QmpCommand("query-jobs", [], _ =>
-            Return(new JsonArray(ctx.Jobs.All.Select(j => (JsonNode)j.ToJobInfo()).ToArray())), "[JobInfo]"));
+            Return(JsonSerializer.SerializeToNode(ctx.Jobs.All.Select(Info).ToList(), QmpJsonContext.Default.ListJobInfo)), "[JobInfo]"));
         Verb(d, ctx, "job-pause", j => j.Pause());
         Verb(d, ctx, "job-resume", j => j.Resume());
         Verb(d, ctx, "job-cancel", j => j.Cancel(force: true));
@@ -35,6 +38,10 @@ internal static class JobCommands
             return null;
         }));
     }
+
+    /// <summary>QAPI JobInfo.</summary>
+    private static JobInfo Info(Job j) =>
+        new(j.Id, j.Type, JobStateTable.Name(j.Status), j.CurrentProgress, j.TotalProgress, j.Error);
 
     private static void Verb(QmpDispatcher d, CommandContext ctx, string name, Action<Job> verb) =>
         d.Add(new QmpCommand(name, [QmpArg.Str("id")], call =>

@@ -39,7 +39,7 @@ internal static class MirrorJobCommands
         {
             var source = GraphCommands.Lookup(ctx.Daemon, call.RequireString("device"), null);
             CheckGranularity(call);
-            var sync = Sync(call);
+            var sync = BlockJobCommands.Sync(call);
             var existing = call.GetString("mode") == "existing";
             var target = await JobTargets.OpenAsync(
                 ctx, call.RequireString("target"), call.GetString("format") ?? (existing ? "raw" : source.DriverName), call.GetString("node-name"),
@@ -84,7 +84,7 @@ internal static class MirrorJobCommands
             // (and those added to the replaced node since).
             var pivoted = ReferenceEquals(replaced, source) ? filter.Node : replaced;
             var settings = new MirrorSettings(
-                Sync(call),
+                BlockJobCommands.Sync(call),
                 call.GetInt("granularity") ?? 64 * 1024,
                 bufSize == 0 ? 16 * 1024 * 1024 : bufSize,
                 BlockJobCommands.Policy(call, "on-source-error"),
@@ -98,13 +98,6 @@ internal static class MirrorJobCommands
             return new MirrorJob(source, target, settings);
         }).ConfigureAwait(false);
     }
-
-    private static SyncMode Sync(QmpCall call) => call.RequireString("sync") switch
-    {
-        "full" => SyncMode.Full,
-        "top" => SyncMode.Top,
-        _ => SyncMode.None,
-    };
 
     private static void CheckGranularity(QmpCall call)
     {

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using ExportServer.Block.Core;
+using ExportServer.Block.Transactions;
 using ExportServer.Server.Qmp;
 using ExportServer.Server.Qmp.Types;
 
@@ -14,7 +15,7 @@ internal static class SnapshotCommands
         {
             d.Add(new QmpCommand(type, TransactionCommands.ActionArgs[type], async call =>
             {
-                await TransactionCommands.RunAsync([TransactionCommands.Create(ctx, type, call.Arguments)]).ConfigureAwait(false);
+                await Transaction.RunAsync([TransactionCommands.Create(ctx, type, call.Arguments)]).ConfigureAwait(false);
                 return null;
             }));
         }

@@ -1,10 +1,11 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using ExportServer.Block.Transactions;
 using ExportServer.Server.Qmp;
 
 namespace ExportServer.Server.Commands;
 
-/// <summary>qapi/transaction.json: every action prepared in order, then all committed or all aborted in reverse.</summary>
+/// <summary>qapi/transaction.json: each action checked and built from its arguments, then run as one <see cref="Transaction"/>.</summary>
 internal static class TransactionCommands
 {
     /// <summary>The action types and the arguments each checks before anything is prepared.</summary>
@@ -39,37 +40,9 @@ internal static class TransactionCommands
                 actions.Add(Parse(ctx, list[i], $"actions[{i}]"));
             }
 
-            await RunAsync(actions).ConfigureAwait(false);
+            await Transaction.RunAsync(actions).ConfigureAwait(false);
             return null;
         }));
-    }
-
-    /// <summary>Prepares each action; on the first failure aborts the prepared ones (newest first) and rethrows.</summary>
-    public static async ValueTask RunAsync(IReadOnlyList<ITransactionAction> actions)
-    {
-        var prepared = new List<ITransactionAction>();
-        try
-        {
-            foreach (var a in actions)
-            {
-                prepared.Add(a);
-                await a.PrepareAsync().ConfigureAwait(false);
-            }
-        }
-        catch
-        {
-            for (var i = prepared.Count - 1; i >= 0; i--)
-            {
-                await prepared[i].AbortAsync().ConfigureAwait(false);
-            }
-
-            throw;
-        }
-
-        foreach (var a in actions)
-        {
-            await a.CommitAsync().ConfigureAwait(false);
-        }
     }
 
     /// <summary>Builds an action from {"type", "data"} after checking data against the type's arguments.</summary>
@@ -112,14 +85,28 @@ internal static class TransactionCommands
         return Create(ctx, type, data);
     }
 
-    public static ITransactionAction Create(CommandContext ctx, string type, JsonObject data) => type switch
+    /// <summary>The action <paramref name="type"/> with its checked arguments <paramref name="data"/>.</summary>
+    public static ITransactionAction Create(CommandContext ctx, string type, JsonObject data)
     {
-        "abort" => new AbortAction(),
-        "blockdev-snapshot-sync" => new ExternalSnapshotAction(ctx, data, sync: true),
-        "blockdev-snapshot" => new ExternalSnapshotAction(ctx, data, sync: false),
-        "blockdev-snapshot-internal-sync" => new InternalSnapshotAction(ctx, data),
-        "drive-backup" => new JobBackupAction(ctx, data, drive: true),
-        "blockdev-backup" => new JobBackupAction(ctx, data, drive: false),
-        _ => throw new InvalidOperationException(type),
-    };
+        var call = new QmpCall(data, null);
+        return type switch
+        {
+            "abort" => new AbortAction(),
+            "blockdev-snapshot-sync" => new ExternalSnapshotAction(ctx.Transactions, new ExternalSnapshotRequest(call.GetString("device"), call.GetString("node-name"))
+            {
+                SnapshotFile = call.RequireString("snapshot-file"),
+                SnapshotNodeName = call.GetString("snapshot-node-name"),
+                Format = call.GetString("format") ?? "qcow2", // QAPI's documented default for blockdev-snapshot-sync
+                ExistingFile = call.GetString("mode") == "existing",
+            }),
+            "blockdev-snapshot" => new ExternalSnapshotAction(ctx.Transactions, new ExternalSnapshotRequest(null, call.RequireString("node"))
+            {
+                Overlay = call.RequireString("overlay"),
+            }),
+            "blockdev-snapshot-internal-sync" => new InternalSnapshotAction(ctx.Transactions, call.RequireString("device"), call.RequireString("name")),
+            "drive-backup" => BackupJobCommands.DriveBackup(ctx, call),
+            "blockdev-backup" => BackupJobCommands.BlockdevBackup(ctx, call),
+            _ => throw new InvalidOperationException(type),
+        };
+    }
 }

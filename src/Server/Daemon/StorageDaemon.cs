@@ -3,6 +3,7 @@ using ExportServer.Block;
 using ExportServer.Block.Core;
 using ExportServer.Block.Core.Options;
 using ExportServer.Block.Exports;
+using ExportServer.Block.Jobs;
 using ExportServer.Nbd.Client;
 using Microsoft.Extensions.Logging;
 
@@ -27,11 +28,15 @@ internal sealed class StorageDaemon : IAsyncDisposable
         Exports.Deleted += e => Emit("BLOCK_EXPORT_DELETED", new JsonObject { ["id"] = e.Id });
         Nbd = new NbdServerHost(Exports, loggers.CreateLogger("ExportServer.Nbd"));
         ExportTypes.RegisterBuiltIn(Exports, Nbd, loggers);
+        Jobs = new JobRegistry(new Qmp.QmpJobEvents(this));
     }
 
     public BlockGraph Graph { get; } = new();
 
     public BlockExportTable Exports { get; }
+
+    /// <summary>The jobs, from creation until dismissed; they report through the daemon's events.</summary>
+    public JobRegistry Jobs { get; }
 
     public NbdServerHost Nbd { get; }
 

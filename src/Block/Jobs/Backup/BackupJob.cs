@@ -56,8 +56,7 @@ public sealed class BackupJob(BlockNode source, BlockNode target, SyncMode sync,
         // As QEMU's copy-before-write filter (on-cbw-error=break-guest-write): a failed copy fails
         // the guest's write, which leaves the old data in place; the background pass copies it later.
         _notifier = (_, offset, length) => engine.CopyNowAsync(offset, length, BeforeWriteErrors.FailWrite);
-        source.AddUser();
-        target.AddUser();
+        TakeNodes(source, target);
         source.WriteNotifiers.Add(_notifier);
     }
 
@@ -106,8 +105,7 @@ public sealed class BackupJob(BlockNode source, BlockNode target, SyncMode sync,
         {
             source.WriteNotifiers.Remove(_notifier);
             _notifier = null;
-            source.RemoveUser();
-            target.RemoveUser();
+            ReleaseNodes();
         }
 
         if (_compressor is not null)

@@ -52,8 +52,7 @@ public sealed class MirrorJob(BlockNode source, BlockNode target, MirrorSettings
                 control.Kick();
                 return ValueTask.CompletedTask;
             };
-        source.AddUser();
-        target.AddUser();
+        TakeNodes(source, target);
         source.WrittenNotifiers.Add(_notifier);
         switch (settings.Sync)
         {
@@ -168,8 +167,7 @@ public sealed class MirrorJob(BlockNode source, BlockNode target, MirrorSettings
         {
             source.WrittenNotifiers.Remove(_notifier);
             _notifier = null;
-            source.RemoveUser();
-            target.RemoveUser();
+            ReleaseNodes();
         }
 
         return ValueTask.CompletedTask;

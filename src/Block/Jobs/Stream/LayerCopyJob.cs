@@ -18,7 +18,6 @@ public sealed class LayerCopyJob(BlockNode source, BlockNode target, LayerCopySe
 
     private CopyEngine? _engine;
     private WriteNotifier? _guard;
-    private bool _holding;
 
     public override string Type => settings.Type;
 
@@ -30,9 +29,7 @@ public sealed class LayerCopyJob(BlockNode source, BlockNode target, LayerCopySe
         var bitmap = new DirtyBitmap(source.Length, settings.Granularity);
         _engine = new CopyEngine(source, target, bitmap, control, new CopyOptions(
             settings.ChunkSize, settings.MaxInFlight, settings.OnError, settings.OnError, RetryIgnored: true));
-        source.AddUser();
-        target.AddUser();
-        _holding = true;
+        TakeNodes(source, target);
         if (settings.GuardWrites)
         {
             // A guest write first copies what is still to be streamed under it, so a copy reading
@@ -87,12 +84,7 @@ public sealed class LayerCopyJob(BlockNode source, BlockNode target, LayerCopySe
             _guard = null;
         }
 
-        if (_holding)
-        {
-            _holding = false;
-            source.RemoveUser();
-            target.RemoveUser();
-        }
+        ReleaseNodes();
 
         if (settings.Clean is not null)
         {

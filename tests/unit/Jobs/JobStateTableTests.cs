@@ -1,7 +1,7 @@
-using ExportServer.Server.Commands;
+using ExportServer.Block.Jobs;
 using Xunit;
 
-namespace ExportServer.UnitTests.Qmp;
+namespace ExportServer.UnitTests.Jobs;
 
 /// <summary>Every cell of the transition and verb tables against the lists QEMU's job.c gives.</summary>
 public sealed class JobStateTableTests

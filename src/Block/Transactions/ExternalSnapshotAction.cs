@@ -1,8 +1,7 @@
 using System.Text.Json.Nodes;
 using ExportServer.Block.Core;
-using ExportServer.Server.Qmp;
 
-namespace ExportServer.Server.Commands;
+namespace ExportServer.Block.Transactions;
 
 /// <summary>
 /// blockdev-snapshot-sync (creates and opens the overlay) and blockdev-snapshot (an overlay added
@@ -10,7 +9,7 @@ namespace ExportServer.Server.Commands;
 /// commit puts the overlay on top (backing = old top, old top read-only) and moves exports to it;
 /// abort closes the overlay it opened and deletes the file it created.
 /// </summary>
-internal sealed class ExternalSnapshotAction(CommandContext ctx, JsonObject args, bool sync) : ITransactionAction
+public sealed class ExternalSnapshotAction(ITransactionContext ctx, ExternalSnapshotRequest request) : ITransactionAction
 {
     private BlockNode? _top;
     private BlockNode? _overlay;
@@ -19,43 +18,41 @@ internal sealed class ExternalSnapshotAction(CommandContext ctx, JsonObject args
 
     public async ValueTask PrepareAsync()
     {
-        var graph = ctx.Daemon.Graph;
-        if (!sync)
+        var graph = ctx.Graph;
+        if (request.SnapshotFile is not { } file)
         {
-            _top = GraphCommands.Lookup(ctx.Daemon, null, Str("node"));
-            var overlayName = Str("overlay");
-            _overlay = graph.TryFind(overlayName) ?? throw QmpException.Generic($"Cannot find device='' nor node-name='{overlayName}'");
+            _top = ctx.Lookup(request.Device, request.NodeName);
+            var overlayName = request.Overlay!;
+            _overlay = graph.TryFind(overlayName) ?? throw BlockException.Invalid($"Cannot find device='' nor node-name='{overlayName}'");
             if (_overlay.BackingChild is not null)
             {
-                throw QmpException.Generic($"The overlay already has a backing image");
+                throw BlockException.Invalid($"The overlay already has a backing image");
             }
 
             if (!_overlay.SupportsBacking)
             {
-                throw QmpException.Generic($"The overlay does not support backing images");
+                throw BlockException.Invalid($"The overlay does not support backing images");
             }
 
             CheckTop();
             return;
         }
 
-        _top = GraphCommands.Lookup(ctx.Daemon, OptStr("device"), OptStr("node-name"));
+        _top = ctx.Lookup(request.Device, request.NodeName);
         CheckTop();
-        var file = Str("snapshot-file");
-        var nodeName = OptStr("snapshot-node-name");
-        var format = OptStr("format") ?? "qcow2"; // QAPI's documented default for blockdev-snapshot-sync
-        var mode = OptStr("mode") ?? "absolute-paths";
+        var nodeName = request.SnapshotNodeName;
+        var format = request.Format!;
         if (nodeName is not null && graph.TryFind(nodeName) is not null)
         {
-            throw QmpException.Generic($"Duplicate nodes with node-name='{nodeName}'");
+            throw BlockException.Invalid($"Duplicate nodes with node-name='{nodeName}'");
         }
 
         if (!graph.HasDriver(format))
         {
-            throw QmpException.Generic($"Unknown driver '{format}'");
+            throw BlockException.Invalid($"Unknown driver '{format}'");
         }
 
-        if (mode == "absolute-paths")
+        if (!request.ExistingFile)
         {
             await CreateOverlayAsync(file, format).ConfigureAwait(false);
         }
@@ -75,7 +72,7 @@ internal sealed class ExternalSnapshotAction(CommandContext ctx, JsonObject args
         _openedOverlay = true;
         if (!_overlay.SupportsBacking)
         {
-            throw QmpException.Generic($"The overlay does not support backing images");
+            throw BlockException.Invalid($"The overlay does not support backing images");
         }
     }
 
@@ -83,7 +80,7 @@ internal sealed class ExternalSnapshotAction(CommandContext ctx, JsonObject args
     {
         if (ReferenceEquals(_top, _overlay))
         {
-            throw QmpException.Generic("Cannot snapshot a node onto itself");
+            throw BlockException.Invalid("Cannot snapshot a node onto itself");
         }
     }
 
@@ -94,15 +91,15 @@ internal sealed class ExternalSnapshotAction(CommandContext ctx, JsonObject args
     private async ValueTask CreateOverlayAsync(string file, string format)
     {
         var top = _top!;
-        var creator = ImageCreation.FileCreator(ctx.Daemon.Graph, format);
+        var creator = ImageCreation.FileCreator(ctx.Graph, format);
         if (creator is null || !ImageCreation.Accepts(creator, CreateOption.BackingFile))
         {
-            throw QmpException.Generic($"Driver '{format}' does not support image creation");
+            throw BlockException.Invalid($"Driver '{format}' does not support image creation");
         }
 
         try
         {
-            await ImageCreation.CreateFileAsync(ctx.Daemon.Graph, format, file, new JsonObject
+            await ImageCreation.CreateFileAsync(ctx.Graph, format, file, new JsonObject
             {
                 [CreateOption.Size] = top.Length,
                 [CreateOption.BackingFile] = top.FileName,
@@ -128,9 +125,9 @@ internal sealed class ExternalSnapshotAction(CommandContext ctx, JsonObject args
         using (await top.BeginDrainedSectionAsync().ConfigureAwait(false))
         {
             await overlay.SetBackingAsync(top).ConfigureAwait(false);
-            await ctx.Daemon.ReplaceExportedNodeAsync(top, overlay).ConfigureAwait(false);
-            await GraphCommands.SetReadOnlyAsync(top, true).ConfigureAwait(false);
-            ctx.Daemon.SyncExports();
+            await ctx.ReplaceUsersAsync(top, overlay).ConfigureAwait(false);
+            await ctx.SetReadOnlyAsync(top, true).ConfigureAwait(false);
+            ctx.SyncUsers();
         }
     }
 
@@ -138,7 +135,7 @@ internal sealed class ExternalSnapshotAction(CommandContext ctx, JsonObject args
     {
         if (_openedOverlay && _overlay is not null)
         {
-            await ctx.Daemon.Graph.RemoveAsync(_overlay.NodeName).ConfigureAwait(false);
+            await ctx.Graph.RemoveAsync(_overlay.NodeName).ConfigureAwait(false);
         }
 
         if (_createdFile is not null)
@@ -146,8 +143,4 @@ internal sealed class ExternalSnapshotAction(CommandContext ctx, JsonObject args
             File.Delete(_createdFile);
         }
     }
-
-    private string Str(string key) => OptStr(key) ?? throw QmpException.Generic($"Parameter '{key}' is missing");
-
-    private string? OptStr(string key) => args[key]?.GetValue<string>();
 }

@@ -1,9 +1,6 @@
-using System.Text.Json.Nodes;
 using ExportServer.Block.Core;
-using ExportServer.Block.Jobs.Backup;
-using ExportServer.Server.Qmp;
 
-namespace ExportServer.Server.Commands;
+namespace ExportServer.Block.Jobs.Backup;
 
 /// <summary>
 /// Backup's <c>x-perf</c> tuning (QEMU's BackupPerf): <c>max-workers</c> bounds the copy requests
@@ -11,36 +8,32 @@ namespace ExportServer.Server.Commands;
 /// Checked with QEMU's wording; <c>use-copy-range</c> is accepted and has no effect here, as copies
 /// always go through a buffer. Without x-perf the job's own defaults apply.
 /// </summary>
-internal static class BackupPerf
+public sealed record BackupPerf(long? MaxWorkers, long? MaxChunk)
 {
-    private static readonly QmpArg[] Members =
-        [QmpArg.Bool("use-copy-range"), QmpArg.Int("max-workers", true), QmpArg.Int("max-chunk", true)];
-
     /// <summary>The chunk size and requests in flight for a backup into <paramref name="target"/>.</summary>
-    public static (long ChunkSize, int MaxInFlight) Read(QmpCall call, BlockNode target, bool compress)
+    public static (long ChunkSize, int MaxInFlight) Resolve(BackupPerf? perf, BlockNode target, bool compress)
     {
-        if (call.Arguments["x-perf"] is not JsonObject perf)
+        if (perf is null)
         {
             return (BackupJob.ChunkSize, BackupJob.MaxInFlight);
         }
 
-        QmpArguments.Check(perf, Members, boxed: false, "x-perf.");
-        var workers = perf["max-workers"]?.GetValue<long>() ?? BackupJob.MaxInFlight;
+        var workers = perf.MaxWorkers ?? BackupJob.MaxInFlight;
         if (workers < 1 || workers > int.MaxValue)
         {
-            throw QmpException.Generic($"max-workers must be between 1 and {int.MaxValue}");
+            throw BlockException.Invalid($"max-workers must be between 1 and {int.MaxValue}");
         }
 
-        var maxChunk = perf["max-chunk"]?.GetValue<long>() ?? 0;
+        var maxChunk = perf.MaxChunk ?? 0;
         if (maxChunk < 0)
         {
-            throw QmpException.Generic("max-chunk must be zero (which means no limit) or positive");
+            throw BlockException.Invalid("max-chunk must be zero (which means no limit) or positive");
         }
 
         var granularity = BackupJob.GranularityFor(target, compress);
         if (maxChunk != 0 && maxChunk < granularity)
         {
-            throw QmpException.Generic($"Required max-chunk ({maxChunk}) is less than backup cluster size ({granularity})");
+            throw BlockException.Invalid($"Required max-chunk ({maxChunk}) is less than backup cluster size ({granularity})");
         }
 
         var chunk = maxChunk == 0 ? BackupJob.ChunkSize : Math.Min(maxChunk / granularity * granularity, BackupJob.ChunkSize);

@@ -1,9 +1,11 @@
-namespace ExportServer.Server.Commands;
+using ExportServer.Block.Core;
+
+namespace ExportServer.Block.Transactions;
 
 /// <summary>The "abort" action: its prepare always fails, so the whole transaction is rolled back.</summary>
-internal sealed class AbortAction : ITransactionAction
+public sealed class AbortAction : ITransactionAction
 {
-    public ValueTask PrepareAsync() => throw Qmp.QmpException.Generic("Transaction aborted using Abort action");
+    public ValueTask PrepareAsync() => throw BlockException.Invalid("Transaction aborted using Abort action");
 
     public ValueTask CommitAsync() => ValueTask.CompletedTask;
 

@@ -1,11 +1,9 @@
-using ExportServer.Block.Jobs;
-using ExportServer.Server.Daemon;
-using ExportServer.Server.Qmp;
+using ExportServer.Block.Core;
 
-namespace ExportServer.Server.Commands;
+namespace ExportServer.Block.Jobs;
 
-/// <summary>The jobs by id, from creation until dismissed.</summary>
-internal sealed class JobRegistry(StorageDaemon daemon)
+/// <summary>The jobs by id, from creation until dismissed; each reports to <paramref name="events"/>.</summary>
+public sealed class JobRegistry(IJobEvents events)
 {
     private readonly Dictionary<string, Job> _jobs = new(StringComparer.Ordinal);
 
@@ -34,19 +32,19 @@ internal sealed class JobRegistry(StorageDaemon daemon)
     /// <summary>Enters a job under its id without starting it (a transaction starts its jobs on commit).</summary>
     public Job Reserve(string id, JobBody body, bool autoFinalize = true, bool autoDismiss = true, long speed = 0)
     {
-        Block.Core.BlockGraph.ValidateNodeName(id);
+        BlockGraph.ValidateNodeName(id);
         if (speed < 0)
         {
-            throw QmpException.Generic("Parameter 'speed' expects a non-negative value");
+            throw BlockException.Invalid("Parameter 'speed' expects a non-negative value");
         }
 
-        var job = new Job(id, body, daemon, Remove, autoFinalize, autoDismiss);
+        var job = new Job(id, body, events, Remove, autoFinalize, autoDismiss);
         job.Control.Rate.Speed = speed;
         lock (_jobs)
         {
             if (!_jobs.TryAdd(id, job))
             {
-                throw QmpException.Generic($"Job ID '{id}' already in use");
+                throw BlockException.Invalid($"Job ID '{id}' already in use");
             }
         }
 
@@ -73,23 +71,14 @@ internal sealed class JobRegistry(StorageDaemon daemon)
         }
     }
 
-    /// <summary>job-* lookup (QEMU: "Job not found").</summary>
-    public Job Find(string id)
+    public Job? TryFind(string id)
     {
         lock (_jobs)
         {
-            return _jobs.TryGetValue(id, out var j) ? j : throw QmpException.Generic("Job not found");
+            return _jobs.GetValueOrDefault(id);
         }
     }
 
-    /// <summary>block-job-* lookup: only block jobs, and QEMU's DeviceNotActive class.</summary>
-    public Job FindBlockJob(string id)
-    {
-        lock (_jobs)
-        {
-            return _jobs.TryGetValue(id, out var j) && j.Body.IsBlockJob
-                ? j
-                : throw new QmpException("DeviceNotActive", $"Block job '{id}' not found");
-        }
-    }
+    /// <summary>job-* lookup (QEMU: "Job not found").</summary>
+    public Job Find(string id) => TryFind(id) ?? throw BlockException.Invalid("Job not found");
 }

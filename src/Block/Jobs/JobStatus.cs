@@ -1,7 +1,7 @@
-namespace ExportServer.Server.Commands;
+namespace ExportServer.Block.Jobs;
 
 /// <summary>QAPI JobStatus, in QEMU's order (the state table's index).</summary>
-internal enum JobStatus
+public enum JobStatus
 {
     Undefined,
     Created,

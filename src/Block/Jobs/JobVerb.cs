@@ -1,7 +1,7 @@
-namespace ExportServer.Server.Commands;
+namespace ExportServer.Block.Jobs;
 
 /// <summary>QAPI JobVerb: what a client may ask of a job.</summary>
-internal enum JobVerb
+public enum JobVerb
 {
     Cancel,
     Pause,

@@ -1,11 +1,11 @@
-namespace ExportServer.Server.Commands;
+namespace ExportServer.Block.Jobs;
 
 /// <summary>
 /// The job lifecycle as data, QEMU's JobSTT and JobVerbTable: which status may follow which, and
 /// which verb each status accepts. Columns in both tables are JobStatus order:
 /// Undefined, Created, Running, Paused, Ready, Standby, Waiting, Pending, Aborting, Concluded, Null.
 /// </summary>
-internal static class JobStateTable
+public static class JobStateTable
 {
     private static readonly bool[,] Transitions = Table(
         "01000000000",  // Undefined -> Created

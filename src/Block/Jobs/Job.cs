@@ -1,29 +1,26 @@
-using System.Text.Json.Nodes;
-using ExportServer.Block.Jobs;
-using ExportServer.Server.Daemon;
-using ExportServer.Server.Qmp;
+using ExportServer.Block.Core;
 
-namespace ExportServer.Server.Commands;
+namespace ExportServer.Block.Jobs;
 
 /// <summary>
-/// A job as QMP sees it: QEMU's lifecycle around a <see cref="JobBody"/>. Every status change goes
-/// through <see cref="JobStateTable"/> and emits JOB_STATUS_CHANGE; block jobs also emit
-/// BLOCK_JOB_READY / _ERROR / _COMPLETED / _CANCELLED with QEMU's data. The body runs in the
-/// background; its end leads to waiting → pending → (finalize) → concluded on success, or
-/// aborting → concluded on failure or cancel; concluded → null on dismiss.
+/// QEMU's job lifecycle around a <see cref="JobBody"/>. Every status change goes through
+/// <see cref="JobStateTable"/> and is reported to <see cref="IJobEvents"/>, as are the body's ready
+/// and error reports and the job's end. The body runs in the background; its end leads to
+/// waiting → pending → (finalize) → concluded on success, or aborting → concluded on failure or
+/// cancel; concluded → null on dismiss. A verb the status does not accept fails with QEMU's words.
 /// </summary>
-internal sealed class Job : IJobObserver
+public sealed class Job : IJobObserver
 {
-    private readonly StorageDaemon _daemon;
+    private readonly IJobEvents _events;
     private readonly Action<Job> _dismissed;
     private readonly object _gate = new();
     private int _finalizing;
 
-    public Job(string id, JobBody body, StorageDaemon daemon, Action<Job> dismissed, bool autoFinalize = true, bool autoDismiss = true)
+    internal Job(string id, JobBody body, IJobEvents events, Action<Job> dismissed, bool autoFinalize = true, bool autoDismiss = true)
     {
         Id = id;
         Body = body;
-        _daemon = daemon;
+        _events = events;
         _dismissed = dismissed;
         AutoFinalize = autoFinalize;
         AutoDismiss = autoDismiss;
@@ -35,6 +32,9 @@ internal sealed class Job : IJobObserver
     public JobBody Body { get; }
 
     public string Type => Body.Type;
+
+    /// <summary>Whether the job is a block job (shown by query-block-jobs, reported by BLOCK_JOB_* events).</summary>
+    public bool IsBlockJob => Body.IsBlockJob;
 
     public JobControl Control { get; }
 
@@ -72,7 +72,7 @@ internal sealed class Job : IJobObserver
         {
             if (!JobStateTable.Accepts(Status, verb))
             {
-                throw QmpException.Generic($"Job '{Id}' in state '{JobStateTable.Name(Status)}' cannot accept command verb '{JobStateTable.Name(verb)}'");
+                throw BlockException.Invalid($"Job '{Id}' in state '{JobStateTable.Name(Status)}' cannot accept command verb '{JobStateTable.Name(verb)}'");
             }
         }
     }
@@ -84,7 +84,7 @@ internal sealed class Job : IJobObserver
         {
             if (UserPaused)
             {
-                throw QmpException.Generic("The block job is already paused");
+                throw BlockException.Invalid("The block job is already paused");
             }
 
             UserPaused = true;
@@ -100,7 +100,7 @@ internal sealed class Job : IJobObserver
         {
             if (!UserPaused)
             {
-                throw QmpException.Generic("Can't resume a job that was not paused");
+                throw BlockException.Invalid("Can't resume a job that was not paused");
             }
 
             UserPaused = false;
@@ -114,7 +114,7 @@ internal sealed class Job : IJobObserver
         Check(JobVerb.SetSpeed);
         if (speed < 0)
         {
-            throw QmpException.Generic("Parameter 'speed' expects a non-negative value");
+            throw BlockException.Invalid("Parameter 'speed' expects a non-negative value");
         }
 
         Control.Rate.Speed = speed;
@@ -126,7 +126,7 @@ internal sealed class Job : IJobObserver
         Check(JobVerb.Complete);
         if (Control.CancelRequested || !Body.CanComplete)
         {
-            throw QmpException.Generic($"The active block job '{Id}' cannot be completed");
+            throw BlockException.Invalid($"The active block job '{Id}' cannot be completed");
         }
 
         Control.Complete();
@@ -171,51 +171,6 @@ internal sealed class Job : IJobObserver
         _dismissed(this);
     }
 
-    /// <summary>QAPI JobInfo.</summary>
-    public JsonObject ToJobInfo()
-    {
-        var o = new JsonObject
-        {
-            ["id"] = Id,
-            ["type"] = Type,
-            ["status"] = JobStateTable.Name(Status),
-            ["current-progress"] = CurrentProgress,
-            ["total-progress"] = TotalProgress,
-        };
-        if (Error is not null)
-        {
-            o["error"] = Error;
-        }
-
-        return o;
-    }
-
-    /// <summary>QAPI BlockJobInfo (query-block-jobs).</summary>
-    public JsonObject ToBlockJobInfo()
-    {
-        var o = new JsonObject
-        {
-            ["type"] = Type,
-            ["device"] = Id,
-            ["len"] = Control.Length,
-            ["offset"] = Control.Offset,
-            ["busy"] = Control.Busy && Status is JobStatus.Running or JobStatus.Ready,
-            ["paused"] = Control.PauseRequested,
-            ["speed"] = Control.Rate.Speed,
-            ["io-status"] = Control.IoStatus.ToString().ToLowerInvariant(),
-            ["ready"] = Status is JobStatus.Ready or JobStatus.Standby,
-            ["status"] = JobStateTable.Name(Status),
-            ["auto-finalize"] = AutoFinalize,
-            ["auto-dismiss"] = AutoDismiss,
-        };
-        if (Error is not null)
-        {
-            o["error"] = Error;
-        }
-
-        return o;
-    }
-
     void IJobObserver.Paused()
     {
         lock (_gate)
@@ -251,7 +206,7 @@ internal sealed class Job : IJobObserver
         lock (_gate)
         {
             Transition(JobStatus.Ready);
-            Emit("BLOCK_JOB_READY", Summary());
+            _events.Ready(this);
         }
     }
 
@@ -265,12 +220,7 @@ internal sealed class Job : IJobObserver
             }
         }
 
-        Emit("BLOCK_JOB_ERROR", new JsonObject
-        {
-            ["device"] = Id,
-            ["operation"] = read ? "read" : "write",
-            ["action"] = action.ToString().ToLowerInvariant(),
-        });
+        _events.Error(this, read, action);
     }
 
     private async Task RunAsync()
@@ -328,7 +278,7 @@ internal sealed class Job : IJobObserver
         }
 
         await CleanAsync().ConfigureAwait(false);
-        Conclude("BLOCK_JOB_COMPLETED");
+        Conclude(cancelled: false);
     }
 
     private async Task AbortAsync(bool cancelled)
@@ -363,7 +313,7 @@ internal sealed class Job : IJobObserver
         }
 
         await CleanAsync().ConfigureAwait(false);
-        Conclude(cancelled ? "BLOCK_JOB_CANCELLED" : "BLOCK_JOB_COMPLETED");
+        Conclude(cancelled);
     }
 
     private async Task CleanAsync()
@@ -378,18 +328,12 @@ internal sealed class Job : IJobObserver
         }
     }
 
-    private void Conclude(string blockEvent)
+    private void Conclude(bool cancelled)
     {
         var dismiss = false;
         lock (_gate)
         {
-            var data = Summary();
-            if (blockEvent == "BLOCK_JOB_COMPLETED" && Error is not null)
-            {
-                data["error"] = Error;
-            }
-
-            Emit(blockEvent, data);
+            _events.Ended(this, cancelled);
             Transition(JobStatus.Concluded);
             if (AutoDismiss)
             {
@@ -404,24 +348,6 @@ internal sealed class Job : IJobObserver
         }
     }
 
-    private JsonObject Summary() => new()
-    {
-        ["type"] = Type,
-        ["device"] = Id,
-        ["len"] = Control.Length,
-        ["offset"] = Control.Offset,
-        ["speed"] = Control.Rate.Speed,
-    };
-
-    /// <summary>BLOCK_JOB_* events belong to block jobs only.</summary>
-    private void Emit(string name, JsonObject data)
-    {
-        if (Body.IsBlockJob)
-        {
-            _daemon.Emit(name, data);
-        }
-    }
-
     private void Transition(JobStatus to)
     {
         if (!JobStateTable.CanTransition(Status, to))
@@ -430,6 +356,6 @@ internal sealed class Job : IJobObserver
         }
 
         Status = to;
-        _daemon.Emit("JOB_STATUS_CHANGE", new JsonObject { ["status"] = JobStateTable.Name(to), ["id"] = Id });
+        _events.StatusChanged(this, to);
     }
 }

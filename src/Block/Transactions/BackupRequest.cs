@@ -1,0 +1,28 @@
+using ExportServer.Block.Jobs;
+using ExportServer.Block.Jobs.Backup;
+
+namespace ExportServer.Block.Transactions;
+
+/// <summary>
+/// A backup of the node <see cref="Device"/> into <see cref="Target"/> (a node name, or for
+/// drive-backup the file the action's target factory makes), with the job's settings; the job id
+/// defaults to the source's node name.
+/// </summary>
+public sealed record BackupRequest(string? JobId, string Device, string Target, SyncMode Sync)
+{
+    public bool Compress { get; init; }
+
+    public ErrorPolicy OnSourceError { get; init; }
+
+    public ErrorPolicy OnTargetError { get; init; }
+
+    public string? FilterNodeName { get; init; }
+
+    public bool AutoFinalize { get; init; } = true;
+
+    public bool AutoDismiss { get; init; } = true;
+
+    public long Speed { get; init; }
+
+    public BackupPerf? Perf { get; init; }
+}
