@@ -172,7 +172,11 @@ public abstract partial class BlockNode
                 await WriteNotifiers.InvokeAsync(this, offset, buffer.Length).ConfigureAwait(false);
             }
 
-            if (IsAligned(offset, buffer.Length))
+            if (IsDetectedZeroWrite(buffer.Span, flags, out var zeroFlags))
+            {
+                await WriteZeroesAlignedAsync(offset, buffer.Length, zeroFlags).ConfigureAwait(false);
+            }
+            else if (IsAligned(offset, buffer.Length))
             {
                 await WriteSplitAsync(offset, buffer, flags).ConfigureAwait(false);
             }
