@@ -135,6 +135,7 @@ internal sealed class StorageDaemon : IAsyncDisposable
             throw BlockException.NotSupported($"No TLS credentials with id '{creds}'");
         }
 
+        // Without tls-creds (which are refused above) QEMU keeps tls-authz and never consults it.
         r.GetString("tls-authz");
         var max = r.GetInt("max-connections") ?? 0;
         if (max < 0 || max > int.MaxValue)
@@ -175,8 +176,11 @@ internal sealed class StorageDaemon : IAsyncDisposable
         var id = r.RequireString("id");
         var nodeName = r.RequireString("node-name");
         var writable = r.GetBool("writable", false);
-        r.GetBool("writethrough");
+        var writeThrough = r.GetBool("writethrough", false);
         var ioThreadId = r.GetString("iothread");
+
+        // Means nothing here: QEMU refuses an export only when its node cannot move to the iothread,
+        // and a node here serves requests from any scheduler, so there is nothing to pin or refuse.
         r.GetBool("fixed-iothread");
 
         switch (type)
@@ -205,7 +209,7 @@ internal sealed class StorageDaemon : IAsyncDisposable
                     throw BlockException.Invalid($"NBD server already has export named '{name}'");
                 }
 
-                var node = new BlockRoot(found);
+                var node = new BlockRoot(found) { WriteThrough = writeThrough };
                 server.AddExport(new NbdExportOptions { Name = name, Description = description, Node = node, Writable = writable, Scheduler = scheduler });
                 _exports[id] = new ExportEntry(id, "nbd", node, async hard =>
                 {
@@ -220,13 +224,14 @@ internal sealed class StorageDaemon : IAsyncDisposable
                 r.EnsureAllConsumed();
                 CheckNewExport(id);
                 var fuseFound = Graph.Find(nodeName);
+                // FUSE requests are served on the session's own receive thread; the iothread is only checked to exist.
                 ResolveIoThread(ioThreadId);
                 if (writable && fuseFound.IsReadOnly)
                 {
                     throw BlockException.Invalid("Cannot export read-only node as writable");
                 }
 
-                var fuseNode = new BlockRoot(fuseFound);
+                var fuseNode = new BlockRoot(fuseFound) { WriteThrough = writeThrough };
 
                 FuseExport fuse;
                 try
@@ -310,12 +315,7 @@ internal sealed class StorageDaemon : IAsyncDisposable
         switch (type)
         {
             case "iothread":
-                r.GetInt("poll-max-ns");
-                r.GetInt("poll-grow");
-                r.GetInt("poll-shrink");
-                r.GetInt("aio-max-batch");
-                r.GetInt("thread-pool-min");
-                r.GetInt("thread-pool-max");
+                ReadIoThreadTuning(r);
                 r.EnsureAllConsumed();
                 CheckNewObjectId(id);
                 _ioThreads[id] = new IoThread(id);
@@ -326,6 +326,31 @@ internal sealed class StorageDaemon : IAsyncDisposable
                 break;
             default:
                 throw BlockException.Invalid($"Parameter 'qom-type' does not accept value '{type}'");
+        }
+    }
+
+    private static readonly string[] IoThreadTuning = ["poll-max-ns", "poll-grow", "poll-shrink", "aio-max-batch", "thread-pool-min", "thread-pool-max"];
+
+    /// <summary>
+    /// An iothread's tuning is checked as QEMU checks it (in the order given) and then means nothing
+    /// here: QEMU's AioContext polling and batching and its worker pool for blocking calls have no
+    /// counterpart, as requests run on the .NET thread pool and the file driver's own I/O pool.
+    /// </summary>
+    private static void ReadIoThreadTuning(OptionReader r)
+    {
+        foreach (var (key, _) in r.Options)
+        {
+            if (Array.IndexOf(IoThreadTuning, key) >= 0 && r.GetInt(key) < 0)
+            {
+                throw BlockException.Invalid($"{key} value must be in range [0, {long.MaxValue}]");
+            }
+        }
+
+        var min = r.GetInt("thread-pool-min") ?? 0;
+        var max = r.GetInt("thread-pool-max") ?? 64;
+        if (min > max || max <= 0)
+        {
+            throw BlockException.Invalid("bad thread-pool-min/thread-pool-max values");
         }
     }
 
