@@ -44,6 +44,17 @@ public sealed class WriteThroughTests
     }
 
     [Fact]
+    public async Task WriteZeroesTakesFuaToADriverThatHasIt()
+    {
+        var driver = new CallLogNode(1 << 20, fua: true);
+        await using var root = new BlockRoot(driver) { WriteThrough = true };
+
+        await root.WriteZeroesAsync(0, 65536);
+
+        Assert.Equal(["zero 0+65536 Fua"], driver.Calls);
+    }
+
+    [Fact]
     public async Task WriteBackLeavesWritesInTheCache()
     {
         var driver = new CallLogNode(1 << 20, fua: false);
