@@ -126,7 +126,7 @@ public sealed class BlockGraph
         var autoReadOnly = reader.GetBool("auto-read-only", false);
         var forceShare = reader.GetBool("force-share", false);
         var discard = reader.GetEnum("discard", DiscardValues) ?? false;
-        reader.GetEnum("detect-zeroes", DetectZeroesValues);
+        var detectZeroes = reader.GetEnum("detect-zeroes", DetectZeroesValues) ?? DetectZeroes.Off;
         var cache = new CacheOptions(false, false);
         if (reader.GetObject("cache") is { } c)
         {
@@ -137,6 +137,11 @@ public sealed class BlockGraph
         if (forceShare && !readOnly)
         {
             throw BlockException.Invalid("force-share=on can only be used with read-only images");
+        }
+
+        if (detectZeroes == DetectZeroes.Unmap && !discard)
+        {
+            throw BlockException.Invalid("setting detect-zeroes to unmap is not allowed without setting discard operation to unmap");
         }
 
         nodeName ??= NewAutoName();
@@ -154,6 +159,7 @@ public sealed class BlockGraph
         {
             reader.EnsureAllConsumed();
             node.DiscardUnmap = discard;
+            node.DetectZeroes = detectZeroes;
             lock (_gate)
             {
                 if (_nodes.Exists(n => n.NodeName == nodeName))
@@ -198,9 +204,9 @@ public sealed class BlockGraph
         ["ignore"] = false, ["off"] = false, ["unmap"] = true, ["on"] = true,
     };
 
-    private static readonly Dictionary<string, int> DetectZeroesValues = new()
+    private static readonly Dictionary<string, DetectZeroes> DetectZeroesValues = new()
     {
-        ["off"] = 0, ["on"] = 1, ["unmap"] = 2,
+        ["off"] = DetectZeroes.Off, ["on"] = DetectZeroes.On, ["unmap"] = DetectZeroes.Unmap,
     };
 
     /// <summary>QEMU's rule: a letter first, then letters, digits, '-', '.', '_'; at most 31 characters.</summary>

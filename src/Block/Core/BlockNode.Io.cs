@@ -172,7 +172,11 @@ public abstract partial class BlockNode
                 await WriteNotifiers.InvokeAsync(this, offset, buffer.Length).ConfigureAwait(false);
             }
 
-            if (IsAligned(offset, buffer.Length))
+            if (IsDetectedZeroWrite(buffer.Span, flags, out var zeroFlags))
+            {
+                await WriteZeroesAlignedAsync(offset, buffer.Length, zeroFlags).ConfigureAwait(false);
+            }
+            else if (IsAligned(offset, buffer.Length))
             {
                 await WriteSplitAsync(offset, buffer, flags).ConfigureAwait(false);
             }
@@ -290,20 +294,24 @@ public abstract partial class BlockNode
 
         if (SupportsWriteZeroes && tailStart > headEnd)
         {
+            // As QEMU's bdrv_co_do_pwrite_zeroes: FUA goes down with the request where the driver
+            // takes it, else one flush follows.
+            var nativeFua = (flags & ZeroFlags.Fua) != 0 && SupportsFua;
+            var partFlags = nativeFua ? WriteFlags.Fua : WriteFlags.None;
             try
             {
-                await WriteZeroesCoreAsync(headEnd, tailStart - headEnd, flags & ~ZeroFlags.Fua).ConfigureAwait(false);
+                await WriteZeroesCoreAsync(headEnd, tailStart - headEnd, nativeFua ? flags : flags & ~ZeroFlags.Fua).ConfigureAwait(false);
                 if (headEnd > offset)
                 {
-                    await WriteZeroBuffersAsync(offset, headEnd - offset, WriteFlags.None).ConfigureAwait(false);
+                    await WriteZeroBuffersAsync(offset, headEnd - offset, partFlags).ConfigureAwait(false);
                 }
 
                 if (offset + length > tailStart)
                 {
-                    await WriteZeroBuffersAsync(tailStart, offset + length - tailStart, WriteFlags.None).ConfigureAwait(false);
+                    await WriteZeroBuffersAsync(tailStart, offset + length - tailStart, partFlags).ConfigureAwait(false);
                 }
 
-                if ((flags & ZeroFlags.Fua) != 0)
+                if ((flags & ZeroFlags.Fua) != 0 && !nativeFua)
                 {
                     await FlushCoreAsync().ConfigureAwait(false);
                 }

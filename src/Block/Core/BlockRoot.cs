@@ -29,12 +29,24 @@ public sealed class BlockRoot : ForwardingNode
 
     public override bool DiscardUnmap { get => Node.DiscardUnmap; set => Node.DiscardUnmap = value; }
 
+    /// <summary>
+    /// Write-through (QEMU's BlockBackend with its write cache disabled, an export's writethrough=on):
+    /// every write and write-zeroes goes down with FUA, so it is on stable storage when it completes.
+    /// </summary>
+    public bool WriteThrough { get; init; }
+
     /// <summary>Takes over the node's size, mode and limits (after a resize or a reopen).</summary>
     public void Sync()
     {
         IsReadOnly = Node.IsReadOnly;
         Limits = Node.Limits;
     }
+
+    protected override ValueTask WriteCoreAsync(long offset, ReadOnlyMemory<byte> buffer, WriteFlags flags) =>
+        Target.WriteAsync(offset, buffer, WriteThrough ? flags | WriteFlags.Fua : flags);
+
+    protected override ValueTask WriteZeroesCoreAsync(long offset, long length, ZeroFlags flags) =>
+        Target.WriteZeroesAsync(offset, length, WriteThrough ? flags | ZeroFlags.Fua : flags);
 
     /// <summary>
     /// Points the root at <paramref name="node"/>. From the start of the call, new requests are

@@ -17,7 +17,7 @@ public abstract class BlockExport : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(settings);
         Id = settings.Id;
         Writable = settings.Writable;
-        Root = new BlockRoot(settings.Node);
+        Root = new BlockRoot(settings.Node) { WriteThrough = settings.WriteThrough };
     }
 
     public string Id { get; }

@@ -7,4 +7,5 @@ namespace ExportServer.Block.Exports;
 /// export table: a free id, an existing node that is writable if the export is.
 /// </summary>
 /// <param name="Scheduler">The iothread the export's requests run on, when one was named.</param>
-public sealed record BlockExportSettings(string Id, BlockNode Node, bool Writable, TaskScheduler? Scheduler);
+/// <param name="WriteThrough">Every write goes down with FUA (QAPI's writethrough: the write cache off).</param>
+public sealed record BlockExportSettings(string Id, BlockNode Node, bool Writable, TaskScheduler? Scheduler, bool WriteThrough = false);

@@ -71,8 +71,11 @@ public sealed class BlockExportTable
         var id = r.RequireString("id");
         var nodeName = r.RequireString("node-name");
         var writable = r.GetBool("writable", false);
-        r.GetBool("writethrough");
+        var writeThrough = r.GetBool("writethrough", false);
         var ioThreadId = r.GetString("iothread");
+
+        // Means nothing here: QEMU refuses an export only when its node cannot move to the iothread,
+        // and a node here serves requests from any scheduler, so there is nothing to pin or refuse.
         r.GetBool("fixed-iothread");
         if (!_types.TryGetValue(typeName, out var type))
         {
@@ -95,7 +98,7 @@ public sealed class BlockExportTable
         }
 
         var scheduler = ioThreadId is null ? null : _ioThread(ioThreadId);
-        var export = await create(new BlockExportSettings(id, node, writable, scheduler)).ConfigureAwait(false);
+        var export = await create(new BlockExportSettings(id, node, writable, scheduler, writeThrough)).ConfigureAwait(false);
         lock (_exports)
         {
             _exports.Add(export);

@@ -39,6 +39,7 @@ internal static class QueryCommands
         BackingFileDepth = flat ? 0 : ShownDepth(node),
         Image = Image(node, flat),
         Cache = new BlockdevCacheInfo(true, false, false),
+        DetectZeroes = node.DetectZeroes switch { DetectZeroes.On => "on", DetectZeroes.Unmap => "unmap", _ => "off" },
         WriteThreshold = thresholds.Get(node),
     };
 

@@ -32,6 +32,7 @@ internal sealed class NbdServerHost : IAsyncDisposable
             throw BlockException.NotSupported($"No TLS credentials with id '{creds}'");
         }
 
+        // Without tls-creds (which are refused above) QEMU keeps tls-authz and never consults it.
         r.GetString("tls-authz");
         var max = r.GetInt("max-connections") ?? 0;
         if (max < 0 || max > int.MaxValue)

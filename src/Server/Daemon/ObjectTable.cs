@@ -29,12 +29,7 @@ internal sealed class ObjectTable : IDisposable
         switch (type)
         {
             case "iothread":
-                r.GetInt("poll-max-ns");
-                r.GetInt("poll-grow");
-                r.GetInt("poll-shrink");
-                r.GetInt("aio-max-batch");
-                r.GetInt("thread-pool-min");
-                r.GetInt("thread-pool-max");
+                ReadIoThreadTuning(r);
                 r.EnsureAllConsumed();
                 CheckNewId(id);
                 _ioThreads[id] = new IoThread(id);
@@ -45,6 +40,31 @@ internal sealed class ObjectTable : IDisposable
                 break;
             default:
                 throw BlockException.Invalid($"Parameter 'qom-type' does not accept value '{type}'");
+        }
+    }
+
+    private static readonly string[] IoThreadTuning = ["poll-max-ns", "poll-grow", "poll-shrink", "aio-max-batch", "thread-pool-min", "thread-pool-max"];
+
+    /// <summary>
+    /// An iothread's tuning is checked as QEMU checks it (in the order given) and then means nothing
+    /// here: QEMU's AioContext polling and batching and its worker pool for blocking calls have no
+    /// counterpart, as requests run on the .NET thread pool and the file driver's own I/O pool.
+    /// </summary>
+    private static void ReadIoThreadTuning(OptionReader r)
+    {
+        foreach (var (key, _) in r.Options)
+        {
+            if (Array.IndexOf(IoThreadTuning, key) >= 0 && r.GetInt(key) < 0)
+            {
+                throw BlockException.Invalid($"{key} value must be in range [0, {long.MaxValue}]");
+            }
+        }
+
+        var min = r.GetInt("thread-pool-min") ?? 0;
+        var max = r.GetInt("thread-pool-max") ?? 64;
+        if (min > max || max <= 0)
+        {
+            throw BlockException.Invalid("bad thread-pool-min/thread-pool-max values");
         }
     }
 

@@ -70,19 +70,43 @@ public sealed partial class Qcow2Driver : IBlockDriver
             s.EnsureAllConsumed();
         }
 
-        // Accepted for compatibility; overlap checks and discard passing are not configurable here.
-        options.Consume("overlap-check");
-        options.Consume("pass-discard-request");
-        options.Consume("pass-discard-snapshot");
-        options.Consume("pass-discard-other");
+        Qcow2OverlapCheck.Read(options);
         return new Qcow2Options
         {
             LazyRefcounts = options.GetBool("lazy-refcounts"),
+            PassDiscardRequest = options.GetBool("pass-discard-request"),
+            PassDiscardSnapshot = options.GetBool("pass-discard-snapshot", true),
+            PassDiscardOther = options.GetBool("pass-discard-other", false),
+            DiscardNoUnref = options.GetBool("discard-no-unref", false),
+            L2CacheEntrySize = options.GetInt("l2-cache-entry-size"),
+            EncryptFormat = ReadEncryptFormat(options),
             L2CacheSize = l2,
             RefcountCacheSize = refcount,
             CacheCleanInterval = (int)interval,
             Snapshot = snapshot,
         };
+    }
+
+    /// <summary>encrypt.format; the members that go with a format are left unchecked, since any encrypt option is refused at open.</summary>
+    private static string? ReadEncryptFormat(OptionReader options)
+    {
+        if (options.GetObject("encrypt") is not { } encrypt)
+        {
+            return null;
+        }
+
+        var format = encrypt.RequireString("format");
+        if (format is not ("aes" or "luks"))
+        {
+            throw BlockException.Invalid($"Parameter '{encrypt.FullName("format")}' does not accept value '{format}'");
+        }
+
+        foreach (var (key, _) in encrypt.Options)
+        {
+            encrypt.Consume(key);
+        }
+
+        return format;
     }
 
     private static async ValueTask OpenDataFileAsync(BlockOpenContext context, OptionReader options, Qcow2Node node, BlockNode file)

@@ -225,7 +225,7 @@ public sealed partial class Qcow2Node
         await WriteL1EntryAsync(l1Index, (ulong)newOffset | Qcow2Format.FlagCopied).ConfigureAwait(false);
         if (oldOffset != 0)
         {
-            await FreeClustersLockedAsync(oldOffset, 1).ConfigureAwait(false);
+            await FreeReplacedMetadataLockedAsync(oldOffset, 1).ConfigureAwait(false);
         }
 
         return table;

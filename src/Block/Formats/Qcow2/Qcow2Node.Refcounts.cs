@@ -296,7 +296,7 @@ public sealed partial class Qcow2Node
             await SetRefcountLockedAsync(c, rc - 1).ConfigureAwait(false);
             if (rc == 1)
             {
-                released?.Add(c << _clusterBits);
+                (released ?? _releasedSink)?.Add(c << _clusterBits);
                 _l2Cache.Remove(c << _clusterBits);
                 ForgetFreedCluster(c << _clusterBits);
                 _freeHint = Math.Min(_freeHint, c);
@@ -386,6 +386,6 @@ public sealed partial class Qcow2Node
         await _file.WriteAsync(Qcow2Header.OffRefcountTableOffset, field).ConfigureAwait(false);
         await _file.FlushAsync().ConfigureAwait(false);
         _refTable = newTable;
-        await FreeClustersLockedAsync(oldOffset, oldClusters).ConfigureAwait(false);
+        await FreeReplacedMetadataLockedAsync(oldOffset, oldClusters).ConfigureAwait(false);
     }
 }

@@ -101,7 +101,7 @@ public sealed partial class Qcow2Node
         _header.L1TableOffset = newOffset;
         if (oldClusters > 0 && oldOffset != 0)
         {
-            await FreeClustersLockedAsync(oldOffset, oldClusters).ConfigureAwait(false);
+            await FreeReplacedMetadataLockedAsync(oldOffset, oldClusters).ConfigureAwait(false);
         }
     }
 }

@@ -83,20 +83,23 @@ public sealed partial class Qcow2Node
         {
             var snapshot = FindSnapshot(idOrName)
                            ?? throw new BlockException(Errno.ENOENT, $"Snapshot with id or name '{idOrName}' does not exist");
-            await WriteSnapshotTableLockedAsync(_snapshots.Where(s => s != snapshot).ToList()).ConfigureAwait(false);
-            var l1 = await ReadL1Async(snapshot.L1TableOffset, snapshot.L1Size).ConfigureAwait(false);
-            await UpdateTreeRefcountsLockedAsync(l1, -1, active: false).ConfigureAwait(false);
-            if (snapshot.L1Size > 0)
+            await DeletingSnapshotLockedAsync(async () =>
             {
-                await FreeClustersLockedAsync(snapshot.L1TableOffset, (int)(AlignUp(snapshot.L1Size * 8L, _clusterSize) >> _clusterBits)).ConfigureAwait(false);
-            }
+                await WriteSnapshotTableLockedAsync(_snapshots.Where(s => s != snapshot).ToList()).ConfigureAwait(false);
+                var l1 = await ReadL1Async(snapshot.L1TableOffset, snapshot.L1Size).ConfigureAwait(false);
+                await UpdateTreeRefcountsLockedAsync(l1, -1, active: false).ConfigureAwait(false);
+                if (snapshot.L1Size > 0)
+                {
+                    await FreeClustersLockedAsync(snapshot.L1TableOffset, (int)(AlignUp(snapshot.L1Size * 8L, _clusterSize) >> _clusterBits)).ConfigureAwait(false);
+                }
 
-            // Clusters only the active image uses again may be written in place.
-            await UpdateTreeRefcountsLockedAsync(_l1, 0, active: true).ConfigureAwait(false);
-            await WriteBackLockedAsync().ConfigureAwait(false);
-            await _file.FlushAsync().ConfigureAwait(false);
-            await WriteL1TableAsync(_l1Offset, _l1).ConfigureAwait(false);
-            await _file.FlushAsync().ConfigureAwait(false);
+                // Clusters only the active image uses again may be written in place.
+                await UpdateTreeRefcountsLockedAsync(_l1, 0, active: true).ConfigureAwait(false);
+                await WriteBackLockedAsync().ConfigureAwait(false);
+                await _file.FlushAsync().ConfigureAwait(false);
+                await WriteL1TableAsync(_l1Offset, _l1).ConfigureAwait(false);
+                await _file.FlushAsync().ConfigureAwait(false);
+            }).ConfigureAwait(false);
         }
         finally
         {
@@ -234,7 +237,7 @@ public sealed partial class Qcow2Node
         _snapshots = snapshots;
         if (oldSize > 0)
         {
-            await FreeClustersLockedAsync(oldOffset, (int)(AlignUp(oldSize, _clusterSize) >> _clusterBits)).ConfigureAwait(false);
+            await FreePassingLockedAsync(oldOffset, (int)(AlignUp(oldSize, _clusterSize) >> _clusterBits), _options.PassDiscardSnapshot).ConfigureAwait(false);
         }
     }
 }

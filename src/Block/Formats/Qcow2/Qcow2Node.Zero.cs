@@ -117,7 +117,7 @@ public sealed partial class Qcow2Node
 
             // Decide every entry first, so that a refusal (ENOTSUP) leaves the table untouched.
             var source = readTable ?? await GetWritableL2Async(offset).ConfigureAwait(false);
-            var changes = new List<(int Index, ulong Entry, ulong Bitmap, ulong Old, bool Free)>();
+            var changes = new List<(int Index, ulong Entry, ulong Bitmap, ulong Old, bool Free, long Punch)>();
             for (var gc = offset & ClusterOffsetMask; gc < end; gc += _clusterSize)
             {
                 var index = L2Index(gc);
@@ -129,9 +129,15 @@ public sealed partial class Qcow2Node
                 var (newEntry, newBitmap, free) = _header.ExtendedL2
                     ? ExtendedZeroEntry(entry, bitmap, zs, ze, whole, discard || unmap)
                     : StandardZeroEntry(entry, discard, unmap, hasBacking);
+                long punch = 0;
+                if (free && KeepReference(entry, ref newEntry, ref newBitmap, out punch))
+                {
+                    free = false;
+                }
+
                 if (newEntry != entry || newBitmap != bitmap)
                 {
-                    changes.Add((index, newEntry, newBitmap, entry, free));
+                    changes.Add((index, newEntry, newBitmap, entry, free, punch));
                 }
             }
 
@@ -142,6 +148,7 @@ public sealed partial class Qcow2Node
 
             var table = await GetWritableL2Async(offset).ConfigureAwait(false);
             List<ulong>? toFree = null;
+            List<long>? kept = null;
             foreach (var c in changes)
             {
                 WriteL2Entry(table, c.Index, c.Entry, c.Bitmap);
@@ -149,18 +156,25 @@ public sealed partial class Qcow2Node
                 {
                     (toFree ??= new()).Add(c.Old);
                 }
+                else if (c.Punch != 0)
+                {
+                    (kept ??= new()).Add(c.Punch);
+                }
             }
 
-            if (toFree is not null)
+            if (toFree is not null || kept is not null)
             {
                 await WriteBackLockedAsync().ConfigureAwait(false);
-                var released = new List<long>();
-                foreach (var old in toFree)
+                var released = kept ?? new List<long>();
+                foreach (var old in toFree ?? [])
                 {
                     await FreeEntryLockedAsync(old, released).ConfigureAwait(false);
                 }
 
-                await DiscardReleasedLockedAsync(released).ConfigureAwait(false);
+                if (_options.PassDiscardRequest ?? DiscardUnmap)
+                {
+                    await DiscardReleasedLockedAsync(released).ConfigureAwait(false);
+                }
             }
 
             await WriteBackIfFullLockedAsync().ConfigureAwait(false);
@@ -224,9 +238,9 @@ public sealed partial class Qcow2Node
     }
 
     /// <summary>
-    /// Passes the discard down (QEMU's pass-discard-request): clusters no longer referenced are punched
-    /// in the image file. Safe under the metadata lock: nothing can reuse them before this returns.
-    /// Advisory, so failures are ignored.
+    /// Passes a discard down: the given clusters are punched in the image file (the options that decide
+    /// when are in Qcow2Node.DiscardPassing.cs). Safe under the metadata lock: nothing can reuse them
+    /// before this returns. Advisory, so failures are ignored.
     /// </summary>
     private async ValueTask DiscardReleasedLockedAsync(List<long> released)
     {

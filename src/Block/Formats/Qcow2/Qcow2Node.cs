@@ -58,6 +58,7 @@ public sealed partial class Qcow2Node : BlockNode
         _snapshots = [];
         _l1Offset = header.L1TableOffset;
         _lazyRefcounts = options.LazyRefcounts ?? header.LazyRefcounts;
+        _options = options;
         Length = header.Size;
         Limits = new BlockLimits(RequestAlignment: 1, DiscardGranularity: _clusterSize, OptimalTransfer: _clusterSize);
 
@@ -127,6 +128,8 @@ public sealed partial class Qcow2Node : BlockNode
         {
             throw BlockException.Invalid("Lazy refcounts require a qcow2 image with at least qemu 1.1 compatibility level");
         }
+
+        CheckOptions(header, options);
 
         var node = new Qcow2Node(nodeName, readOnly, file, header, options);
         try

@@ -20,6 +20,25 @@ internal sealed record Qcow2Options
 
     public int CacheCleanInterval { get; init; } = DefaultCacheCleanInterval;
 
+    /// <summary>
+    /// The pass-discard-* options: whether clusters freed for that cause are discarded in the file.
+    /// Unset, pass-discard-request follows the node's discard option, as QEMU's default does.
+    /// </summary>
+    public bool? PassDiscardRequest { get; init; }
+
+    public bool PassDiscardSnapshot { get; init; } = true;
+
+    public bool PassDiscardOther { get; init; }
+
+    /// <summary>discard-no-unref (QEMU 8.1): discarded data clusters stay allocated, reading as zeroes.</summary>
+    public bool DiscardNoUnref { get; init; }
+
+    /// <summary>Checked as QEMU checks it; the table cache here always holds whole L2 tables.</summary>
+    public long? L2CacheEntrySize { get; init; }
+
+    /// <summary>encrypt.format, refused since an image that would need it is refused anyway.</summary>
+    public string? EncryptFormat { get; init; }
+
     /// <summary>Open this internal snapshot (by id, then by name) instead of the active image; forces read-only.</summary>
     public string? Snapshot { get; init; }
 }

@@ -31,11 +31,25 @@ internal sealed partial class FileDriver : IBlockDriver
     public ValueTask<BlockNode> OpenAsync(BlockOpenContext context, OptionReader options)
     {
         var fileName = options.RequireString("filename");
+
+        // aio picks QEMU's submission engine (a thread pool, Linux AIO or io_uring) and aio-max-batch
+        // its batch size; requests here always go through this driver's own I/O path, which gives the
+        // same results, so only the rule that aio=native needs O_DIRECT is kept.
         var aio = options.GetEnum("aio", AioValues) ?? 0;
         options.GetInt("aio-max-batch");
         var locking = options.GetEnum("locking", LockingValues) ?? 0;
+
+        // Both concern an incoming migration (dropping the page cache when the image is taken over),
+        // which a storage daemon never receives.
         options.GetBool("drop-cache");
         options.GetBool("x-check-cache-dropped");
+
+        // No pr-manager object can be created here (--object pr-manager-helper is refused), so any id is unknown.
+        if (options.GetString("pr-manager") is { } prManager)
+        {
+            throw BlockException.Invalid($"No persistent reservation manager with id '{prManager}'");
+        }
+
         if (aio == 1 && !context.Cache.Direct)
         {
             throw BlockException.Invalid("aio=native was specified, but it requires cache.direct=on, which was not specified.");
