@@ -1,3 +1,4 @@
+using ExportServer.Block.Core;
 using ExportServer.Block.Formats.Probe;
 
 namespace ExportServer.Server.Cli;
@@ -10,7 +11,10 @@ namespace ExportServer.Server.Cli;
 /// </summary>
 internal static class ServeCommand
 {
-    public static string[] Translate(IReadOnlyList<string> args, TextWriter warnings)
+    public static string[] Translate(IReadOnlyList<string> args, TextWriter warnings) => Translate(args, warnings, out _);
+
+    /// <summary>Translates, and gives the URI a client connects to (as nbdkit's --print-uri prints it).</summary>
+    public static string[] Translate(IReadOnlyList<string> args, TextWriter warnings, out string uri)
     {
         string? image = null, socket = null, name = null, format = null, host = "127.0.0.1";
         int? port = null;
@@ -60,6 +64,7 @@ internal static class ServeCommand
         name ??= Path.GetFileNameWithoutExtension(image);
         var ro = readOnly ? "on" : "off";
         var blockdev = $"driver={format},node-name=disk0,read-only={ro},file.driver=file,file.filename={image.Replace(",", ",,", StringComparison.Ordinal)}";
+        uri = Uri(name, socket, host, port ?? 10809);
         var addr = socket is not null
             ? $"addr.type=unix,addr.path={socket}"
             : $"addr.type=inet,addr.host={host},addr.port={port ?? 10809}";
@@ -70,6 +75,19 @@ internal static class ServeCommand
             "--export", $"type=nbd,id=export0,node-name=disk0,name={name},writable={(readOnly ? "off" : "on")}",
             .. extra,
         ];
+    }
+
+    /// <summary><c>nbd+unix:///NAME?socket=PATH</c> or <c>nbd://HOST:PORT/NAME</c>, escaped as RFC 3986 asks.</summary>
+    internal static string Uri(string name, string? socket, string host, int port)
+    {
+        var path = System.Uri.EscapeDataString(name);
+        if (socket is not null)
+        {
+            return $"nbd+unix:///{path}?socket={System.Uri.EscapeDataString(Path.GetFullPath(socket)).Replace("%2F", "/", StringComparison.Ordinal)}";
+        }
+
+        var h = host.Contains(':', StringComparison.Ordinal) ? $"[{host}]" : host;
+        return $"nbd://{h}:{port}/{path}";
     }
 
     /// <summary>The format <see cref="FormatProbe"/> finds in the image's first bytes.</summary>
@@ -84,7 +102,7 @@ internal static class ServeCommand
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            throw new CommandLineException($"serve: Could not open '{image}': {e.Message}");
+            throw new CommandLineException($"serve: Could not open '{image}': {BlockException.Reason(e)}");
         }
 
         return FormatProbe.Probe(head.AsSpan(0, read), image);
