@@ -189,7 +189,7 @@ internal sealed class StorageDaemon : IAsyncDisposable
                     throw BlockException.Invalid($"Bitmap '{bitmaps[0]}' is not found");
                 }
 
-                r.GetBool("allocation-depth");
+                var allocationDepth = r.GetBool("allocation-depth", false);
                 r.EnsureAllConsumed();
                 CheckNewExport(id);
                 var found = Graph.Find(nodeName);
@@ -206,7 +206,7 @@ internal sealed class StorageDaemon : IAsyncDisposable
                 }
 
                 var node = new BlockRoot(found);
-                server.AddExport(new NbdExportOptions { Name = name, Description = description, Node = node, Writable = writable, Scheduler = scheduler });
+                server.AddExport(new NbdExportOptions { Name = name, Description = description, Node = node, Writable = writable, AllocationDepth = allocationDepth, Scheduler = scheduler });
                 _exports[id] = new ExportEntry(id, "nbd", node, async hard =>
                 {
                     await server.RemoveExportAsync(name, hard).ConfigureAwait(false);

@@ -28,7 +28,7 @@ public sealed class NbdServerTests : IAsyncLifetime
         _node = new SparseNode("disk", data);
         _server = NewServer();
         _server.Start();
-        _server.AddExport(new NbdExportOptions { Name = "disk", Description = "test disk", Node = _node, Writable = true });
+        _server.AddExport(new NbdExportOptions { Name = "disk", Description = "test disk", Node = _node, Writable = true, AllocationDepth = true });
         _server.AddExport(new NbdExportOptions { Name = "ro", Node = new MemoryNode("ro", Size) });
         return Task.CompletedTask;
     }
@@ -431,6 +431,8 @@ public sealed class NbdServerTests : IAsyncLifetime
         }
 
         Assert.Equal(["base:allocation", "qemu:allocation-depth", "#ACK"], await Query(C.OptListMetaContext, "disk"));
+        Assert.Equal(["base:allocation", "#ACK"], await Query(C.OptListMetaContext, "ro"));
+        Assert.Equal(["#ACK"], await Query(C.OptSetMetaContext, "ro", "qemu:allocation-depth"));
         Assert.Equal(["qemu:allocation-depth", "#ACK"], await Query(C.OptListMetaContext, "disk", "qemu:"));
         Assert.Equal(["#ACK"], await Query(C.OptSetMetaContext, "disk", "qemu:", "base:nothing", "other:x"));
         Assert.Equal(["#ERR_UNKNOWN"], await Query(C.OptSetMetaContext, "nope", "base:allocation"));
@@ -446,7 +448,7 @@ public sealed class NbdServerTests : IAsyncLifetime
         top[4096] = 2;
         var backing = new SparseNode("base", baseData);
         var overlay = new SparseNode("top", top, backing);
-        _server.AddExport(new NbdExportOptions { Name = "chain", Node = overlay });
+        _server.AddExport(new NbdExportOptions { Name = "chain", Node = overlay, AllocationDepth = true });
         await using var c = await OpenAsync("chain", contexts: ["qemu:allocation-depth", "base:allocation"]);
         await c.SendRequestAsync(C.CmdBlockStatus, 1, 0, 12288);
         var chunks = await c.ReadStructuredReplyAsync();
