@@ -96,7 +96,6 @@ public sealed class ProtocolEdgeTests
                 expect_err(errno.ENOSPC, h.pwrite, b"x" * 512, size - 100)
                 expect_err(errno.ENOSPC, h.zero, 4096, size)
                 expect_err(errno.ENOSPC, h.trim, 4096, size)
-                expect_err(errno.EINVAL, h.pread, 0, 0)
                 expect_err(errno.EOVERFLOW, h.pread, 33 << 20, 0)
                 expect_err(errno.EINVAL, h.pread, 512, 0, nbd.CMD_FLAG_FUA << 8)
                 h.pwrite(b"\x77" * 4096, 0, nbd.CMD_FLAG_FUA)
@@ -104,6 +103,38 @@ public sealed class ProtocolEdgeTests
                 h.flush()
                 h.cache(4096, 0)
                 assert h.pread(4096, 0) == b"\x77" * 4096
+                """);
+        }
+    }
+
+    /// <summary>As in QEMU 7.2: empty requests succeed without touching the node; an empty BLOCK_STATUS is EINVAL.</summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task ZeroLengthRequestsAreNoOps(bool qsd)
+    {
+        var (dir, d) = await StartAsync(qsd);
+        await using (d)
+        using (dir)
+        {
+            await RunAsync(dir, "rw", """
+                size = h.get_size()
+                for off in (0, 4096, size):
+                    assert h.pread(0, off) == b""
+                    assert h.pread(0, off, nbd.CMD_FLAG_DF) == b""
+                    h.pwrite(b"", off)
+                    h.pwrite(b"", off, nbd.CMD_FLAG_FUA)
+                    h.trim(0, off)
+                    h.zero(0, off)
+                    h.zero(0, off, nbd.CMD_FLAG_NO_HOLE)
+                    h.cache(0, off)
+                expect_err(errno.EINVAL, h.block_status, 0, 0, lambda *a: 0)
+                expect_err(errno.EINVAL, h.pread, 0, size + 1)
+                assert h.pread(4096, 1 << 20) == b"\x5a" * 4096
+                """);
+            await RunAsync(dir, "ro", """
+                assert h.pread(0, 0) == b""
+                h.cache(0, 0)
                 """);
         }
     }
