@@ -30,6 +30,7 @@ internal sealed class StorageDaemon : IAsyncDisposable
         _loggers = loggers;
         BlockDrivers.RegisterBuiltIn(Graph);
         NbdDriver.Register(Graph, loggers.CreateLogger("ExportServer.NbdClient"));
+        Graph.EventSink = (name, data) => Emit(name, data);
     }
 
     public BlockGraph Graph { get; } = new();

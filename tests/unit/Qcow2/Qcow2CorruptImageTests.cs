@@ -147,4 +147,85 @@ public sealed class Qcow2CorruptImageTests
         var stored = h.Files.Opened["img"].Snapshot();
         Assert.Equal(2UL, BinaryPrimitives.ReadUInt64BigEndian(stored.AsSpan(72)) & 2);
     }
+
+    /// <summary>
+    /// A fresh image with its first two L2 entries (at 0x40000) pointing 512 bytes past their clusters,
+    /// the second with the zero flag: both are corruption to QEMU, not data and not zeroes.
+    /// </summary>
+    private static byte[] UnalignedEntries(TempDir dir)
+    {
+        var image = Fresh(dir);
+        Assert.Equal(0x40000UL, BinaryPrimitives.ReadUInt64BigEndian(image.AsSpan(0x30000)) & Qcow2Format.OffsetMask);
+        var e0 = BinaryPrimitives.ReadUInt64BigEndian(image.AsSpan(0x40000));
+        var e1 = BinaryPrimitives.ReadUInt64BigEndian(image.AsSpan(0x40008));
+        Assert.Equal((0x8000000000050000UL, 0x8000000000060000UL), (e0, e1));
+        BinaryPrimitives.WriteUInt64BigEndian(image.AsSpan(0x40000), e0 + 0x200);
+        BinaryPrimitives.WriteUInt64BigEndian(image.AsSpan(0x40008), e1 + 0x200 + Qcow2Format.FlagZero);
+        return image;
+    }
+
+    [Fact]
+    public async Task UnalignedHostOffsetOfAWritableImageIsEioAndFatalCorruption()
+    {
+        using var dir = new TempDir();
+        await using var h = new Qcow2Harness();
+        var events = new List<(string Name, string Data)>();
+        h.Graph.EventSink = (name, data) => events.Add((name, data.ToJsonString()));
+        h.Files.Files["img"] = UnalignedEntries(dir);
+        var node = await h.OpenAsync("img", """{"node-name":"disk"}""");
+
+        var e = await Assert.ThrowsAsync<BlockException>(() => node.ReadAsync(0, new byte[4096]).AsTask());
+        Assert.Equal(Errno.EIO, e.Errno);
+        const string Msg = "Cluster allocation offset 0x50200 unaligned (L2 offset: 0x40000, L2 index: 0)";
+        Assert.Equal([("BLOCK_IMAGE_CORRUPTED", $$"""{"device":"","node-name":"disk","msg":"{{Msg}}","fatal":true}""")], events);
+        Assert.Equal(2UL, BinaryPrimitives.ReadUInt64BigEndian(h.Files.Opened["img"].Snapshot().AsSpan(72)) & 2);
+
+        // The zero flag does not excuse an unaligned offset; one fatal event is all QEMU sends.
+        e = await Assert.ThrowsAsync<BlockException>(() => node.ReadAsync(65536, new byte[4096]).AsTask());
+        Assert.Equal(Errno.EIO, e.Errno);
+        e = await Assert.ThrowsAsync<BlockException>(() => node.WriteAsync(1 << 20, new byte[512]).AsTask());
+        Assert.Equal(Errno.EIO, e.Errno);
+        Assert.Single(events);
+        Assert.Equal(Msg, node.CorruptReason);
+    }
+
+    [Fact]
+    public async Task UnalignedHostOffsetOfAReadOnlyImageIsEioAndLeavesTheHeaderAlone()
+    {
+        using var dir = new TempDir();
+        await using var h = new Qcow2Harness();
+        var events = new List<string>();
+        h.Graph.EventSink = (name, data) => events.Add(data.ToJsonString());
+        var image = UnalignedEntries(dir);
+        h.Files.Files["img"] = image;
+        var node = await h.OpenAsync("img", readOnly: true);
+
+        foreach (var offset in new long[] { 65536, 0 })
+        {
+            var e = await Assert.ThrowsAsync<BlockException>(() => node.ReadAsync(offset, new byte[512]).AsTask());
+            Assert.Equal(Errno.EIO, e.Errno);
+        }
+
+        var data = Assert.Single(events);
+        Assert.Contains("0x60200 unaligned (L2 offset: 0x40000, L2 index: 0x1)", data);
+        Assert.Contains("\"fatal\":false", data);
+        Assert.Null(node.CorruptReason);
+        Assert.Equal(0UL, BinaryPrimitives.ReadUInt64BigEndian(image.AsSpan(72)) & 2);
+    }
+
+    [Fact]
+    public async Task UnalignedL2TableOffsetIsCorruption()
+    {
+        using var dir = new TempDir();
+        await using var h = new Qcow2Harness();
+        var events = new List<string>();
+        h.Graph.EventSink = (name, data) => events.Add(data["msg"]!.GetValue<string>());
+        var image = Fresh(dir);
+        BinaryPrimitives.WriteUInt64BigEndian(image.AsSpan(0x30000), 0x8000000000040200UL);
+        h.Files.Files["img"] = image;
+        var node = await h.OpenAsync("img");
+        var e = await Assert.ThrowsAsync<BlockException>(() => node.ReadAsync(0, new byte[512]).AsTask());
+        Assert.Equal(Errno.EIO, e.Errno);
+        Assert.Equal(["L2 table offset 0x40200 unaligned (L1 index: 0)"], events);
+    }
 }

@@ -229,38 +229,6 @@ public sealed partial class Qcow2Node : BlockNode
     }
 
     /// <summary>
-    /// Records an inconsistency found while writing: sets the corrupt bit on disk, refuses further
-    /// writes, and returns the EIO to throw.
-    /// </summary>
-    private async ValueTask<BlockException> MarkCorruptAsync(string reason)
-    {
-        var message = $"qcow2: Marking image as corrupt: {reason}; further corruption events will be suppressed";
-        if (_corruptReason is null)
-        {
-            _corruptReason = reason;
-            _header.IncompatibleFeatures |= Qcow2Format.IncompatCorrupt;
-            try
-            {
-                await WriteIncompatibleFeaturesAsync().ConfigureAwait(false);
-            }
-            catch (BlockException)
-            {
-                // The image stays refused in memory; the caller still gets EIO.
-            }
-        }
-
-        return BlockException.Io(message);
-    }
-
-    private void CheckNotCorrupt()
-    {
-        if (_corruptReason is not null)
-        {
-            throw BlockException.Io($"qcow2: image '{FileName}' is marked corrupt ({_corruptReason}); writes are refused");
-        }
-    }
-
-    /// <summary>
     /// Writes every dirty table in dependency order: refcount blocks, flush, L2 tables. With lazy
     /// refcounts the L2 tables do not wait for the refcounts (the dirty bit covers them).
     /// The caller holds the metadata lock.
