@@ -228,4 +228,20 @@ public sealed class Qcow2CorruptImageTests
         Assert.Equal(Errno.EIO, e.Errno);
         Assert.Equal(["L2 table offset 0x40200 unaligned (L1 index: 0)"], events);
     }
+
+    /// <summary>As in QEMU, an L2 table past the end of the file reads as an empty table: the guest sees zeroes, not EINVAL.</summary>
+    [Fact]
+    public async Task L2TablePastTheEndOfTheFileReadsAsUnallocated()
+    {
+        using var dir = new TempDir();
+        await using var h = new Qcow2Harness();
+        var image = Fresh(dir);
+        BinaryPrimitives.WriteUInt64BigEndian(image.AsSpan(0x30000), 0x8000000001000000UL);
+        h.Files.Files["img"] = image;
+        var node = await h.OpenAsync("img", readOnly: true);
+        var buf = new byte[4096];
+        buf.AsSpan().Fill(0xff);
+        await node.ReadAsync(0, buf);
+        Assert.All(buf, b => Assert.Equal(0, b));
+    }
 }
