@@ -99,6 +99,12 @@ internal static class Program
                     Console.Error.WriteLine($"{Name}: {option.Name} {option.Text}: {e.MessageWithHint}");
                     return 1;
                 }
+                catch (Exception e) when (e is not OperationCanceledException)
+                {
+                    // Never a stack trace for bad input: the errno's text, as QEMU would print it.
+                    Console.Error.WriteLine($"{Name}: {option.Name} {option.Text}: {BlockException.Reason(e)}");
+                    return 1;
+                }
             }
 
             if (serveUri is not null)
