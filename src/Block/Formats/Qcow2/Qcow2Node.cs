@@ -113,6 +113,7 @@ public sealed partial class Qcow2Node : BlockNode
             ? probe.AsSpan(0, (int)Math.Min(probe.Length, 1L << (int)cbits))
             : probe;
         var header = Qcow2Header.Read(headerBytes, fileLength, file.FileName);
+        await Qcow2BitmapDirectory.ValidateAsync(file, header).ConfigureAwait(false);
         if (options.Snapshot is not null)
         {
             readOnly = true;
