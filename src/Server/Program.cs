@@ -20,12 +20,13 @@ internal static class Program
             return await CreateCommand.RunAsync(createArgs, Console.Out, Console.Error, Name).ConfigureAwait(false);
         }
 
+        string? serveUri = null;
         if (args is ["serve" or "mount", .. var friendlyArgs])
         {
             try
             {
                 args = args[0] == "serve"
-                    ? ServeCommand.Translate(friendlyArgs, Console.Error)
+                    ? ServeCommand.Translate(friendlyArgs, Console.Error, out serveUri)
                     : MountCommand.Translate(friendlyArgs, Console.Error);
             }
             catch (CommandLineException e)
@@ -98,6 +99,18 @@ internal static class Program
                     Console.Error.WriteLine($"{Name}: {option.Name} {option.Text}: {e.MessageWithHint}");
                     return 1;
                 }
+                catch (Exception e) when (e is not OperationCanceledException)
+                {
+                    // Never a stack trace for bad input: the errno's text, as QEMU would print it.
+                    Console.Error.WriteLine($"{Name}: {option.Name} {option.Text}: {BlockException.Reason(e)}");
+                    return 1;
+                }
+            }
+
+            if (serveUri is not null)
+            {
+                // Where `serve` listens, once it does: the URI to hand to nbdinfo, qemu-img or nbdcopy.
+                Console.WriteLine(serveUri);
             }
 
             if (cl.PidFile is not null)

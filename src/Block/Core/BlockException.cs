@@ -33,15 +33,28 @@ public sealed class BlockException : Exception
 
     public static BlockException NotSupported(string message) => new(Errno.ENOTSUP, message);
 
-    /// <summary>Maps an exception from the runtime (I/O, sockets) to the errno it stands for.</summary>
-    public static BlockException From(Exception e) => e switch
+    /// <summary>
+    /// Maps an exception from the runtime (I/O, sockets) to the errno it stands for, with strerror's
+    /// text as the message: the runtime's own message is a resource key in the published binary.
+    /// </summary>
+    public static BlockException From(Exception e) => e is BlockException b ? b : new BlockException(ErrnoOf(e), Reason(e), e);
+
+    /// <summary>The errno behind a runtime exception; an <see cref="IOException"/> on Unix carries it as its HResult.</summary>
+    public static Errno ErrnoOf(Exception e) => e switch
     {
-        BlockException b => b,
-        IOException io when io.HResult is > 0 and < 4096 => new BlockException((Errno)io.HResult, io.Message, io),
-        UnauthorizedAccessException => new BlockException(Errno.EACCES, e.Message, e),
-        FileNotFoundException or DirectoryNotFoundException => new BlockException(Errno.ENOENT, e.Message, e),
-        OperationCanceledException => new BlockException(Errno.ECANCELED, e.Message, e),
-        OutOfMemoryException => new BlockException(Errno.ENOMEM, e.Message, e),
-        _ => new BlockException(Errno.EIO, e.Message, e),
+        BlockException b => b.Errno,
+        FileNotFoundException or DirectoryNotFoundException => Errno.ENOENT,
+        PathTooLongException => Errno.ENAMETOOLONG,
+        IOException io when io.HResult is > 0 and < 4096 => (Errno)io.HResult,
+        UnauthorizedAccessException => Errno.EACCES,
+        OperationCanceledException => Errno.ECANCELED,
+        OutOfMemoryException => Errno.ENOMEM,
+        _ => Errno.EIO,
     };
+
+    /// <summary>
+    /// What a user reads for <paramref name="e"/> after "Could not open 'x': ": a block error's
+    /// message, else the strerror text of its errno ("No such file or directory"), as QEMU prints.
+    /// </summary>
+    public static string Reason(Exception e) => e is BlockException b ? b.Message : Native.LibC.StrError((int)ErrnoOf(e));
 }

@@ -32,6 +32,11 @@ public sealed class BlockGraph
 
     public IEnumerable<string> DriverNames => _drivers.Keys;
 
+    /// <summary>Where events raised by nodes go (BLOCK_IMAGE_CORRUPTED); the daemon hands them to its monitors.</summary>
+    public Action<string, JsonObject>? EventSink { get; set; }
+
+    public void Emit(string name, JsonObject data) => EventSink?.Invoke(name, data);
+
     public bool HasDriver(string name) => _drivers.ContainsKey(name);
 
     public IBlockDriver? TryGetDriver(string name) => _drivers.GetValueOrDefault(name);

@@ -14,6 +14,7 @@ public enum Errno
     EFBIG = 27,
     ENOSPC = 28,
     EROFS = 30,
+    ENAMETOOLONG = 36,
     EOVERFLOW = 75,
     ENOTSUP = 95,
     ESHUTDOWN = 108,

@@ -24,10 +24,11 @@ internal sealed partial class NbdConnection
 
     private void ReplyOk(NbdRequestSlot slot, in NbdRequest request)
     {
-        if (_extended)
+        // A read (only an empty one ends here) gets a structured reply once they are negotiated.
+        if (_extended || (_structured && request.Type == NbdConstants.CmdRead))
         {
-            var buffer = NbdBuffers.Pool.Rent(NbdConstants.ExtendedReplyHeaderSize);
-            var n = NbdReplyCodec.WriteChunkHeader(buffer, true, NbdConstants.ReplyFlagDone, NbdConstants.ReplyTypeNone, request.Cookie, request.Offset, 0);
+            var buffer = NbdBuffers.Pool.Rent(NbdReplyCodec.ChunkHeaderSize(_extended));
+            var n = NbdReplyCodec.WriteChunkHeader(buffer, _extended, NbdConstants.ReplyFlagDone, NbdConstants.ReplyTypeNone, request.Cookie, request.Offset, 0);
             Queue(slot, buffer, n);
         }
         else

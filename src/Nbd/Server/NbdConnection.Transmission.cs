@@ -173,9 +173,9 @@ internal sealed partial class NbdConnection
             return 0;
         }
 
-        if (r.Length == 0)
+        if (r.Length == 0 && r.Type == NbdConstants.CmdBlockStatus)
         {
-            message = "zero-length request";
+            message = "need non-zero length";
             return NbdConstants.EINVAL;
         }
 
@@ -216,6 +216,13 @@ internal sealed partial class NbdConnection
         var fua = (request.Flags & NbdConstants.CmdFlagFua) != 0;
         try
         {
+            if (request.Length == 0 && request.Type != NbdConstants.CmdFlush)
+            {
+                // As in QEMU, an empty read, write, trim, zero or cache succeeds without reaching the node.
+                ReplyOk(slot, request);
+                return;
+            }
+
             switch (request.Type)
             {
                 case NbdConstants.CmdRead:

@@ -11,7 +11,7 @@ internal sealed class NbdExport
     public NbdExport(NbdExportOptions options)
     {
         Options = options;
-        MetaContexts = [new BaseAllocationContext(), new AllocationDepthContext()];
+        MetaContexts = options.AllocationDepth ? [new BaseAllocationContext(), new AllocationDepthContext()] : [new BaseAllocationContext()];
     }
 
     public NbdExportOptions Options { get; }

@@ -14,6 +14,9 @@ public sealed class NbdExportOptions
 
     public bool Writable { get; init; }
 
+    /// <summary>Whether "qemu:allocation-depth" is offered (the export's allocation-depth option; off by default as in QEMU).</summary>
+    public bool AllocationDepth { get; init; }
+
     /// <summary>When set (an iothread), request processing for this export runs on it.</summary>
     public TaskScheduler? Scheduler { get; init; }
 }

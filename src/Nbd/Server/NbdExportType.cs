@@ -32,11 +32,11 @@ public sealed class NbdExportType : IBlockExportType
             throw BlockException.Invalid($"Bitmap '{bitmaps[0]}' is not found");
         }
 
-        options.GetBool("allocation-depth");
-        return settings => CreateAsync(settings, name ?? settings.Node.NodeName, description);
+        var allocationDepth = options.GetBool("allocation-depth", false);
+        return settings => CreateAsync(settings, name ?? settings.Node.NodeName, description, allocationDepth);
     }
 
-    private async ValueTask<BlockExport> CreateAsync(BlockExportSettings settings, string name, string? description)
+    private async ValueTask<BlockExport> CreateAsync(BlockExportSettings settings, string name, string? description, bool allocationDepth)
     {
         var server = _server() ?? throw BlockException.Invalid("NBD server not running");
         if (server.Exports.Any(e => e.Name == name))
@@ -49,7 +49,8 @@ public sealed class NbdExportType : IBlockExportType
         {
             server.AddExport(new NbdExportOptions
             {
-                Name = name, Description = description, Node = export.Root, Writable = settings.Writable, Scheduler = settings.Scheduler,
+                Name = name, Description = description, Node = export.Root, Writable = settings.Writable, AllocationDepth = allocationDepth,
+                Scheduler = settings.Scheduler,
             });
         }
         catch

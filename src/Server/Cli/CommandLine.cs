@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using ExportServer.Block.Core;
+using ExportServer.Server.Qmp;
 
 namespace ExportServer.Server.Cli;
 
@@ -108,17 +109,13 @@ internal sealed class CommandLine
         {
             if (jsonAllowed && text.StartsWith('{'))
             {
-                JsonNode? node;
-                try
+                var input = QmpJsonStreamer.ParseOne(text);
+                if (input.Error is { } error)
                 {
-                    node = JsonNode.Parse(text);
-                }
-                catch (JsonException e)
-                {
-                    throw BlockException.Invalid("JSON parse error, " + e.Message);
+                    throw BlockException.Invalid(error);
                 }
 
-                return node as JsonObject ?? throw BlockException.Invalid("JSON parse error, expected an object");
+                return input.Value as JsonObject ?? throw BlockException.Invalid("JSON parse error, expected an object");
             }
 
             return KeyvalParser.Parse(text, impliedKey);

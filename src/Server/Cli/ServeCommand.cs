@@ -11,7 +11,10 @@ namespace ExportServer.Server.Cli;
 /// </summary>
 internal static class ServeCommand
 {
-    public static string[] Translate(IReadOnlyList<string> args, TextWriter warnings)
+    public static string[] Translate(IReadOnlyList<string> args, TextWriter warnings) => Translate(args, warnings, out _);
+
+    /// <summary>Translates, and gives the URI a client connects to (as nbdkit's --print-uri prints it).</summary>
+    public static string[] Translate(IReadOnlyList<string> args, TextWriter warnings, out string uri)
     {
         string? image = null, socket = null, name = null, format = null, host = "127.0.0.1";
         int? port = null;
@@ -61,6 +64,7 @@ internal static class ServeCommand
         name ??= Path.GetFileNameWithoutExtension(image);
         var ro = readOnly ? "on" : "off";
         var blockdev = $"driver={format},node-name=disk0,read-only={ro},file.driver=file,file.filename={image.Replace(",", ",,", StringComparison.Ordinal)}";
+        uri = Uri(name, socket, host, port ?? 10809);
         var addr = socket is not null
             ? $"addr.type=unix,addr.path={socket}"
             : $"addr.type=inet,addr.host={host},addr.port={port ?? 10809}";
@@ -73,7 +77,20 @@ internal static class ServeCommand
         ];
     }
 
-    /// <summary>The format the built-in drivers' probes find in the image's first bytes.</summary>
+    /// <summary><c>nbd+unix:///NAME?socket=PATH</c> or <c>nbd://HOST:PORT/NAME</c>, escaped as RFC 3986 asks.</summary>
+    internal static string Uri(string name, string? socket, string host, int port)
+    {
+        var path = System.Uri.EscapeDataString(name);
+        if (socket is not null)
+        {
+            return $"nbd+unix:///{path}?socket={System.Uri.EscapeDataString(Path.GetFullPath(socket)).Replace("%2F", "/", StringComparison.Ordinal)}";
+        }
+
+        var h = host.Contains(':', StringComparison.Ordinal) ? $"[{host}]" : host;
+        return $"nbd://{h}:{port}/{path}";
+    }
+
+        /// <summary>The format the built-in drivers' probes find in the image's first bytes.</summary>
     internal static string Probe(string image)
     {
         var head = new byte[FormatProber.ProbeLength];
@@ -85,7 +102,7 @@ internal static class ServeCommand
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            throw new CommandLineException($"serve: Could not open '{image}': {e.Message}");
+            throw new CommandLineException($"serve: Could not open '{image}': {BlockException.Reason(e)}");
         }
 
         var graph = new BlockGraph();

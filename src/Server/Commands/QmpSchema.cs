@@ -13,7 +13,7 @@ internal static class QmpSchema
 {
     public static readonly string[] Events =
     [
-        "BLOCK_EXPORT_DELETED", "BLOCK_WRITE_THRESHOLD", "JOB_STATUS_CHANGE",
+        "BLOCK_EXPORT_DELETED", "BLOCK_IMAGE_CORRUPTED", "BLOCK_WRITE_THRESHOLD", "JOB_STATUS_CHANGE",
     ];
 
     public static List<SchemaInfo> Build(IReadOnlyList<QmpCommand> commands)

@@ -20,8 +20,7 @@ internal sealed class PidFile : IDisposable
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            var reason = e is DirectoryNotFoundException or FileNotFoundException ? "No such file or directory" : e.Message;
-            throw BlockException.Invalid($"cannot create PID file: Could not create '{path}': {reason}");
+            throw BlockException.Invalid($"cannot create PID file: Could not create '{path}': {BlockException.Reason(e)}");
         }
     }
 

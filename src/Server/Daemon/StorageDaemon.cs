@@ -23,6 +23,7 @@ internal sealed class StorageDaemon : IAsyncDisposable
     {
         BlockDrivers.RegisterBuiltIn(Graph);
         NbdDriver.Register(Graph, loggers.CreateLogger("ExportServer.NbdClient"));
+        Graph.EventSink = (name, data) => Emit(name, data);
         Exports = new BlockExportTable(Graph, FindIoThread);
         Objects = new ObjectTable(Graph, Exports);
         Exports.Deleted += e => Emit("BLOCK_EXPORT_DELETED", new JsonObject { ["id"] = e.Id });

@@ -43,26 +43,11 @@ internal sealed class QmpDispatcher
 
     public bool TryGet(string name, out QmpCommand command) => _byName.TryGetValue(name, out command!);
 
-    /// <summary>Parses one value cut from the stream and answers it; a JSON error gets an error reply.</summary>
-    public ValueTask<QmpReply> DispatchAsync(QmpInput input, QmpSession? session)
-    {
-        if (input.Error is { } lexError)
-        {
-            return ValueTask.FromResult(QmpReply.Fail(null, QmpErrorClass.GenericError, lexError));
-        }
-
-        JsonNode? request;
-        try
-        {
-            request = JsonNode.Parse(input.Json!);
-        }
-        catch (JsonException e)
-        {
-            return ValueTask.FromResult(QmpReply.Fail(null, QmpErrorClass.GenericError, "JSON parse error, " + FirstSentence(e.Message)));
-        }
-
-        return DispatchAsync(request, session);
-    }
+    /// <summary>Answers one value read from a monitor; a JSON error gets an error reply without an id.</summary>
+    public ValueTask<QmpReply> DispatchAsync(QmpInput input, QmpSession? session) =>
+        input.Error is { } error
+            ? ValueTask.FromResult(QmpReply.Fail(null, QmpErrorClass.GenericError, error))
+            : DispatchAsync(input.Value, session);
 
     public async ValueTask<QmpReply> DispatchAsync(JsonNode? request, QmpSession? session)
     {
@@ -137,20 +122,24 @@ internal sealed class QmpDispatcher
         {
             return QmpReply.Fail(id, QmpErrorClass.GenericError, e.Message);
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidOperationException or ArgumentException or FormatException)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return QmpReply.Fail(id, QmpErrorClass.GenericError, BlockException.Reason(e));
+        }
+        catch (Exception e) when (e is InvalidOperationException or ArgumentException or FormatException)
         {
             _log.LogWarning(e, "command {Command} failed", name);
             return QmpReply.Fail(id, QmpErrorClass.GenericError, e.Message);
+        }
+        catch (Exception e)
+        {
+            // A failure nobody anticipated ends with this command; the monitor and the daemon go on.
+            _log.LogError(e, "command {Command} failed", name);
+            return QmpReply.Fail(id, QmpErrorClass.GenericError, BlockException.Reason(e));
         }
         finally
         {
             _bigLock.Release();
         }
-    }
-
-    private static string FirstSentence(string message)
-    {
-        var end = message.IndexOf(". ", StringComparison.Ordinal);
-        return (end < 0 ? message : message[..end]).TrimEnd('.');
     }
 }

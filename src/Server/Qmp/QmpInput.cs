@@ -1,4 +1,6 @@
+using System.Text.Json.Nodes;
+
 namespace ExportServer.Server.Qmp;
 
-/// <summary>One top-level JSON value cut from a monitor's byte stream, or the lexical error found instead.</summary>
-internal readonly record struct QmpInput(string? Json, string? Error);
+/// <summary>One top-level JSON value read from a monitor (null for JSON null), or the error found instead.</summary>
+internal readonly record struct QmpInput(JsonNode? Value, string? Error);

@@ -67,9 +67,17 @@ internal sealed class QmpMonitor : IAsyncDisposable
                 return;
             }
 
-            await using var stream = new NetworkStream(client, ownsSocket: true);
-            var session = new QmpSession(stream, _dispatcher, _events, _started, _log);
-            await session.RunAsync(_stop.Token).ConfigureAwait(false);
+            try
+            {
+                await using var stream = new NetworkStream(client, ownsSocket: true);
+                var session = new QmpSession(stream, _dispatcher, _events, _started, _log);
+                await session.RunAsync(_stop.Token).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                // One client's failure never stops the monitor: the next client is greeted.
+                _log.LogError(e, "monitor client failed");
+            }
         }
     }
 

@@ -37,7 +37,7 @@ internal sealed class QmpService : IAsyncDisposable
         }
         catch (Exception e) when (e is System.Net.Sockets.SocketException or IOException or UnauthorizedAccessException)
         {
-            throw BlockException.Io($"Failed to bind socket to {chardev.Path}: {e.Message}", e);
+            throw BlockException.Io($"Failed to bind socket to {chardev.Path}: {(e is System.Net.Sockets.SocketException ? e.Message : BlockException.Reason(e))}", e);
         }
 
         _monitors.Add(monitor);

@@ -1,6 +1,7 @@
 using System.Text;
 using System.Text.Json;
 using System.Threading.Channels;
+using ExportServer.Block.Core;
 using ExportServer.Server.Qmp.Types;
 using Microsoft.Extensions.Logging;
 
@@ -66,10 +67,8 @@ internal sealed class QmpSession
 
     private async Task ReadLoopAsync(CancellationToken cancel)
     {
-        var splitter = new QmpJsonSplitter();
-        var decoder = Encoding.UTF8.GetDecoder();
+        var streamer = new QmpJsonStreamer();
         var bytes = new byte[8192];
-        var chars = new char[Encoding.UTF8.GetMaxCharCount(bytes.Length)];
         var inputs = new List<QmpInput>();
         while (true)
         {
@@ -79,15 +78,28 @@ internal sealed class QmpSession
                 return;
             }
 
-            var count = decoder.GetChars(bytes, 0, n, chars, 0);
             inputs.Clear();
-            splitter.Feed(chars.AsSpan(0, count), inputs);
+            streamer.Feed(bytes.AsSpan(0, n), inputs);
             foreach (var input in inputs)
             {
-                var reply = await _dispatcher.DispatchAsync(input, this).ConfigureAwait(false);
-                Send(QmpJson.Write(reply.ToJson()));
-                reply.AfterReply?.Invoke();
+                await AnswerAsync(input).ConfigureAwait(false);
             }
+        }
+    }
+
+    /// <summary>Answers one input; whatever goes wrong with it ends here, not with the connection.</summary>
+    private async Task AnswerAsync(QmpInput input)
+    {
+        try
+        {
+            var reply = await _dispatcher.DispatchAsync(input, this).ConfigureAwait(false);
+            Send(QmpJson.Write(reply.ToJson()));
+            reply.AfterReply?.Invoke();
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            _log.LogError(e, "monitor input failed");
+            Send(QmpJson.Write(QmpReply.Fail(null, QmpErrorClass.GenericError, BlockException.Reason(e)).ToJson()));
         }
     }
 

@@ -1,3 +1,5 @@
+using System.Text.Json.Nodes;
+using ExportServer.IntegrationTests.Qmp;
 using ExportServer.IntegrationTests.Support;
 using Xunit;
 
@@ -64,5 +66,61 @@ public sealed class CorruptImageTests
         Assert.Contains(message, d.Stderr);
         Assert.Contains("img.qcow2", d.Stderr);
         Assert.False(File.Exists(dir["nbd.sock"]));
+    }
+
+    /// <summary>
+    /// Serves an image whose first L2 entry points 512 bytes into its cluster: a client's read gets
+    /// EIO, the monitor gets BLOCK_IMAGE_CORRUPTED, the header gets the corrupt bit, writes fail.
+    /// Returns the event's data and what the client saw.
+    /// </summary>
+    private static async Task<(JsonObject Event, string Client)> ServeUnalignedAsync(TempDir dir, bool qsd)
+    {
+        var image = dir[qsd ? "qsd.qcow2" : "ours.qcow2"];
+        (await Tool.RunAsync("qemu-img", "create", "-f", "qcow2", image, "1M")).Check("create");
+        (await Tool.RunAsync("qemu-io", "-f", "qcow2", "-c", "write -P 0x11 0 64k", image)).Check("fill");
+        var bytes = await File.ReadAllBytesAsync(image);
+        Assert.Equal(0x8000000000050000UL, System.Buffers.Binary.BinaryPrimitives.ReadUInt64BigEndian(bytes.AsSpan(0x40000)));
+        await PatchAsync(image, 0x40000 + 6, 0x02, 0x00);
+        var nbd = dir[qsd ? "qsd-nbd.sock" : "nbd.sock"];
+        var qmp = dir[qsd ? "qsd-qmp.sock" : "qmp.sock"];
+        string[] args =
+        [
+            "--blockdev", $"driver=file,node-name=f0,filename={image}",
+            "--blockdev", "driver=qcow2,node-name=disk,file=f0",
+            "--nbd-server", $"addr.type=unix,addr.path={nbd}",
+            "--export", "type=nbd,id=e0,node-name=disk,name=d,writable=on",
+            "--chardev", $"socket,id=m0,path={qmp},server=on,wait=off", "--monitor", "chardev=m0",
+        ];
+        await using var d = qsd ? await Daemon.StartQsdAsync(dir, args) : await Daemon.StartAsync(dir, args);
+        await using var c = await QmpClient.ConnectAsync(qmp);
+        var client = await Tool.PythonAsync($$"""
+            import nbd
+            h = nbd.NBD()
+            h.connect_uri("nbd+unix:///d?socket={{nbd}}")
+            for f in (lambda: h.pread(4096, 0), lambda: h.pwrite(b"x" * 512, 131072)):
+                try:
+                    f()
+                    print("ok")
+                except nbd.Error as e:
+                    print(e.errno)
+            """);
+        var e = await c.WaitEventAsync("BLOCK_IMAGE_CORRUPTED");
+        Assert.Equal(0, await d.StopAsync());
+        var info = (await Tool.RunAsync("qemu-img", "info", "-U", "--output=json", image)).Check("info").Stdout;
+        Assert.True(JsonNode.Parse(info)!["format-specific"]!["data"]!["corrupt"]!.GetValue<bool>(), info);
+        Assert.Contains("qcow2: Marking image as corrupt: Cluster allocation offset 0x50200 unaligned", d.Stderr);
+        return ((JsonObject)e["data"]!, client.Check("nbd client").Stdout);
+    }
+
+    [Fact]
+    public async Task UnalignedClusterOffsetIsEioAndMarksTheImageCorruptAsQemuDoes()
+    {
+        using var dir = new TempDir();
+        var (ours, client) = await ServeUnalignedAsync(dir, qsd: false);
+        var (theirs, _) = await ServeUnalignedAsync(dir, qsd: true);
+        Assert.Equal("EIO", client.Split('\n')[0].Trim());
+        Assert.NotEqual("ok", client.Split('\n')[1].Trim());
+        Assert.Equal("Cluster allocation offset 0x50200 unaligned (L2 offset: 0x40000, L2 index: 0)", ours["msg"]!.GetValue<string>());
+        Assert.True(JsonNode.DeepEquals(theirs, ours), $"qemu-storage-daemon: {theirs.ToJsonString()}, ours: {ours.ToJsonString()}");
     }
 }

@@ -57,4 +57,47 @@ public sealed class ServeCommandTests
         Assert.DoesNotContain("WARNING", d.Stderr);
         Assert.Equal(0x51, (await File.ReadAllBytesAsync(image))[0]);
     }
+
+    /// <summary>The first line the daemon printed on stdout (it prints before it reports ready, but pipes lag).</summary>
+    private static async Task<string> FirstLineAsync(Daemon d)
+    {
+        for (var i = 0; i < 1000 && !d.Stdout.Contains('\n'); i++)
+        {
+            await Task.Delay(10);
+        }
+
+        return d.Stdout.Split('\n')[0];
+    }
+
+    [Fact]
+    public async Task PrintsTheUriToConnectTo()
+    {
+        using var dir = new TempDir();
+        var image = dir["my disk.qcow2"];
+        (await Tool.RunAsync("qemu-img", "create", "-f", "qcow2", image, "1M")).Check("create");
+        await using (var d = await Daemon.StartAsync(dir, "serve", image, "--socket", dir["s.sock"]))
+        {
+            var uri = $"nbd+unix:///my%20disk?socket={dir["s.sock"]}";
+            Assert.Equal(uri, await FirstLineAsync(d));
+            (await Tool.RunAsync("/usr/bin/nbdinfo", "--size", uri)).Check("nbdinfo by the printed unix URI");
+        }
+
+        var port = FreePort.Get();
+        await using (var d = await Daemon.StartAsync(dir, "serve", image, "--port", port.ToString(), "--name", "x"))
+        {
+            var uri = $"nbd://127.0.0.1:{port}/x";
+            Assert.Equal(uri, await FirstLineAsync(d));
+            Assert.Equal("1048576", (await Tool.RunAsync("/usr/bin/nbdinfo", "--size", uri)).Check("nbdinfo by the printed tcp URI").Stdout.Trim());
+        }
+    }
+
+    [Fact]
+    public async Task AMissingImageIsReportedInQemusWords()
+    {
+        using var dir = new TempDir();
+        var d = Daemon.Launch(Daemon.ExportServerPath, ["serve", "nonexist.qcow2", "--socket", dir["s.sock"]]);
+        Assert.Equal(1, await d.WaitForExitAsync(TimeSpan.FromSeconds(30)));
+        Assert.Equal("export-server: serve: Could not open 'nonexist.qcow2': No such file or directory", d.Stderr.Trim());
+        await d.DisposeAsync();
+    }
 }

@@ -84,6 +84,9 @@ internal sealed class QmpClient : IAsyncDisposable
         return SendRawAsync(request.ToJsonString());
     }
 
+    /// <summary>Writes raw bytes (of any validity) without waiting for a reply.</summary>
+    public async Task WriteAsync(byte[] bytes) => await _stream.WriteAsync(bytes);
+
     /// <summary>Runs a command that must succeed; returns its "return" value.</summary>
     public async Task<JsonNode> ExecuteAsync(string command, JsonObject? arguments = null)
     {

@@ -33,6 +33,17 @@ internal sealed class Daemon : IAsyncDisposable
         }
     }
 
+    public string Stdout
+    {
+        get
+        {
+            lock (_stdout)
+            {
+                return _stdout.ToString();
+            }
+        }
+    }
+
     public static string ExportServerPath
     {
         get

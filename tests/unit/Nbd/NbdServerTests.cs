@@ -28,7 +28,7 @@ public sealed class NbdServerTests : IAsyncLifetime
         _node = new SparseNode("disk", data);
         _server = NewServer();
         _server.Start();
-        _server.AddExport(new NbdExportOptions { Name = "disk", Description = "test disk", Node = _node, Writable = true });
+        _server.AddExport(new NbdExportOptions { Name = "disk", Description = "test disk", Node = _node, Writable = true, AllocationDepth = true });
         _server.AddExport(new NbdExportOptions { Name = "ro", Node = new MemoryNode("ro", Size) });
         return Task.CompletedTask;
     }
@@ -234,8 +234,8 @@ public sealed class NbdServerTests : IAsyncLifetime
         { C.CmdWriteZeroes, 0, Size - 10, 20, true, C.ENOSPC },
         { C.CmdTrim, 0, Size, 1, false, C.ENOSPC },
         { C.CmdBlockStatus, 0, 0, 4096, true, C.EINVAL },
-        { C.CmdRead, 0, 0, 0, true, C.EINVAL },
-        { C.CmdWriteZeroes, 0, 0, 0, false, C.EINVAL },
+        { C.CmdBlockStatus, 0, 0, 0, true, C.EINVAL },
+        { C.CmdWriteZeroes, 0, Size + 1, 0, false, C.ENOSPC },
         { C.CmdRead, 0, 0, (32 << 20) + 1, true, C.EOVERFLOW },
         { C.CmdRead, 0, 0, (32 << 20) + 1, false, C.EINVAL },
         { 42, 0, 0, 512, true, C.EINVAL },
@@ -243,6 +243,29 @@ public sealed class NbdServerTests : IAsyncLifetime
         { C.CmdRead, C.CmdFlagDf, 0, 512, false, C.EINVAL },
         { C.CmdFlush, 0x4000, 0, 0, false, C.EINVAL },
     };
+
+    /// <summary>As in QEMU: an empty request succeeds; an empty read gets one NONE chunk marked done.</summary>
+    [Theory]
+    [InlineData(C.CmdRead, true)]
+    [InlineData(C.CmdRead, false)]
+    [InlineData(C.CmdWriteZeroes, true)]
+    [InlineData(C.CmdTrim, false)]
+    [InlineData(C.CmdCache, true)]
+    public async Task ZeroLengthRequestsSucceed(ushort type, bool structured)
+    {
+        await using var c = await OpenAsync(structured: structured);
+        await c.SendRequestAsync(type, 5, Size, 0);
+        if (structured && type == C.CmdRead)
+        {
+            var chunk = Assert.Single(await c.ReadStructuredReplyAsync());
+            Assert.Equal((C.ReplyTypeNone, C.ReplyFlagDone, 5ul), (chunk.Header.Type, chunk.Header.Flags, chunk.Header.Cookie));
+        }
+        else
+        {
+            var (error, cookie, _) = await c.ReadSimpleReplyAsync();
+            Assert.Equal((0u, 5ul), (error, cookie));
+        }
+    }
 
     [Theory]
     [MemberData(nameof(BadRequests))]
@@ -431,6 +454,8 @@ public sealed class NbdServerTests : IAsyncLifetime
         }
 
         Assert.Equal(["base:allocation", "qemu:allocation-depth", "#ACK"], await Query(C.OptListMetaContext, "disk"));
+        Assert.Equal(["base:allocation", "#ACK"], await Query(C.OptListMetaContext, "ro"));
+        Assert.Equal(["#ACK"], await Query(C.OptSetMetaContext, "ro", "qemu:allocation-depth"));
         Assert.Equal(["qemu:allocation-depth", "#ACK"], await Query(C.OptListMetaContext, "disk", "qemu:"));
         Assert.Equal(["#ACK"], await Query(C.OptSetMetaContext, "disk", "qemu:", "base:nothing", "other:x"));
         Assert.Equal(["#ERR_UNKNOWN"], await Query(C.OptSetMetaContext, "nope", "base:allocation"));
@@ -446,7 +471,7 @@ public sealed class NbdServerTests : IAsyncLifetime
         top[4096] = 2;
         var backing = new SparseNode("base", baseData);
         var overlay = new SparseNode("top", top, backing);
-        _server.AddExport(new NbdExportOptions { Name = "chain", Node = overlay });
+        _server.AddExport(new NbdExportOptions { Name = "chain", Node = overlay, AllocationDepth = true });
         await using var c = await OpenAsync("chain", contexts: ["qemu:allocation-depth", "base:allocation"]);
         await c.SendRequestAsync(C.CmdBlockStatus, 1, 0, 12288);
         var chunks = await c.ReadStructuredReplyAsync();

@@ -35,7 +35,7 @@ internal sealed class QmpHarness : IAsyncDisposable
     /// <summary>Sends one request (JSON text) and returns the reply object.</summary>
     public async Task<JsonObject> SendAsync(string json)
     {
-        var reply = await Dispatcher.DispatchAsync(new QmpInput(json, null), null);
+        var reply = await Dispatcher.DispatchAsync(QmpJsonStreamer.ParseOne(json), null);
         return reply.ToJson();
     }
 

@@ -23,6 +23,7 @@ public sealed partial class Qcow2Driver : IBlockDriver
                    ?? throw BlockException.Invalid($"Parameter '{options.FullName("file")}' is missing");
         var qcowOptions = ReadOptions(options);
         var node = await Qcow2Node.OpenAsync(context.NodeName, context.ReadOnly, file, qcowOptions).ConfigureAwait(false);
+        node.Events = context.Graph;
         try
         {
             await OpenDataFileAsync(context, options, node, file).ConfigureAwait(false);

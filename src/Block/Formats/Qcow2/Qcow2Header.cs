@@ -32,6 +32,9 @@ internal sealed partial class Qcow2Header
     private const int OffHeaderLength = 100;
     private const int OffCompressionType = 104;
 
+    /// <summary>The fixed part of a snapshot table entry (QEMU's QCowSnapshotHeader).</summary>
+    private const int SnapshotHeaderLength = 40;
+
     public int Version { get; set; } = 3;
 
     public int ClusterBits { get; set; } = 16;
@@ -209,6 +212,7 @@ internal sealed partial class Qcow2Header
 
         h.ReadFixedFields(b, fileLength, Where);
         h.ReadExtensions(b, Where);
+        h.ReadBitmapsExtension(Where);
         h.ReadBackingFileName(b, Where);
         h.ValidateFeatures(Where);
         return h;
@@ -254,17 +258,24 @@ internal sealed partial class Qcow2Header
 
         RefcountTableClusters = (int)rtc;
         CheckTable("refcount_table_offset", RefcountTableOffset, (long)rtc * cs, fileLength, where);
+        // The snapshot table is checked whether or not it has entries, as QEMU's qcow2_validate_table.
         var nbSnapshots = BinaryPrimitives.ReadUInt32BigEndian(b[OffNbSnapshots..]);
         if (nbSnapshots > Qcow2Format.MaxSnapshots)
         {
-            throw Bad($"nb_snapshots {nbSnapshots} too large");
+            throw new BlockException(Errno.EFBIG, where($"Snapshot table too large (nb_snapshots {nbSnapshots})"));
+        }
+
+        var snapshotsOffset = BinaryPrimitives.ReadUInt64BigEndian(b[OffSnapshotsOffset..]);
+        if (snapshotsOffset > (ulong)(long.MaxValue - (nbSnapshots * SnapshotHeaderLength)) || (snapshotsOffset & (ulong)(cs - 1)) != 0)
+        {
+            throw Bad($"Snapshot table offset invalid (snapshots_offset 0x{snapshotsOffset:x})");
         }
 
         SnapshotCount = (int)nbSnapshots;
-        SnapshotsOffset = (long)BinaryPrimitives.ReadUInt64BigEndian(b[OffSnapshotsOffset..]);
+        SnapshotsOffset = (long)snapshotsOffset;
         if (SnapshotCount > 0)
         {
-            CheckTable("snapshots_offset", SnapshotsOffset, 40, fileLength, where);
+            CheckTable("snapshots_offset", SnapshotsOffset, SnapshotHeaderLength, fileLength, where);
         }
     }
 
@@ -288,10 +299,15 @@ internal sealed partial class Qcow2Header
         }
     }
 
+    /// <summary>
+    /// Reads the extensions after the fixed fields, up to the backing file name when there is one (else
+    /// to the end of the header cluster), as QEMU does; one that would reach past that end is refused.
+    /// </summary>
     private void ReadExtensions(ReadOnlySpan<byte> b, Func<string, string> where)
     {
         var pos = HeaderLength;
-        var end = Math.Min(b.Length, ClusterSize);
+        var backingOffset = BinaryPrimitives.ReadUInt64BigEndian(b[OffBackingFileOffset..]);
+        var end = (int)Math.Min((ulong)Math.Min(b.Length, ClusterSize), backingOffset == 0 ? ulong.MaxValue : backingOffset);
         while (pos + 8 <= end)
         {
             var type = BinaryPrimitives.ReadUInt32BigEndian(b[pos..]);
@@ -303,7 +319,7 @@ internal sealed partial class Qcow2Header
 
             if (len > end - pos - 8)
             {
-                throw BlockException.Invalid(where($"header extension 0x{type:x8} at {pos} length {len} beyond the header cluster"));
+                throw BlockException.Invalid(where($"Header extension too large (extension 0x{type:x8} at {pos}, length {len})"));
             }
 
             Extensions.Add(new Qcow2HeaderExtension(type, b.Slice(pos + 8, (int)len).ToArray()));
@@ -315,8 +331,9 @@ internal sealed partial class Qcow2Header
     {
         var offset = BinaryPrimitives.ReadUInt64BigEndian(b[OffBackingFileOffset..]);
         var size = BinaryPrimitives.ReadUInt32BigEndian(b[OffBackingFileSize..]);
-        if (offset == 0)
+        if (offset == 0 || size == 0)
         {
+            // An empty name is no backing file (QEMU reads it as ""), wherever the offset points.
             return;
         }
 
@@ -325,7 +342,10 @@ internal sealed partial class Qcow2Header
             throw BlockException.Invalid(where($"backing_file_offset 0x{offset:x} / backing_file_size {size} outside the header cluster"));
         }
 
-        BackingFile = Encoding.UTF8.GetString(b.Slice((int)offset, (int)size));
+        // QEMU keeps the name as a C string: it ends at a NUL, and an empty one is no backing file.
+        var name = b.Slice((int)offset, (int)size);
+        var nul = name.IndexOf((byte)0);
+        BackingFile = nul == 0 ? null : Encoding.UTF8.GetString(nul < 0 ? name : name[..nul]);
     }
 
     private void ValidateFeatures(Func<string, string> where)

@@ -88,9 +88,9 @@ public sealed partial class Qcow2Node
     /// <summary>Counts the L2 tables and data clusters one L1 table references.</summary>
     private async ValueTask CountTreeAsync(ulong[] l1, Action<long, long> add)
     {
-        foreach (var l1e in l1)
+        for (var l1Index = 0; l1Index < l1.Length; l1Index++)
         {
-            var l2 = L2Offset(l1e);
+            var l2 = await L2OffsetAsync(l1[l1Index], l1Index).ConfigureAwait(false);
             if (l2 == 0)
             {
                 continue;

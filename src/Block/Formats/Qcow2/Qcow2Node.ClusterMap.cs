@@ -30,24 +30,32 @@ public sealed partial class Qcow2Node
         _l2Cache.MarkDirty(t);
     }
 
-    /// <summary>The L2 table offset of an L1 entry, or 0; an unaligned offset is an I/O error.</summary>
-    private long L2Offset(ulong l1Entry)
+    /// <summary>The L2 table offset of L1 entry <paramref name="l1Index"/>, or 0; an unaligned offset is signalled corruption.</summary>
+    private ValueTask<long> L2OffsetAsync(ulong l1Entry, long l1Index)
     {
         var off = (long)(l1Entry & Qcow2Format.OffsetMask);
-        if ((off & (_clusterSize - 1)) != 0)
-        {
-            throw BlockException.Io($"qcow2: L2 table offset 0x{off:x} unaligned in '{FileName}'");
-        }
+        return (off & (_clusterSize - 1)) == 0 ? ValueTask.FromResult(off) : Unaligned();
 
-        return off;
+        async ValueTask<long> Unaligned() =>
+            throw await SignalCorruptionAsync($"L2 table offset {Hex(off)} unaligned (L1 index: {Hex(l1Index)})").ConfigureAwait(false);
     }
 
-    /// <summary>Kind of subcluster <paramref name="sc"/> (0 for standard L2) of a cluster with this entry.</summary>
-    private Qcow2ClusterKind KindOf(ulong entry, ulong bitmap, int sc)
+    /// <summary>
+    /// Kind of subcluster <paramref name="sc"/> (0 for standard L2) of entry <paramref name="index"/> of
+    /// <paramref name="table"/>. Any host offset an uncompressed entry holds (also with the zero flag,
+    /// or for unallocated subclusters) must be cluster aligned, as QEMU's qcow2_get_host_offset checks.
+    /// </summary>
+    private Qcow2ClusterKind KindOf(Qcow2Table table, int index, ulong entry, ulong bitmap, int sc)
     {
         if ((entry & Qcow2Format.FlagCompressed) != 0)
         {
             return Qcow2ClusterKind.Compressed;
+        }
+
+        var host = (long)(entry & Qcow2Format.OffsetMask);
+        if ((host & (_clusterSize - 1)) != 0)
+        {
+            throw new Qcow2CorruptionException($"Cluster allocation offset {Hex(host)} unaligned (L2 offset: {Hex(table.Offset)}, L2 index: {Hex(index)})");
         }
 
         if (!_header.ExtendedL2)
@@ -71,21 +79,16 @@ public sealed partial class Qcow2Node
         var zero = (bitmap >> (32 + sc)) & 1;
         if (alloc != 0 && zero != 0)
         {
-            throw BlockException.Io($"qcow2: subcluster {sc} both allocated and zero in '{FileName}'");
+            throw new Qcow2CorruptionException($"Invalid cluster entry found  (L2 offset: {Hex(table.Offset)}, L2 index: {Hex(index)})");
         }
 
         return zero != 0 ? Qcow2ClusterKind.Zero : alloc != 0 ? Qcow2ClusterKind.Normal : Qcow2ClusterKind.Unallocated;
     }
 
-    /// <summary>Host cluster of a normal entry, validated: aligned, and not the header unless in an external data file.</summary>
+    /// <summary>Host cluster of a normal entry (its alignment checked by <see cref="KindOf"/>): not the header unless in an external data file.</summary>
     private long HostCluster(ulong entry, long guestCluster)
     {
         var host = (long)(entry & Qcow2Format.OffsetMask);
-        if ((host & (_clusterSize - 1)) != 0)
-        {
-            throw BlockException.Io($"qcow2: cluster allocation offset 0x{host:x} unaligned (L2 entry 0x{entry:x16}) in '{FileName}'");
-        }
-
         if (host == 0 && !HasExternalData)
         {
             throw BlockException.Io($"qcow2: data cluster for guest offset 0x{guestCluster:x} at host offset 0 in '{FileName}'");
@@ -108,14 +111,21 @@ public sealed partial class Qcow2Node
             return new Qcow2Mapping(Qcow2ClusterKind.Unallocated, max, 0, 0);
         }
 
-        var l2Offset = L2Offset(l1[l1Index]);
+        var l2Offset = await L2OffsetAsync(l1[l1Index], l1Index).ConfigureAwait(false);
         if (l2Offset == 0)
         {
             return new Qcow2Mapping(Qcow2ClusterKind.Unallocated, max, 0, 0);
         }
 
         var table = await _l2Cache.GetAsync(l2Offset).ConfigureAwait(false);
-        return MapInTable(table, offset, max);
+        try
+        {
+            return MapInTable(table, offset, max);
+        }
+        catch (Qcow2CorruptionException e)
+        {
+            throw await SignalCorruptionAsync(e.Message).ConfigureAwait(false);
+        }
     }
 
     private Qcow2Mapping MapInTable(Qcow2Table table, long offset, long max)
@@ -125,7 +135,7 @@ public sealed partial class Qcow2Node
         var entry = ReadL2Entry(table, index);
         var bitmap = ReadL2Bitmap(table, index);
         var sc = (int)((offset & (_clusterSize - 1)) >> _subclusterBits);
-        var kind = KindOf(entry, bitmap, sc);
+        var kind = KindOf(table, index, entry, bitmap, sc);
         var guestCluster = offset & ClusterOffsetMask;
         var host = kind == Qcow2ClusterKind.Normal ? HostCluster(entry, guestCluster) + (offset - guestCluster) : 0;
         if (kind == Qcow2ClusterKind.Compressed)
@@ -169,7 +179,7 @@ public sealed partial class Qcow2Node
             }
 
             var nsc = (int)((next & (_clusterSize - 1)) >> _subclusterBits);
-            if (KindOf(entry, bitmap, nsc) != kind)
+            if (KindOf(table, index, entry, bitmap, nsc) != kind)
             {
                 break;
             }
@@ -204,7 +214,7 @@ public sealed partial class Qcow2Node
         }
 
         var l1Entry = _l1[l1Index];
-        var oldOffset = L2Offset(l1Entry);
+        var oldOffset = await L2OffsetAsync(l1Entry, l1Index).ConfigureAwait(false);
         if (oldOffset != 0 && (l1Entry & Qcow2Format.FlagCopied) != 0)
         {
             return await _l2Cache.GetAsync(oldOffset).ConfigureAwait(false);

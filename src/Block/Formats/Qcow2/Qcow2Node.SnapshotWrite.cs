@@ -115,7 +115,7 @@ public sealed partial class Qcow2Node
     {
         for (var i = 0; i < l1.Length; i++)
         {
-            var l2Offset = L2Offset(l1[i]);
+            var l2Offset = await L2OffsetAsync(l1[i], i).ConfigureAwait(false);
             if (l2Offset == 0)
             {
                 continue;

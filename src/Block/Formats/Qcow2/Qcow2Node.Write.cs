@@ -86,7 +86,7 @@ public sealed partial class Qcow2Node
             return null;
         }
 
-        var off = L2Offset(_l1[l1Index]);
+        var off = await L2OffsetAsync(_l1[l1Index], l1Index).ConfigureAwait(false);
         return off == 0 ? null : await _l2Cache.GetAsync(off).ConfigureAwait(false);
     }
 

@@ -114,6 +114,7 @@ public sealed partial class Qcow2Node : BlockNode
             ? probe.AsSpan(0, (int)Math.Min(probe.Length, 1L << (int)cbits))
             : probe;
         var header = Qcow2Header.Read(headerBytes, fileLength, file.FileName);
+        await Qcow2BitmapDirectory.ValidateAsync(file, header).ConfigureAwait(false);
         if (options.Snapshot is not null)
         {
             readOnly = true;
@@ -229,38 +230,6 @@ public sealed partial class Qcow2Node : BlockNode
         _header.IncompatibleFeatures |= Qcow2Format.IncompatDirty;
         await WriteIncompatibleFeaturesAsync().ConfigureAwait(false);
         _dirtyBitWritten = true;
-    }
-
-    /// <summary>
-    /// Records an inconsistency found while writing: sets the corrupt bit on disk, refuses further
-    /// writes, and returns the EIO to throw.
-    /// </summary>
-    private async ValueTask<BlockException> MarkCorruptAsync(string reason)
-    {
-        var message = $"qcow2: Marking image as corrupt: {reason}; further corruption events will be suppressed";
-        if (_corruptReason is null)
-        {
-            _corruptReason = reason;
-            _header.IncompatibleFeatures |= Qcow2Format.IncompatCorrupt;
-            try
-            {
-                await WriteIncompatibleFeaturesAsync().ConfigureAwait(false);
-            }
-            catch (BlockException)
-            {
-                // The image stays refused in memory; the caller still gets EIO.
-            }
-        }
-
-        return BlockException.Io(message);
-    }
-
-    private void CheckNotCorrupt()
-    {
-        if (_corruptReason is not null)
-        {
-            throw BlockException.Io($"qcow2: image '{FileName}' is marked corrupt ({_corruptReason}); writes are refused");
-        }
     }
 
     /// <summary>

@@ -76,7 +76,14 @@ internal sealed class Qcow2TableCache
 
         try
         {
-            await _file.ReadAsync(offset, table.Data).ConfigureAwait(false);
+            // A table past the end of the file reads as zeroes (an empty table), as QEMU's block
+            // layer pads a read beyond EOF, rather than failing the guest's request with EINVAL.
+            var n = (int)Math.Clamp(_file.Length - offset, 0, table.Data.Length);
+            if (n > 0)
+            {
+                await _file.ReadAsync(offset, table.Data.AsMemory(0, n)).ConfigureAwait(false);
+            }
+
             load.SetResult();
             return table;
         }
