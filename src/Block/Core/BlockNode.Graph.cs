@@ -3,8 +3,7 @@ namespace ExportServer.Block.Core;
 /// <summary>Graph changes at run time: reopening read-only/read-write and replacing the backing child.</summary>
 public abstract partial class BlockNode
 {
-    /// <summary>Whether the format can have a backing node (qcow2 can, raw cannot).</summary>
-    public virtual bool SupportsBacking => false;
+    public bool SupportsBacking => Capabilities.Backing;
 
     /// <summary>
     /// Switches the node between read-only and read-write in a drained section; going read-only

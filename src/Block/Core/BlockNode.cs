@@ -40,29 +40,22 @@ public abstract partial class BlockNode : IAsyncDisposable
     /// <summary>The file name shown in query-named-block-nodes (the image, or a description).</summary>
     public virtual string FileName => FileChild?.Node.FileName ?? string.Empty;
 
-    /// <summary>Whether the driver persists a write flagged FUA by itself; otherwise the engine flushes.</summary>
-    protected virtual bool SupportsFua => false;
+    /// <summary>What the driver can do beyond reading and writing; set when it opens, as <see cref="Limits"/>.</summary>
+    public BlockCapabilities Capabilities { get; protected set; } = BlockCapabilities.None;
 
-    /// <summary>Whether <see cref="WriteZeroesCoreAsync"/> is implemented; otherwise the engine writes zero buffers.</summary>
-    protected virtual bool SupportsWriteZeroes => false;
+    protected bool SupportsFua => Capabilities.Fua;
 
-    /// <summary>Whether zero writes may be fast (no data written); tells NBD clients about FAST_ZERO.</summary>
-    public virtual bool CanFastZero => SupportsWriteZeroes;
+    protected bool SupportsWriteZeroes => Capabilities.WriteZeroes;
 
-    /// <summary>
-    /// The unit of compressed writes (a qcow2 cluster), or 0 when the node cannot store compressed
-    /// data and refuses <see cref="WriteFlags.Compressed"/> with ENOTSUP. Filters do not forward it,
-    /// as QEMU's filters do not implement compressed writes themselves.
-    /// </summary>
-    public virtual int CompressedWriteSize => 0;
+    public bool CanFastZero => Capabilities.FastZero;
 
-    /// <summary>Whether the node may change size.</summary>
-    public virtual bool CanTruncate => false;
+    /// <inheritdoc cref="BlockCapabilities.CompressedWriteSize"/>
+    public int CompressedWriteSize => Capabilities.CompressedWriteSize;
+
+    public bool CanTruncate => Capabilities.Truncate;
 
     /// <summary>The node's option 'discard': unmap lets discards free space, ignore drops them.</summary>
-    public virtual bool DiscardUnmap { get => _discardUnmap; set => _discardUnmap = value; }
-
-    private bool _discardUnmap;
+    public bool DiscardUnmap { get; set; }
 
     public IReadOnlyList<BlockChild> Children => Volatile.Read(ref _children);
 

@@ -12,7 +12,7 @@ public sealed class BlockRoot : ForwardingNode
     private readonly object _swap = new();
 
     public BlockRoot(BlockNode node)
-        : base(node.NodeName, node.IsReadOnly)
+        : base(node.NodeName, node.IsReadOnly, node)
     {
         AttachChild("root", ChildRole.Other, node);
         Sync();
@@ -27,19 +27,19 @@ public sealed class BlockRoot : ForwardingNode
 
     public override string FileName => Node.FileName;
 
-    public override bool DiscardUnmap { get => Node.DiscardUnmap; set => Node.DiscardUnmap = value; }
-
     /// <summary>
     /// Write-through (QEMU's BlockBackend with its write cache disabled, an export's writethrough=on):
     /// every write and write-zeroes goes down with FUA, so it is on stable storage when it completes.
     /// </summary>
     public bool WriteThrough { get; init; }
 
-    /// <summary>Takes over the node's size, mode and limits (after a resize or a reopen).</summary>
+    /// <summary>Takes over the node's mode, limits, capabilities and discard option (after a resize, a reopen or a swap).</summary>
     public void Sync()
     {
         IsReadOnly = Node.IsReadOnly;
         Limits = Node.Limits;
+        Capabilities = Forwarded(Node.Capabilities);
+        DiscardUnmap = Node.DiscardUnmap;
     }
 
     protected override ValueTask WriteCoreAsync(long offset, ReadOnlyMemory<byte> buffer, WriteFlags flags) =>

@@ -8,9 +8,11 @@ namespace ExportServer.Block.Core;
 /// </summary>
 public abstract class ForwardingNode : BlockNode
 {
-    protected ForwardingNode(string nodeName, bool readOnly)
+    /// <param name="target">The node requests go to at first, whose capabilities this node takes over.</param>
+    protected ForwardingNode(string nodeName, bool readOnly, BlockNode target)
         : base(nodeName, readOnly)
     {
+        Capabilities = Forwarded(target.Capabilities);
     }
 
     /// <summary>The node requests go to.</summary>
@@ -18,13 +20,13 @@ public abstract class ForwardingNode : BlockNode
 
     public override long Length => Target.Length;
 
-    public override bool CanTruncate => Target.CanTruncate;
-
-    public override bool CanFastZero => Target.CanFastZero;
-
-    protected override bool SupportsFua => true;
-
-    protected override bool SupportsWriteZeroes => true;
+    /// <summary>
+    /// What a forwarder can do over a target that can do <paramref name="target"/>: FUA and zero
+    /// writes go down as they are (the target's own path emulates what it lacks); resizing and fast
+    /// zeroes are the target's; compressed writes are not forwarded.
+    /// </summary>
+    protected static BlockCapabilities Forwarded(BlockCapabilities target) =>
+        new(Fua: true, WriteZeroes: true, FastZero: target.FastZero, Truncate: target.Truncate);
 
     protected override ValueTask ReadCoreAsync(long offset, Memory<byte> buffer) => Target.ReadAsync(offset, buffer);
 

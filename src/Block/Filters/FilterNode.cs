@@ -9,7 +9,7 @@ namespace ExportServer.Block.Filters;
 internal abstract class FilterNode : ForwardingNode
 {
     protected FilterNode(string nodeName, bool readOnly, BlockNode child)
-        : base(nodeName, readOnly)
+        : base(nodeName, readOnly, child)
     {
         Child = child;
         Limits = child.Limits;

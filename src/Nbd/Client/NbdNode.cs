@@ -57,6 +57,11 @@ internal sealed class NbdNode : BlockNode
             MaxTransfer: Math.Max(max / min * min, min),
             OptimalTransfer: (int)Math.Min(info.PreferredBlock, MaxBuffer));
         _maxRange = int.MaxValue / min * min;
+        var zeroes = info.Has(NbdConstants.FlagSendWriteZeroes);
+        Capabilities = new BlockCapabilities(
+            Fua: info.Has(NbdConstants.FlagSendFua),
+            WriteZeroes: zeroes,
+            FastZero: zeroes && info.Has(NbdConstants.FlagSendFastZero));
     }
 
     public override string DriverName => "nbd";
@@ -66,11 +71,6 @@ internal sealed class NbdNode : BlockNode
     /// <summary>The export as negotiated on the first connection; reconnections must match its size.</summary>
     public NbdExportInfo Info { get; }
 
-    protected override bool SupportsFua => Info.Has(NbdConstants.FlagSendFua);
-
-    protected override bool SupportsWriteZeroes => Info.Has(NbdConstants.FlagSendWriteZeroes);
-
-    public override bool CanFastZero => SupportsWriteZeroes && Info.Has(NbdConstants.FlagSendFastZero);
 
     /// <summary>
     /// Connects and negotiates the export, retrying any failure (no server yet, no such export yet) until

@@ -4,7 +4,7 @@ using ExportServer.UnitTests.Support;
 namespace ExportServer.UnitTests.Block;
 
 /// <summary>A forwarder over a <see cref="MemoryNode"/> that records, in order, the offset of every write reaching it.</summary>
-internal sealed class RecordingNode(MemoryNode inner) : ForwardingNode(inner.NodeName + "-rec", false)
+internal sealed class RecordingNode(MemoryNode inner) : ForwardingNode(inner.NodeName + "-rec", false, inner)
 {
     private readonly List<long> _writes = new();
 

@@ -20,11 +20,10 @@ internal sealed class SparseMemoryNode : BlockNode
         _memory = new MemoryNode("sparse-data", length);
         AttachChild("file", ChildRole.File, _memory);
         Length = length;
+        Capabilities = BlockCapabilities.Zeroing with { Truncate = true };
     }
 
     public override string DriverName => "sparse-memory";
-
-    public override bool CanTruncate => true;
 
     public byte[] Data => _memory.Data;
 
@@ -33,8 +32,6 @@ internal sealed class SparseMemoryNode : BlockNode
     public bool FailReads { get; set; }
 
     public ZeroFlags? LastZeroFlags { get; private set; }
-
-    protected override bool SupportsWriteZeroes => true;
 
     protected override ValueTask ReadCoreAsync(long offset, Memory<byte> buffer) =>
         FailReads ? throw BlockException.Io("injected read error") : _memory.ReadAsync(offset, buffer);

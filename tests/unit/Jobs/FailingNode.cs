@@ -10,7 +10,7 @@ namespace ExportServer.UnitTests.Jobs;
 internal sealed class FailingNode : ForwardingNode
 {
     public FailingNode(MemoryNode inner)
-        : base(inner.NodeName + "-failing", false)
+        : base(inner.NodeName + "-failing", false, inner)
     {
         Memory = inner;
     }

@@ -13,7 +13,7 @@ internal sealed class HeldNode : ForwardingNode
     private readonly TaskCompletionSource _entered = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     public HeldNode(MemoryNode inner)
-        : base(inner.NodeName + "-held", false)
+        : base(inner.NodeName + "-held", false, inner)
     {
         Memory = inner;
     }

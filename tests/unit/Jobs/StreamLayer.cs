@@ -21,11 +21,10 @@ internal sealed class StreamLayer : BlockNode
         _allocated = new bool[length / Cluster];
         Length = length;
         Limits = new BlockLimits(RequestAlignment: Cluster);
+        Capabilities = new BlockCapabilities(Backing: true);
     }
 
     public override string DriverName => "layer";
-
-    public override bool SupportsBacking => true;
 
     public bool IsAllocated(long offset) => _allocated[offset / Cluster];
 

@@ -20,6 +20,7 @@ internal sealed class SparseNode : BlockNode
         {
             AttachChild("backing", ChildRole.Backing, backing);
         }
+        Capabilities = BlockCapabilities.Zeroing;
     }
 
     public byte[] Data { get; }
@@ -35,8 +36,6 @@ internal sealed class SparseNode : BlockNode
 
     /// <summary>The scheduler that ran the last read.</summary>
     public TaskScheduler? LastReadScheduler { get; private set; }
-
-    protected override bool SupportsWriteZeroes => true;
 
     protected override async ValueTask ReadCoreAsync(long offset, Memory<byte> buffer)
     {

@@ -20,13 +20,12 @@ internal sealed class InMemoryFileNode : BlockNode
         _fileName = fileName;
         _data = data;
         Length = data.Length;
+        Capabilities = new BlockCapabilities(Truncate: true);
     }
 
     public override string DriverName => "file";
 
     public override string FileName => _fileName;
-
-    public override bool CanTruncate => true;
 
     public int FlushCount;
 

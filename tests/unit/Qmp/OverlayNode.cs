@@ -14,11 +14,10 @@ internal sealed class OverlayNode : BlockNode
         _data = new byte[length];
         _written = new bool[length];
         Length = length;
+        Capabilities = new BlockCapabilities(Backing: true);
     }
 
     public override string DriverName => "overlay";
-
-    public override bool SupportsBacking => true;
 
     public bool Wrote(long offset) => _written[offset];
 

@@ -5,25 +5,17 @@ namespace ExportServer.UnitTests.Support;
 /// <summary>A node that stores nothing and records every request that reaches its driver methods, in order.</summary>
 internal sealed class CallLogNode : BlockNode
 {
-    private readonly bool _fua;
-    private readonly bool _zeroes;
-
     public CallLogNode(long length, bool fua = false, bool zeroes = true, int alignment = 1)
         : base("log", readOnly: false)
     {
         Length = length;
-        _fua = fua;
-        _zeroes = zeroes;
+        Capabilities = new BlockCapabilities(Fua: fua, WriteZeroes: zeroes);
         Limits = new BlockLimits(RequestAlignment: alignment);
     }
 
     public override string DriverName => "call-log";
 
     public List<string> Calls { get; } = new();
-
-    protected override bool SupportsFua => _fua;
-
-    protected override bool SupportsWriteZeroes => _zeroes;
 
     protected override ValueTask ReadCoreAsync(long offset, Memory<byte> buffer)
     {

@@ -19,6 +19,7 @@ internal sealed class MemoryNode : BlockNode, IImageInfoSource
         _data = new byte[length];
         Length = length;
         Limits = new BlockLimits(RequestAlignment: alignment);
+        Capabilities = BlockCapabilities.Zeroing with { Truncate = true };
     }
 
     public MemoryNode(string name, byte[] contents, bool readOnly = false)
@@ -26,17 +27,14 @@ internal sealed class MemoryNode : BlockNode, IImageInfoSource
     {
         _data = contents;
         Length = contents.Length;
+        Capabilities = BlockCapabilities.Zeroing with { Truncate = true };
     }
 
     public override string DriverName => "memory";
 
-    public override bool CanTruncate => true;
-
     public byte[] Data => _data;
 
     public int FlushCount { get; private set; }
-
-    protected override bool SupportsWriteZeroes => true;
 
     protected override ValueTask ReadCoreAsync(long offset, Memory<byte> buffer)
     {

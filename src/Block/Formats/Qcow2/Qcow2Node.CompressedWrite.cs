@@ -21,8 +21,6 @@ public sealed partial class Qcow2Node
     /// </summary>
     private long _freeByteOffset;
 
-    public override int CompressedWriteSize => _clusterSize;
-
     private async ValueTask WriteCompressedAsync(long offset, ReadOnlyMemory<byte> buffer)
     {
         if (HasExternalData)

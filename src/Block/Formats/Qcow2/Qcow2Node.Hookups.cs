@@ -8,8 +8,6 @@ namespace ExportServer.Block.Formats.Qcow2;
 /// </summary>
 public sealed partial class Qcow2Node : IInternalSnapshots, IBackingFileWriter
 {
-    public override bool SupportsBacking => true;
-
     public IReadOnlyList<InternalSnapshotInfo> ListSnapshots() => _snapshots.Select(ToInfo).ToList();
 
     async ValueTask<InternalSnapshotInfo> IInternalSnapshots.CreateSnapshotAsync(string name) =>

@@ -61,6 +61,12 @@ public sealed partial class Qcow2Node : BlockNode
         _options = options;
         Length = header.Size;
         Limits = new BlockLimits(RequestAlignment: 1, DiscardGranularity: _clusterSize, OptimalTransfer: _clusterSize);
+        Capabilities = new BlockCapabilities(
+            WriteZeroes: header.Version >= 3,
+            FastZero: header.Version >= 3,
+            CompressedWriteSize: _clusterSize,
+            Truncate: true,
+            Backing: true);
 
         // Default L2 cache maps the whole image (capped); see Qcow2Options.
         var l2Tables = Math.Max(1L, ((header.Size >> _clusterBits) + (1L << _l2Bits) - 1) >> _l2Bits);
@@ -76,10 +82,6 @@ public sealed partial class Qcow2Node : BlockNode
     }
 
     public override string DriverName => "qcow2";
-
-    public override bool CanTruncate => true;
-
-    protected override bool SupportsWriteZeroes => _header.Version >= 3;
 
     internal Qcow2Header Header => _header;
 

@@ -20,6 +20,8 @@ internal sealed class RawNode : BlockNode, IImageInfoSource
         _fixedSize = size.HasValue;
         Length = size ?? file.Length - offset;
         Limits = file.Limits;
+        Capabilities = new BlockCapabilities(
+            Fua: true, WriteZeroes: true, FastZero: file.CanFastZero, Truncate: !_fixedSize && file.CanTruncate);
         AttachChild("file", ChildRole.File, file);
     }
 
@@ -27,14 +29,6 @@ internal sealed class RawNode : BlockNode, IImageInfoSource
 
     /// <summary>QEMU's raw_get_info asks the file.</summary>
     public BlockDriverInfo? DriverInfo => ImageInfoQuery.DriverInfo(_file);
-
-    public override bool CanTruncate => !_fixedSize && _file.CanTruncate;
-
-    public override bool CanFastZero => _file.CanFastZero;
-
-    protected override bool SupportsFua => true;
-
-    protected override bool SupportsWriteZeroes => true;
 
     protected override ValueTask ReadCoreAsync(long offset, Memory<byte> buffer) =>
         _file.ReadAsync(_offset + offset, buffer);

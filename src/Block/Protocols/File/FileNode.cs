@@ -43,6 +43,7 @@ internal sealed partial class FileNode : BlockNode
         // or with O_DIRECT there is nothing for it to shorten.
         _writeBehind = isRegular && !_direct && !_noFlush ? WriteBehind.ForFile(() => Volatile.Read(ref _handle)) : null;
         Length = QueryLength();
+        Capabilities = BlockCapabilities.Zeroing with { Truncate = isRegular };
         if (_direct)
         {
             Limits = BlockLimits.Default with
@@ -56,10 +57,6 @@ internal sealed partial class FileNode : BlockNode
     public override string DriverName { get; }
 
     public override string FileName => _fileName;
-
-    public override bool CanTruncate => _isRegular;
-
-    protected override bool SupportsWriteZeroes => true;
 
     /// <summary>The descriptor at open, before any request can run; requests take a <see cref="Lease"/>.</summary>
     private nint Fd => _handle.DangerousGetHandle();

@@ -18,6 +18,7 @@ internal sealed class NullNode : BlockNode, IImageInfoSource
         Length = size;
         _latency = latency;
         _readZeroes = readZeroes;
+        Capabilities = BlockCapabilities.Zeroing;
     }
 
     public override string DriverName { get; }
@@ -28,8 +29,6 @@ internal sealed class NullNode : BlockNode, IImageInfoSource
     public BlockDriverInfo? DriverInfo => null;
 
     public long? AllocatedSize => 0;
-
-    protected override bool SupportsWriteZeroes => true;
 
     private ValueTask DelayAsync() =>
         _latency > TimeSpan.Zero ? new ValueTask(Task.Delay(_latency)) : ValueTask.CompletedTask;
