@@ -62,6 +62,31 @@ public abstract partial class BlockNode : IAsyncDisposable
     /// <summary>The edges from the nodes that have this node as a child.</summary>
     public IReadOnlyList<BlockChild> ParentEdges => Volatile.Read(ref _parents);
 
+    /// <summary>
+    /// A user that writes through this node, which keeps it from being made read-only (QEMU's WRITE
+    /// permission taken by a parent): a writable export's root, or a writable parent that writes
+    /// to it as its file or filtered child (a backing child is only read). Parents listed in
+    /// <paramref name="changing"/> are being made read-only with it and do not count. Null if none.
+    /// </summary>
+    public BlockNode? WriteUser(IReadOnlyCollection<BlockNode> changing)
+    {
+        foreach (var edge in ParentEdges)
+        {
+            var parent = edge.Parent;
+            if (changing.Contains(parent))
+            {
+                continue;
+            }
+
+            if (parent is BlockRoot root ? root.Writes : edge.Role != ChildRole.Backing && !parent.IsReadOnly)
+            {
+                return parent;
+            }
+        }
+
+        return null;
+    }
+
     public BlockChild? FileChild => FindChild(ChildRole.File);
 
     public BlockChild? BackingChild => FindChild(ChildRole.Backing);

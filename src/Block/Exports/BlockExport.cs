@@ -17,7 +17,7 @@ public abstract class BlockExport : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(settings);
         Id = settings.Id;
         Writable = settings.Writable;
-        Root = new BlockRoot(settings.Node) { WriteThrough = settings.WriteThrough };
+        Root = new BlockRoot(settings.Node) { WriteThrough = settings.WriteThrough, Writes = settings.Writable };
     }
 
     public string Id { get; }

@@ -142,6 +142,16 @@ internal static class GraphCommands
             plans.Add((node, readOnly, changeBacking && (backing != node.BackingChild?.Node), backing));
         }
 
+        // QEMU's permission check: a node a writer still writes through cannot become read-only.
+        var changing = plans.Where(p => p.ReadOnly).Select(p => p.Node).ToList();
+        foreach (var (node, readOnly, _, _) in plans)
+        {
+            if (readOnly && !node.IsReadOnly && node.WriteUser(changing) is not null)
+            {
+                throw QmpException.Generic($"Read-only block node '{node.NodeName}' cannot support read-write users");
+            }
+        }
+
         foreach (var (node, readOnly, changeBacking, backing) in plans)
         {
             if (changeBacking)
