@@ -215,7 +215,6 @@ public sealed partial class FuseExport
         }
 
         Unregister(MountPoint);
-        Node.RemoveUser();
         if (_logger is not null)
         {
             FuseLog.Unmounted(_logger, Id, MountPoint);

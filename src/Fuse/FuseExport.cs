@@ -79,7 +79,6 @@ public sealed partial class FuseExport : IAsyncDisposable
             var operations = new FuseOperations(options.Node, options.Writable, options.Growable, NativeReplies.Instance, logger);
             var export = new FuseExport(options, mountPoint, operations, logger);
             export.Start(options);
-            options.Node.AddUser();
             if (logger is not null)
             {
                 FuseLog.Mounted(logger, export.Id, export.Node.NodeName, mountPoint, export.Writable, export.Growable, export.AllowOther);

@@ -63,13 +63,19 @@ public abstract partial class BlockNode : IAsyncDisposable
     public IReadOnlyList<BlockChild> ParentEdges => Volatile.Read(ref _parents);
 
     /// <summary>
-    /// A user that writes through this node, which keeps it from being made read-only (QEMU's WRITE
-    /// permission taken by a parent): a writable export's root, or a writable parent that writes
-    /// to it as its file or filtered child (a backing child is only read). Parents listed in
-    /// <paramref name="changing"/> are being made read-only with it and do not count. Null if none.
+    /// Whether a user writes through this node, which keeps it from being made read-only (QEMU's
+    /// WRITE or WRITE_UNCHANGED permission): a held <see cref="BlockNodeUser"/> that needs it (a
+    /// job's target), a writable export's root, or a writable parent that writes to it as its file
+    /// or filtered child (a backing child is only read). Parents listed in
+    /// <paramref name="changing"/> are being made read-only with it and do not count.
     /// </summary>
-    public BlockNode? WriteUser(IReadOnlyCollection<BlockNode> changing)
+    public bool HasWriteUser(IReadOnlyCollection<BlockNode> changing)
     {
+        if (HasWritingHandle())
+        {
+            return true;
+        }
+
         foreach (var edge in ParentEdges)
         {
             var parent = edge.Parent;
@@ -78,14 +84,17 @@ public abstract partial class BlockNode : IAsyncDisposable
                 continue;
             }
 
-            if (parent is BlockRoot root ? root.Writes : edge.Role != ChildRole.Backing && !parent.IsReadOnly)
+            if (parent is BlockRoot root ? root.HasWritingHandle() : edge.Role != ChildRole.Backing && !parent.IsReadOnly)
             {
-                return parent;
+                return true;
             }
         }
 
-        return null;
+        return false;
     }
+
+    private bool HasWritingHandle() =>
+        Array.Exists(Volatile.Read(ref _users), u => (u.Needs & (BlockPermissions.Write | BlockPermissions.WriteUnchanged)) != 0);
 
     public BlockChild? FileChild => FindChild(ChildRole.File);
 
@@ -123,14 +132,36 @@ public abstract partial class BlockNode : IAsyncDisposable
         return node;
     }
 
-    /// <summary>Named users of this node: parent nodes, exports, jobs. A node with users cannot be deleted.</summary>
-    public int UserCount => Volatile.Read(ref _users);
+    /// <summary>Users of this node: parent nodes (<see cref="ParentEdges"/>) and <see cref="Users"/>. A node with users cannot be deleted.</summary>
+    public int UserCount => Volatile.Read(ref _parents).Length + Volatile.Read(ref _users).Length;
 
-    private int _users;
+    /// <summary>The exports and jobs that hold this node, replaced whole under <see cref="_gate"/>.</summary>
+    public IReadOnlyList<BlockNodeUser> Users => Volatile.Read(ref _users);
 
-    public void AddUser() => Interlocked.Increment(ref _users);
+    private BlockNodeUser[] _users = [];
 
-    public void RemoveUser() => Interlocked.Decrement(ref _users);
+    /// <summary>
+    /// Makes <paramref name="holder"/> a user of this node until it disposes the handle. Exports
+    /// and jobs check the node's mode against what they need themselves, with their own messages.
+    /// </summary>
+    public BlockNodeUser TakeUser(string holder, BlockPermissions needs, BlockPermissions shares = BlockPermissions.All)
+    {
+        var user = new BlockNodeUser(this, holder, needs, shares);
+        lock (_gate)
+        {
+            Volatile.Write(ref _users, [.. _users, user]);
+        }
+
+        return user;
+    }
+
+    internal void Release(BlockNodeUser user)
+    {
+        lock (_gate)
+        {
+            Volatile.Write(ref _users, Array.FindAll(_users, u => !ReferenceEquals(u, user)));
+        }
+    }
 
     /// <summary>Hooks called before every write-like request reaches the driver (dirty bitmaps, copy-before-write).</summary>
     public WriteNotifierList WriteNotifiers { get; } = new();
@@ -195,8 +226,6 @@ public abstract partial class BlockNode : IAsyncDisposable
         {
             Volatile.Write(ref _parents, [.. _parents, edge]);
         }
-
-        AddUser();
     }
 
     private void RemoveParent(BlockChild edge)
@@ -205,8 +234,6 @@ public abstract partial class BlockNode : IAsyncDisposable
         {
             Volatile.Write(ref _parents, Array.FindAll(_parents, p => !ReferenceEquals(p, edge)));
         }
-
-        RemoveUser();
     }
 
     /// <summary>Fails new requests, drains, then closes the driver's resources. Children are closed by the graph, not here.</summary>

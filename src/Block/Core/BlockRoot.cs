@@ -33,12 +33,6 @@ public sealed class BlockRoot : ForwardingNode
     /// </summary>
     public bool WriteThrough { get; init; }
 
-    /// <summary>
-    /// Whether the root's user writes (a writable export): its node, whichever it is after a swap,
-    /// then has a read-write user and cannot be made read-only (see <see cref="BlockNode.WriteUser"/>).
-    /// </summary>
-    public bool Writes { get; init; }
-
     /// <summary>Takes over the node's mode, limits, capabilities and discard option (after a resize, a reopen or a swap).</summary>
     public void Sync()
     {

@@ -10,6 +10,7 @@ namespace ExportServer.Block.Exports;
 /// </summary>
 public abstract class BlockExport : IAsyncDisposable
 {
+    private readonly BlockNodeUser _user;
     private int _disposed;
 
     protected BlockExport(BlockExportSettings settings)
@@ -17,7 +18,12 @@ public abstract class BlockExport : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(settings);
         Id = settings.Id;
         Writable = settings.Writable;
-        Root = new BlockRoot(settings.Node) { WriteThrough = settings.WriteThrough, Writes = settings.Writable };
+        Root = new BlockRoot(settings.Node) { WriteThrough = settings.WriteThrough };
+
+        // Exports share everything with each other (a writable NBD and a writable FUSE export of
+        // one node at once); a writer keeps the node, whichever it is after a swap, read-write.
+        _user = Root.TakeUser(
+            $"export '{Id}'", settings.Writable ? BlockPermissions.ConsistentRead | BlockPermissions.Write : BlockPermissions.ConsistentRead);
     }
 
     public string Id { get; }
@@ -50,6 +56,7 @@ public abstract class BlockExport : IAsyncDisposable
     {
         if (Interlocked.Exchange(ref _disposed, 1) == 0)
         {
+            _user.Dispose();
             await Root.DisposeAsync().ConfigureAwait(false);
         }
 

@@ -10,7 +10,7 @@ namespace ExportServer.Block.Jobs;
 /// </summary>
 public abstract class JobBody
 {
-    private BlockNode[] _held = [];
+    private BlockNodeUser[] _held = [];
 
     /// <summary>QAPI JobType: "mirror", "backup", "stream", "commit", "create".</summary>
     public abstract string Type { get; }
@@ -47,26 +47,28 @@ public abstract class JobBody
     public virtual ValueTask CleanAsync() => ValueTask.CompletedTask;
 
     /// <summary>
-    /// The one place where a job becomes a user of its nodes (source, target), from the start of
-    /// its work until <see cref="ReleaseNodes"/> in its clean-up; a node in use is not closed.
+    /// The one place where a job becomes a user of its nodes, from the start of its work until
+    /// <see cref="ReleaseNodes"/> in its clean-up: it reads <paramref name="source"/> and writes
+    /// <paramref name="target"/>, which therefore cannot be made read-only meanwhile; as QEMU's
+    /// jobs, it lets others do anything but resize them. A node in use is not closed.
     /// </summary>
-    protected void TakeNodes(params BlockNode[] nodes)
+    protected void TakeNodes(BlockNode source, BlockNode target)
     {
         ReleaseNodes();
-        foreach (var n in nodes)
-        {
-            n.AddUser();
-        }
-
-        _held = nodes;
+        const BlockPermissions shares = BlockPermissions.All & ~BlockPermissions.Resize;
+        _held =
+        [
+            source.TakeUser($"{Type} job", BlockPermissions.ConsistentRead, shares),
+            target.TakeUser($"{Type} job", BlockPermissions.Write, shares),
+        ];
     }
 
     /// <summary>Lets go of the nodes <see cref="TakeNodes"/> took; nothing when none are held.</summary>
     protected void ReleaseNodes()
     {
-        foreach (var n in _held)
+        foreach (var user in _held)
         {
-            n.RemoveUser();
+            user.Dispose();
         }
 
         _held = [];

@@ -118,14 +118,9 @@ public sealed class JobFilter
             await _redirect(node, _source).ConfigureAwait(false);
         }
 
-        _source.AddUser();
-        try
+        using (_source.TakeUser("job filter removal", BlockPermissions.None))
         {
             await _graph.RemoveAsync(node.NodeName).ConfigureAwait(false);
-        }
-        finally
-        {
-            _source.RemoveUser();
         }
     }
 }

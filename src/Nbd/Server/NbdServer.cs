@@ -197,7 +197,6 @@ public sealed class NbdServer : IAsyncDisposable
             throw new BlockException(Errno.EEXIST, $"NBD export '{export.Name}' already exists");
         }
 
-        export.Node.AddUser();
         NbdLog.ExportAdded(_log, export.Name, export.Node.NodeName, export.Writable);
     }
 
@@ -226,7 +225,6 @@ public sealed class NbdServer : IAsyncDisposable
         }
 
         await Task.WhenAll(running).ConfigureAwait(false);
-        export.Options.Node.RemoveUser();
         NbdLog.ExportRemoved(_log, name, hard);
     }
 
@@ -269,7 +267,6 @@ public sealed class NbdServer : IAsyncDisposable
         foreach (var export in _exports.Values)
         {
             export.TryRemove(true);
-            export.Options.Node.RemoveUser();
         }
 
         _exports.Clear();

@@ -146,7 +146,7 @@ internal static class GraphCommands
         var changing = plans.Where(p => p.ReadOnly).Select(p => p.Node).ToList();
         foreach (var (node, readOnly, _, _) in plans)
         {
-            if (readOnly && !node.IsReadOnly && node.WriteUser(changing) is not null)
+            if (readOnly && !node.IsReadOnly && node.HasWriteUser(changing))
             {
                 throw QmpException.Generic($"Read-only block node '{node.NodeName}' cannot support read-write users");
             }

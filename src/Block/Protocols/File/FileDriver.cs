@@ -100,11 +100,11 @@ internal sealed partial class FileDriver : IBlockDriver
     internal static void LockImage(SafeFileHandle handle, string fileName, bool readOnly, bool forceShare)
     {
         var held = readOnly
-            ? ImagePermission.ConsistentRead
-            : ImagePermission.ConsistentRead | ImagePermission.Write | ImagePermission.Resize;
+            ? BlockPermissions.ConsistentRead
+            : BlockPermissions.ConsistentRead | BlockPermissions.Write | BlockPermissions.Resize;
         var shared = forceShare
-            ? ImagePermission.All
-            : ImagePermission.All & ~(ImagePermission.Write | ImagePermission.Resize);
+            ? BlockPermissions.All
+            : BlockPermissions.All & ~(BlockPermissions.Write | BlockPermissions.Resize);
         ImageLock.Apply(handle, held, shared, fileName);
     }
 

@@ -109,14 +109,14 @@ internal sealed partial class FileNode : BlockNode
             {
                 // Two descriptors of ours are two open file descriptions whose locks conflict:
                 // the old one lets go before the new one takes the new mode's bytes.
-                ImageLock.Apply(_handle, ImagePermission.None, ImagePermission.All, _fileName);
+                ImageLock.Apply(_handle, BlockPermissions.None, BlockPermissions.All, _fileName);
                 try
                 {
                     FileDriver.LockImage(handle, _fileName, readOnly, _forceShare);
                 }
                 catch
                 {
-                    ImageLock.Apply(handle, ImagePermission.None, ImagePermission.All, _fileName);
+                    ImageLock.Apply(handle, BlockPermissions.None, BlockPermissions.All, _fileName);
                     FileDriver.LockImage(_handle, _fileName, IsReadOnly, _forceShare);
                     throw;
                 }

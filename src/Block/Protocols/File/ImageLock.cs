@@ -30,19 +30,19 @@ internal static unsafe class ImageLock
     /// Takes the lock bytes for <paramref name="held"/> and the complement of <paramref name="shared"/>,
     /// releases the others, then checks that no other process conflicts; throws QEMU's error if one does.
     /// </summary>
-    public static void Apply(SafeFileHandle handle, ImagePermission held, ImagePermission shared, string fileName)
+    public static void Apply(SafeFileHandle handle, BlockPermissions held, BlockPermissions shared, string fileName)
     {
         var fd = handle.DangerousGetHandle();
         for (var i = 0; i < PermissionBits; i++)
         {
-            var bit = (ImagePermission)(1 << i);
+            var bit = (BlockPermissions)(1 << i);
             SetByte(fd, PermissionBase + i, (held & bit) != 0, fileName);
             SetByte(fd, SharedBase + i, (shared & bit) == 0, fileName);
         }
 
         for (var i = 0; i < PermissionBits; i++)
         {
-            var bit = (ImagePermission)(1 << i);
+            var bit = (BlockPermissions)(1 << i);
             if ((held & bit) != 0 && IsLockedByOthers(fd, SharedBase + i))
             {
                 throw Conflict($"Failed to get \"{Names[i]}\" lock", fileName);
@@ -51,7 +51,7 @@ internal static unsafe class ImageLock
 
         for (var i = 0; i < PermissionBits; i++)
         {
-            var bit = (ImagePermission)(1 << i);
+            var bit = (BlockPermissions)(1 << i);
             if ((shared & bit) == 0 && IsLockedByOthers(fd, PermissionBase + i))
             {
                 throw Conflict($"Failed to get shared \"{Names[i]}\" lock", fileName);
