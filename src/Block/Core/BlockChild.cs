@@ -5,4 +5,8 @@ namespace ExportServer.Block.Core;
 /// is QEMU's child name ("file", "backing", "data-file"). Edges are immutable; a graph change
 /// publishes a new set of them.
 /// </summary>
-public sealed record BlockChild(string Name, ChildRole Role, BlockNode Node, BlockNode Parent);
+public sealed record BlockChild(string Name, ChildRole Role, BlockNode Node, BlockNode Parent)
+{
+    /// <summary>What the parent does with the child, for permissions; a backing child is <see cref="ChildUse.Cow"/>.</summary>
+    public ChildUse Use { get; init; } = Role == ChildRole.Backing ? ChildUse.Cow : ChildUse.Filtered;
+}

@@ -141,15 +141,25 @@ public abstract partial class BlockNode : IAsyncDisposable
     private BlockNodeUser[] _users = [];
 
     /// <summary>
-    /// Makes <paramref name="holder"/> a user of this node until it disposes the handle. Exports
-    /// and jobs check the node's mode against what they need themselves, with their own messages.
+    /// Makes <paramref name="holder"/> a user of this node until it disposes the handle. Refused
+    /// (EPERM, QEMU's "Permission conflict on node …") when it needs what another user of this node
+    /// or of a node below does not share, or does not share what another needs. Exports and jobs
+    /// check the node's mode against what they need themselves, with their own messages.
     /// </summary>
     public BlockNodeUser TakeUser(string holder, BlockPermissions needs, BlockPermissions shares = BlockPermissions.All)
     {
         var user = new BlockNodeUser(this, holder, needs, shares);
+        var before = PermissionConflicts();
         lock (_gate)
         {
             Volatile.Write(ref _users, [.. _users, user]);
+        }
+
+        var conflict = PermissionConflicts().FirstOrDefault(c => !before.Contains(c));
+        if (conflict is not null)
+        {
+            Release(user);
+            throw new BlockException(Errno.EPERM, conflict);
         }
 
         return user;
@@ -169,9 +179,14 @@ public abstract partial class BlockNode : IAsyncDisposable
     /// <summary>Hooks called after a write-like request succeeded (dirty tracking that must not miss data still in flight).</summary>
     public WriteNotifierList WrittenNotifiers { get; } = new();
 
-    protected void AttachChild(string name, ChildRole role, BlockNode node)
+    protected void AttachChild(string name, ChildRole role, BlockNode node, ChildUse? use = null)
     {
         var edge = new BlockChild(name, role, node, this);
+        if (use is { } u)
+        {
+            edge = edge with { Use = u };
+        }
+
         node.AddParent(edge);
         lock (_gate)
         {

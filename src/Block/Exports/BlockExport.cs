@@ -13,17 +13,26 @@ public abstract class BlockExport : IAsyncDisposable
     private readonly BlockNodeUser _user;
     private int _disposed;
 
-    protected BlockExport(BlockExportSettings settings)
+    protected BlockExport(BlockExportSettings settings, BlockPermissions shares = BlockPermissions.All)
     {
         ArgumentNullException.ThrowIfNull(settings);
         Id = settings.Id;
         Writable = settings.Writable;
         Root = new BlockRoot(settings.Node) { WriteThrough = settings.WriteThrough };
 
-        // Exports share everything with each other (a writable NBD and a writable FUSE export of
-        // one node at once); a writer keeps the node, whichever it is after a swap, read-write.
-        _user = Root.TakeUser(
-            $"export '{Id}'", settings.Writable ? BlockPermissions.ConsistentRead | BlockPermissions.Write : BlockPermissions.ConsistentRead);
+        // Exports let each other write (a writable NBD and a writable FUSE export of one node at
+        // once); a writer keeps the node, whichever it is after a swap, read-write.
+        try
+        {
+            _user = Root.TakeUser(
+                $"export '{Id}'", settings.Writable ? BlockPermissions.ConsistentRead | BlockPermissions.Write : BlockPermissions.ConsistentRead, shares);
+        }
+        catch
+        {
+            // A permission conflict: the root lets go of the node again (a root has no I/O of its own to wait for).
+            Root.DisposeAsync().AsTask().GetAwaiter().GetResult();
+            throw;
+        }
     }
 
     public string Id { get; }

@@ -1,3 +1,4 @@
+using ExportServer.Block.Core;
 using ExportServer.Block.Exports;
 
 namespace ExportServer.Nbd.Server;
@@ -7,8 +8,9 @@ internal sealed class NbdBlockExport : BlockExport
 {
     private readonly NbdServer _server;
 
+    /// <summary>An NBD export has a fixed size: like QEMU's, it lets nobody else resize its node.</summary>
     public NbdBlockExport(BlockExportSettings settings, NbdServer server, string name)
-        : base(settings)
+        : base(settings, BlockPermissions.All & ~BlockPermissions.Resize)
     {
         _server = server;
         Name = name;

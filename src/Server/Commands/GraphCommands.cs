@@ -39,7 +39,12 @@ internal static class GraphCommands
                 throw QmpException.Generic("Parameter 'size' expects a >0 size");
             }
 
-            await node.TruncateAsync(size).ConfigureAwait(false);
+            // As QEMU's, a resize is a user that needs to resize: refused while another does not share it.
+            using (node.TakeUser("block_resize", BlockPermissions.Resize))
+            {
+                await node.TruncateAsync(size).ConfigureAwait(false);
+            }
+
             daemon.SyncExports();
             return null;
         }));

@@ -150,7 +150,7 @@ public sealed partial class Qcow2Node : BlockNode
                 await node.PrepareForWritingAsync().ConfigureAwait(false);
             }
 
-            node.AttachChild("file", ChildRole.File, file);
+            node.AttachChild("file", ChildRole.File, file, ChildUse.Metadata);
             return node;
         }
         catch
@@ -184,7 +184,7 @@ public sealed partial class Qcow2Node : BlockNode
     internal void AttachDataFile(BlockNode dataFile)
     {
         _data = dataFile;
-        AttachChild("data-file", ChildRole.File, dataFile);
+        AttachChild("data-file", ChildRole.File, dataFile, ChildUse.Data);
     }
 
     private async ValueTask<ulong[]> ReadL1Async(long offset, int entries)

@@ -22,7 +22,7 @@ internal sealed class RawNode : BlockNode, IImageInfoSource
         Limits = file.Limits;
         Capabilities = new BlockCapabilities(
             Fua: true, WriteZeroes: true, FastZero: file.CanFastZero, Truncate: !_fixedSize && file.CanTruncate);
-        AttachChild("file", ChildRole.File, file);
+        AttachChild("file", ChildRole.File, file, offset != 0 || size.HasValue ? ChildUse.Data : ChildUse.Filtered);
     }
 
     public override string DriverName => "raw";
