@@ -66,7 +66,7 @@ internal sealed partial class NbdClient : IAsyncDisposable
     public Task Completion => _receiveLoop;
 
     /// <summary>Connects to <paramref name="endPoint"/> (TCP or unix socket) and negotiates <paramref name="exportName"/>.</summary>
-    public static async Task<NbdClient> ConnectAsync(EndPoint endPoint, string exportName, CancellationToken ct)
+    public static async Task<NbdClient> ConnectAsync(EndPoint endPoint, string exportName, CancellationToken ct, bool keepAlive = false)
     {
         var socket = endPoint is UnixDomainSocketEndPoint
             ? new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified)
@@ -77,6 +77,7 @@ internal sealed partial class NbdClient : IAsyncDisposable
             if (socket.AddressFamily != AddressFamily.Unix)
             {
                 socket.NoDelay = true;
+                socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.KeepAlive, keepAlive);
             }
 
             await socket.ConnectAsync(endPoint, ct).ConfigureAwait(false);

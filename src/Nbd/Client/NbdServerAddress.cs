@@ -8,9 +8,10 @@ namespace ExportServer.Nbd.Client;
 
 /// <summary>
 /// QEMU's SocketAddress for an NBD server: type=inet with host and port, or type=unix with path.
-/// The fd and vsock kinds are refused.
+/// The fd and vsock kinds are refused. <paramref name="Family"/> is what ipv4/ipv6 leave
+/// (Unspecified for either) and <paramref name="KeepAlive"/> sets SO_KEEPALIVE on the connection.
 /// </summary>
-internal sealed record NbdServerAddress(string? Host, string? Port, string? UnixPath)
+internal sealed record NbdServerAddress(string? Host, string? Port, string? UnixPath, AddressFamily Family = AddressFamily.Unspecified, bool KeepAlive = false)
 {
     /// <summary>The IANA port of NBD, used when a URI names none.</summary>
     public const int DefaultPort = 10809;
@@ -25,10 +26,11 @@ internal sealed record NbdServerAddress(string? Host, string? Port, string? Unix
             case "inet":
                 var host = server.RequireString("host");
                 var port = server.RequireString("port");
-                foreach (var ignored in (string[])["numeric", "ipv4", "ipv6", "keep-alive"])
-                {
-                    server.GetBool(ignored);
-                }
+                // 'numeric' only changes how QEMU resolves an address it listens on; for a connection
+                // it resolves names either way, and so do we.
+                server.GetBool("numeric");
+                var family = FamilyOf(server.GetBool("ipv4"), server.GetBool("ipv6"));
+                var keepAlive = server.GetBool("keep-alive", false);
 
                 if (server.GetInt("to") is not null)
                 {
@@ -41,7 +43,7 @@ internal sealed record NbdServerAddress(string? Host, string? Port, string? Unix
                 }
 
                 server.EnsureAllConsumed();
-                return new NbdServerAddress(host, port, null);
+                return new NbdServerAddress(host, port, null, family, keepAlive);
             case "unix":
                 var path = server.RequireString("path");
                 if (server.GetBool("abstract", false))
@@ -59,6 +61,32 @@ internal sealed record NbdServerAddress(string? Host, string? Port, string? Unix
         }
     }
 
+    /// <summary>The address family ipv4 and ipv6 leave, in QEMU's inet_ai_family_from_address order.</summary>
+    private static AddressFamily FamilyOf(bool? ipv4, bool? ipv6)
+    {
+        if (ipv4 == false && ipv6 == false)
+        {
+            throw BlockException.Invalid("Cannot disable IPv4 and IPv6 at same time");
+        }
+
+        if (ipv4 == true && ipv6 == true)
+        {
+            return AddressFamily.Unspecified;
+        }
+
+        if (ipv6 == true || ipv4 == false)
+        {
+            return AddressFamily.InterNetworkV6;
+        }
+
+        return ipv4 == true || ipv6 == false ? AddressFamily.InterNetwork : AddressFamily.Unspecified;
+    }
+
+    /// <summary>
+    /// The end point to connect to. An address of the other family than the one asked for is
+    /// refused as getaddrinfo refuses it, except an IPv4 address where IPv6 is asked for, which
+    /// QEMU reaches as a v4-mapped address.
+    /// </summary>
     public EndPoint ToEndPoint()
     {
         if (UnixPath is not null)
@@ -67,7 +95,17 @@ internal sealed record NbdServerAddress(string? Host, string? Port, string? Unix
         }
 
         var port = int.Parse(Port!, CultureInfo.InvariantCulture);
-        return IPAddress.TryParse(Host, out var ip) ? new IPEndPoint(ip, port) : new DnsEndPoint(Host!, port, AddressFamily.Unspecified);
+        if (!IPAddress.TryParse(Host, out var ip))
+        {
+            return new DnsEndPoint(Host!, port, Family);
+        }
+
+        if (Family == AddressFamily.InterNetwork && ip.AddressFamily == AddressFamily.InterNetworkV6)
+        {
+            throw BlockException.Invalid($"address resolution failed for {Host}:{Port}: Address family for hostname not supported");
+        }
+
+        return new IPEndPoint(ip, port);
     }
 
     /// <summary>QEMU's pseudo file name: "nbd+unix:///export?socket=path" or "nbd://host:port/export" ("" export omitted).</summary>

@@ -51,6 +51,42 @@ public sealed class NbdClientDriverTests
         Assert.StartsWith("export-server: --blockdev driver=nbd", r.Stderr);
     }
 
+    /// <summary>ipv4 and ipv6 of a server address are checked and leave an address family, as QEMU's; both binaries print the same error.</summary>
+    [Theory]
+    [InlineData("server.host=127.0.0.1,server.ipv4=off,server.ipv6=off", "Cannot disable IPv4 and IPv6 at same time")]
+    [InlineData("server.host=::1,server.ipv4=on", "address resolution failed for ::1:1: Address family for hostname not supported")]
+    [InlineData("server.host=::1,server.ipv6=off", "address resolution failed for ::1:1: Address family for hostname not supported")]
+    public async Task AddressFamiliesAreCheckedAsInQemu(string address, string error)
+    {
+        foreach (var exe in new[] { Daemon.ExportServerPath, "/usr/bin/qemu-storage-daemon" })
+        {
+            var option = $"driver=nbd,node-name=n,server.type=inet,server.port=1,{address},export=x";
+            var r = await Tool.RunAsync(exe, ["--blockdev", option], TimeSpan.FromSeconds(30));
+            Assert.Equal(1, r.ExitCode);
+            Assert.EndsWith($": --blockdev {option}: {error}", r.Stderr.TrimEnd());
+        }
+    }
+
+    /// <summary>keep-alive=on sets SO_KEEPALIVE on the client's connection (the kernel then shows a keepalive timer); without it there is none.</summary>
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task KeepAliveIsSetOnTheConnectionOnlyWhenAsked(bool keepAlive)
+    {
+        using var dir = new TempDir();
+        (await Tool.RunAsync("qemu-img", "create", "-f", "raw", dir["r.raw"], "1M")).Check("create");
+        var port = FreePort.Get();
+        await using var server = await Daemon.StartQsdAsync(dir,
+            "--blockdev", $"driver=file,node-name=f0,filename={dir["r.raw"]}",
+            "--nbd-server", $"addr.type=inet,addr.host=127.0.0.1,addr.port={port}",
+            "--export", "type=nbd,id=e0,node-name=f0,name=x");
+        await using var client = await Daemon.StartAsync(dir,
+            "--blockdev", $"driver=nbd,node-name=n,server.type=inet,server.host=127.0.0.1,server.port={port},server.keep-alive={(keepAlive ? "on" : "off")},export=x,read-only=on");
+        var ss = (await Tool.RunAsync("ss", "-tnoH", "state", "established", "dport", "=", $":{port}")).Check("ss").Stdout;
+        Assert.Contains($"127.0.0.1]:{port}", ss);
+        Assert.Equal(keepAlive, ss.Contains("keepalive", StringComparison.Ordinal));
+    }
+
     /// <summary>A read-only export opened read-write is refused with QEMU's words; with auto-read-only it opens read-only.</summary>
     [Fact]
     public async Task AReadOnlyExportOpensOnlyReadOnlyAsInQemu()
