@@ -116,6 +116,42 @@ internal static unsafe partial class LibC
     [LibraryImport(Lib, EntryPoint = "pwrite", SetLastError = true)]
     public static partial nint PWrite(nint fd, byte* buffer, nuint count, long offset);
 
+    [LibraryImport(Lib, EntryPoint = "ioctl", SetLastError = true)]
+    public static partial int Ioctl(nint fd, nuint request, void* argument);
+
+    private const nuint FsIocGetFlags = 0x80086601, FsIocSetFlags = 0x40086602;
+    private const nuint FsIocFsGetXattr = 0x801c581f, FsIocFsSetXattr = 0x401c5820;
+    private const int FsNoCowFlag = 0x00800000;
+    private const uint FsXflagExtSize = 0x800;
+
+    /// <summary>Sets the no-copy-on-write attribute (btrfs) on an empty file; 0 or -errno.</summary>
+    public static int SetNoCow(nint fd)
+    {
+        int flags;
+        if (Ioctl(fd, FsIocGetFlags, &flags) != 0)
+        {
+            return -Marshal.GetLastPInvokeError();
+        }
+
+        flags |= FsNoCowFlag;
+        return Ioctl(fd, FsIocSetFlags, &flags) == 0 ? 0 : -Marshal.GetLastPInvokeError();
+    }
+
+    /// <summary>Sets the file's extent size hint (XFS's struct fsxattr fsx_extsize); 0 or -errno.</summary>
+    public static int SetExtentSizeHint(nint fd, uint hint)
+    {
+        // struct fsxattr: xflags, extsize, nextents, projid, cowextsize, 8 bytes of padding.
+        var attr = stackalloc uint[7];
+        if (Ioctl(fd, FsIocFsGetXattr, attr) != 0)
+        {
+            return -Marshal.GetLastPInvokeError();
+        }
+
+        attr[0] |= FsXflagExtSize;
+        attr[1] = hint;
+        return Ioctl(fd, FsIocFsSetXattr, attr) == 0 ? 0 : -Marshal.GetLastPInvokeError();
+    }
+
     /// <summary>The text of an errno value, as strerror(3) gives it.</summary>
     public static string StrError(int errno) => Marshal.GetPInvokeErrorMessage(errno);
 }

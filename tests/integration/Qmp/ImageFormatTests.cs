@@ -154,6 +154,42 @@ public sealed class ImageFormatTests
         AssertSame(ours, theirs);
     }
 
+    /// <summary>
+    /// The file driver's tuning options: an extent size hint beyond 32 bits fails the job with QEMU's
+    /// words; nocow and a hint are applied where the file system has them and are no error where it
+    /// has not, so both daemons leave files with the same attributes (lsattr) on this file system.
+    /// </summary>
+    [Fact]
+    public async Task FileTuningOptionsAreAppliedOrRefusedAsQemuDoes()
+    {
+        using var dir = new TempDir();
+        var (ours, theirs) = await BothAsync(dir, "true", async (d, sub) =>
+        {
+            var results = new JsonObject();
+            foreach (var (id, extra) in new (string, JsonObject)[]
+            {
+                ("tuned", new JsonObject { ["nocow"] = true, ["extent-size-hint"] = 2 << 20 }),
+                ("plain", new JsonObject()),
+                ("huge", new JsonObject { ["extent-size-hint"] = 8L << 30 }),
+            })
+            {
+                extra["driver"] = "file";
+                extra["filename"] = Path.Combine(sub, id + ".raw");
+                extra["size"] = 1 << 20;
+                await d.Qmp.ExecuteAsync("blockdev-create", new JsonObject { ["job-id"] = id, ["options"] = extra });
+                await d.WaitStatusAsync(id, "concluded");
+                var job = ((JsonArray)await d.Qmp.ExecuteAsync("query-jobs")).Single(j => j!["id"]!.GetValue<string>() == id)!;
+                var made = File.Exists(extra["filename"]!.GetValue<string>());
+                var attrs = made ? (await Tool.RunAsync("lsattr", extra["filename"]!.GetValue<string>())).Check("lsattr").Stdout.Split(' ')[0] : "none";
+                results[id] = $"error={job["error"]?.GetValue<string>() ?? "none"} attrs={attrs}";
+            }
+
+            return (JsonNode)results;
+        });
+        Assert.Equal("error=Extent size hint is too large attrs=none", ours["huge"]!.GetValue<string>());
+        Assert.Equal(theirs.ToJsonString(), ours.ToJsonString());
+    }
+
     [Fact]
     public async Task JobTargetsAreCreatedAsQemuStorageDaemonCreatesThem()
     {
