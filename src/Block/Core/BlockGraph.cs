@@ -165,6 +165,7 @@ public sealed class BlockGraph
             reader.EnsureAllConsumed();
             node.DiscardUnmap = discard;
             node.DetectZeroes = detectZeroes;
+            node.Cache = cache;
             lock (_gate)
             {
                 if (_nodes.Exists(n => n.NodeName == nodeName))

@@ -33,6 +33,9 @@ public abstract partial class BlockNode : IAsyncDisposable
 
     public bool IsReadOnly { get; protected set; }
 
+    /// <summary>The node's cache options as it was opened with them (inherited from a parent's where not given).</summary>
+    public CacheOptions Cache { get; internal set; }
+
     public BlockLimits Limits { get; protected set; } = BlockLimits.Default;
 
     public BlockStats Stats { get; } = new();

@@ -38,7 +38,7 @@ internal static class QueryCommands
         BackingFile = node.BackingChild?.Node.FileName,
         BackingFileDepth = flat ? 0 : ShownDepth(node),
         Image = Image(node, flat),
-        Cache = new BlockdevCacheInfo(true, false, false),
+        Cache = new BlockdevCacheInfo(true, node.Cache.Direct, node.Cache.NoFlush),
         DetectZeroes = node.DetectZeroes switch { DetectZeroes.On => "on", DetectZeroes.Unmap => "unmap", _ => "off" },
         WriteThreshold = thresholds.Get(node),
     };

@@ -101,6 +101,35 @@ public sealed class ImageFormatTests
         Assert.False(ours["r"]["dirty-flag"]!.GetValue<bool>());
     }
 
+    /// <summary>query-named-block-nodes shows each node's cache options, given or inherited from the parent that opened it, as QEMU does.</summary>
+    [Fact]
+    public async Task QueryShowsCacheOptionsAsQemuStorageDaemonDoes()
+    {
+        using var dir = new TempDir();
+        string[] Args(string sub) =>
+        [
+            "--blockdev", $"driver=qcow2,node-name=q,cache.direct=on,file.node-name=qf,file.driver=file,file.filename={sub}/v2.qcow2",
+            "--blockdev", $"driver=raw,node-name=r,cache.no-flush=on,file.node-name=rf,file.driver=file,file.filename={sub}/r.raw,file.cache.no-flush=off",
+            "--blockdev", $"driver=file,node-name=plain,filename={sub}/r2.raw,cache.direct=off",
+        ];
+        var (ours, theirs) = await BothAsync(dir, Images + " && qemu-img create -q -f raw r2.raw 1M", async (d, _) =>
+        {
+            var nodes = (JsonArray)await d.Qmp.ExecuteAsync("query-named-block-nodes");
+            var shown = new JsonObject();
+            foreach (var n in nodes.Where(n => !n!["node-name"]!.GetValue<string>().StartsWith('#')).OrderBy(n => n!["node-name"]!.GetValue<string>()))
+            {
+                shown[n!["node-name"]!.GetValue<string>()] = n["cache"]!.DeepClone();
+            }
+
+            return (JsonNode)shown;
+        }, Args);
+
+        AssertSame(ours, theirs);
+        Assert.True(ours["qf"]!["direct"]!.GetValue<bool>());
+        Assert.False(ours["rf"]!["no-flush"]!.GetValue<bool>());
+        Assert.True(ours["r"]!["no-flush"]!.GetValue<bool>());
+    }
+
     [Fact]
     public async Task BlockdevCreateMakesWhatQemuStorageDaemonMakes()
     {
