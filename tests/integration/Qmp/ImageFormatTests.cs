@@ -172,7 +172,8 @@ public sealed class ImageFormatTests
             results["r.raw"] = new FileInfo(Path.Combine(sub, "r.raw")).Length;
 
             // Drivers that create nothing are refused before a job starts.
-            foreach (var options in new[] { """{"driver": "raw"}""", """{"driver": "raw", "size": 1}""", """{"driver": "nosuch"}""", """{"driver": "throttle"}""" })
+            foreach (var options in new[] { """{"driver": "raw"}""", """{"driver": "raw", "size": 1}""", """{"driver": "nosuch"}""", """{"driver": "throttle"}""",
+                                         """{"driver": "host_device"}""", """{"driver": "host_device", "filename": "/dev/null", "size": 1}""" })
             {
                 var (cls, desc) = await d.Qmp.ErrorAsync("blockdev-create", new JsonObject { ["job-id"] = "x", ["options"] = JsonNode.Parse(options) });
                 results[options] = $"{cls}: {desc}";

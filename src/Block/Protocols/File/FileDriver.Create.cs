@@ -4,7 +4,11 @@ using ExportServer.Block.Native;
 
 namespace ExportServer.Block.Protocols.File;
 
-internal sealed partial class FileDriver : IImageCreator
+/// <summary>
+/// The 'file' driver, which also makes files for blockdev-create; 'host_device' makes nothing, so
+/// QEMU's "Driver does not support blockdev-create" comes before a job starts, as for any such driver.
+/// </summary>
+internal sealed class RegularFileDriver() : FileDriver(hostDevice: false), IImageCreator
 {
     /// <summary>
     /// BlockdevCreateOptionsFile: filename, size, preallocation (off, falloc, full), nocow and
@@ -14,11 +18,6 @@ internal sealed partial class FileDriver : IImageCreator
     /// </summary>
     public async ValueTask CreateAsync(BlockGraph graph, OptionReader options)
     {
-        if (_hostDevice)
-        {
-            throw BlockException.NotSupported("Driver does not support blockdev-create");
-        }
-
         var fileName = options.RequireString("filename");
         var size = options.GetSize("size") ?? throw BlockException.Invalid($"Parameter '{options.FullName("size")}' is missing");
         var prealloc = options.GetString("preallocation") ?? "off";

@@ -10,19 +10,19 @@ namespace ExportServer.Block.Protocols.File;
 /// QEMU's file-posix drivers: 'file' for regular files and 'host_device' for block (or character)
 /// devices. Options and error messages follow QEMU 7.2's BlockdevOptionsFile.
 /// </summary>
-internal sealed partial class FileDriver : IBlockDriver
+internal partial class FileDriver : IBlockDriver
 {
     private static readonly Dictionary<string, int> AioValues = new() { ["threads"] = 0, ["native"] = 1, ["io_uring"] = 2 };
     private static readonly Dictionary<string, int> LockingValues = new() { ["auto"] = 0, ["on"] = 1, ["off"] = 2 };
 
     private readonly bool _hostDevice;
 
-    private FileDriver(bool hostDevice)
+    private protected FileDriver(bool hostDevice)
     {
         _hostDevice = hostDevice;
     }
 
-    public static FileDriver File { get; } = new(hostDevice: false);
+    public static FileDriver File { get; } = new RegularFileDriver();
 
     public static FileDriver HostDevice { get; } = new(hostDevice: true);
 
