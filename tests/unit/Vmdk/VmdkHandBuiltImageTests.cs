@@ -171,7 +171,7 @@ public sealed class VmdkHandBuiltImageTests
     /// A COWD extent of 8 MiB with 64 KiB grains: header, grain directory at sector 4 naming one
     /// 4096-entry table at sector 5, grains 0 and 3 stored at sectors 64 and 192.
     /// </summary>
-    private static void BuildCowd(string path)
+    internal static void BuildCowd(string path)
     {
         using var f = new FileStream(path, FileMode.Create);
         var h = new byte[Sector];

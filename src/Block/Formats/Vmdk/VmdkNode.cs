@@ -165,10 +165,20 @@ internal sealed partial class VmdkNode : BlockNode
         _parentChecked = true;
     }
 
-    /// <summary>This layer only: unallocated grains are reported without Allocated so the caller asks the parent.</summary>
+    /// <summary>
+    /// This layer only: unallocated grains are reported without Allocated so the caller asks the
+    /// parent; a flat extent reports its file's holes as zeroes (QEMU's BDRV_BLOCK_RECURSE).
+    /// </summary>
     protected override async ValueTask<BlockStatus> GetBlockStatusCoreAsync(long offset, long length)
     {
-        var (_, m) = await MapAsync(offset, length).ConfigureAwait(false);
+        var (extent, m) = await MapAsync(offset, length).ConfigureAwait(false);
+        if (extent.IsFlat)
+        {
+            var file = await extent.File.GetBlockStatusAsync(m.HostOffset, m.Length).ConfigureAwait(false);
+            var zero = file.IsZero ? BlockStatusFlags.Zero : BlockStatusFlags.None;
+            return new BlockStatus(file.Length, BlockStatusFlags.Allocated | BlockStatusFlags.Data | zero);
+        }
+
         var flags = m.Kind switch
         {
             VmdkGrainKind.Unallocated => BlockStatusFlags.None,

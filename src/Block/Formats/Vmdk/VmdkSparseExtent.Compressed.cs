@@ -16,32 +16,35 @@ internal sealed partial class VmdkSparseExtent
     {
         var grainBytes = (int)_layout.GrainBytes;
 
-        // A grain that compressed badly may take more than a grain: read up to two, as QEMU does.
-        var available = (int)Math.Min((2L * grainBytes) + VmdkGrainMarker.Size, File.Length - host);
-        var input = ArrayPool<byte>.Shared.Rent(Math.Max(available, 1));
+        // A grain that compressed badly may take more than a grain: up to two, as QEMU reads.
+        var limit = Math.Min(2L * grainBytes, File.Length - host);
+        var start = host;
+        var length = limit;
+        if (_layout.Markers)
+        {
+            var marker = new byte[VmdkGrainMarker.Size];
+            if (File.Length - host < marker.Length)
+            {
+                throw BlockException.Io($"vmdk: grain marker at 0x{host:x} of '{File.FileName}' is truncated");
+            }
+
+            await File.ReadAsync(host, marker).ConfigureAwait(false);
+            length = VmdkGrainMarker.Read(marker).Length;
+            start = host + VmdkGrainMarker.Size;
+            limit = Math.Min(limit, File.Length - start);
+        }
+
+        if (length == 0 || length > limit)
+        {
+            throw BlockException.Io($"vmdk: compressed grain at 0x{host:x} of '{File.FileName}' has an invalid size {length}");
+        }
+
+        var input = ArrayPool<byte>.Shared.Rent((int)length);
         var output = ArrayPool<byte>.Shared.Rent(grainBytes);
         try
         {
-            await File.ReadAsync(host, input.AsMemory(0, available)).ConfigureAwait(false);
-            var start = 0;
-            long length = available;
-            if (_layout.Markers)
-            {
-                if (available < VmdkGrainMarker.Size)
-                {
-                    throw BlockException.Io($"vmdk: grain marker at 0x{host:x} of '{File.FileName}' is truncated");
-                }
-
-                length = VmdkGrainMarker.Read(input).Length;
-                start = VmdkGrainMarker.Size;
-            }
-
-            if (length == 0 || length > available - start)
-            {
-                throw BlockException.Io($"vmdk: compressed grain at 0x{host:x} of '{File.FileName}' has an invalid size {length}");
-            }
-
-            var produced = Inflate(input, start, (int)length, output.AsSpan(0, grainBytes), host);
+            await File.ReadAsync(start, input.AsMemory(0, (int)length)).ConfigureAwait(false);
+            var produced = Inflate(input, 0, (int)length, output.AsSpan(0, grainBytes), host);
             if (inGrain + buffer.Length > produced)
             {
                 throw BlockException.Io($"vmdk: compressed grain at 0x{host:x} of '{File.FileName}' inflates to {produced} bytes, too few for the read");
