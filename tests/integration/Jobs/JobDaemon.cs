@@ -89,6 +89,16 @@ internal sealed class JobDaemon : IAsyncDisposable
     public Task WaitStatusAsync(string job, string status) =>
         Qmp.WaitEventAsync("JOB_STATUS_CHANGE", e => e["data"]!["id"]!.GetValue<string>() == job && e["data"]!["status"]!.GetValue<string>() == status);
 
+    /// <summary>Runs blockdev-create as job <paramref name="id"/> to its end, dismisses it and returns its error (null: it succeeded).</summary>
+    public async Task<string?> BlockdevCreateAsync(string id, JsonObject options)
+    {
+        await Qmp.ExecuteAsync("blockdev-create", new JsonObject { ["job-id"] = id, ["options"] = options });
+        await WaitStatusAsync(id, "concluded");
+        var job = ((JsonArray)await Qmp.ExecuteAsync("query-jobs")).Single(j => j!["id"]!.GetValue<string>() == id)!;
+        await Qmp.ExecuteAsync("job-dismiss", new JsonObject { ["id"] = id });
+        return (string?)job["error"];
+    }
+
     public async Task<JsonObject?> BlockJobAsync(string job)
     {
         var list = (JsonArray)await Qmp.ExecuteAsync("query-block-jobs");

@@ -12,9 +12,6 @@ namespace ExportServer.Block.Formats.Qcow2;
 /// </summary>
 public sealed partial class Qcow2Driver : IBlockDriver
 {
-    /// <summary>Files whose backing chain is being opened in this async flow, to refuse loops.</summary>
-    private static readonly AsyncLocal<List<string>?> s_opening = new();
-
     public string Name => "qcow2";
 
     public async ValueTask<BlockNode> OpenAsync(BlockOpenContext context, OptionReader options)
@@ -134,7 +131,7 @@ public sealed partial class Qcow2Driver : IBlockDriver
             options.Consume("data-file");
             var name = node.Header.DataFile
                        ?? throw BlockException.Invalid($"qcow2: image '{file.FileName}' has an external data file but no data file name");
-            data = await OpenInlineAsync(context, "data-file", new JsonObject
+            data = await HeaderBacking.OpenInlineAsync(context, "data-file", new JsonObject
             {
                 ["driver"] = "file",
                 ["filename"] = BackingFileName.Resolve(file.FileName, name),
@@ -146,82 +143,11 @@ public sealed partial class Qcow2Driver : IBlockDriver
 
     private static async ValueTask OpenBackingAsync(BlockOpenContext context, OptionReader options, Qcow2Node node, BlockNode file)
     {
-        BlockNode? backing;
-        if (options.Options.TryGetPropertyValue("backing", out var raw))
-        {
-            options.Consume("backing");
-            if (raw is null)
-            {
-                return;
-            }
-
-            backing = await context.OpenChildAsync(options, "backing").ConfigureAwait(false);
-        }
-        else
-        {
-            var name = node.Header.BackingFile;
-            if (name is null)
-            {
-                return;
-            }
-
-            backing = await OpenHeaderBackingAsync(context, file, name, node.Header.BackingFormat).ConfigureAwait(false);
-        }
-
+        var backing = await HeaderBacking.OpenOptionOrHeaderAsync(
+            context, options, file, node.Header.BackingFile, node.Header.BackingFormat, "qcow2").ConfigureAwait(false);
         if (backing is not null)
         {
             node.AttachBacking(backing);
         }
-    }
-
-    private static async ValueTask<BlockNode> OpenHeaderBackingAsync(BlockOpenContext context, BlockNode file, string name, string? format)
-    {
-        var path = BackingFileName.Resolve(file.FileName, name);
-        var chain = s_opening.Value ?? new List<string> { Path.GetFullPath(file.FileName.Length > 0 ? file.FileName : ".") };
-        if (chain.Contains(Path.GetFullPath(path)))
-        {
-            throw BlockException.Invalid($"qcow2: backing file loop: {string.Join(" -> ", chain.Select(c => $"'{c}'"))} -> '{path}'");
-        }
-
-        var previous = s_opening.Value;
-        s_opening.Value = [.. chain, Path.GetFullPath(path)];
-        try
-        {
-            var fileOptions = new JsonObject { ["driver"] = "file", ["filename"] = path, ["read-only"] = true };
-            if (format is null)
-            {
-                var protocol = await OpenInlineAsync(context, "backing", fileOptions).ConfigureAwait(false);
-                format = await context.Graph.Probes.ProbeAsync(protocol).ConfigureAwait(false);
-                if (format == "raw" && !context.Graph.HasDriver("raw"))
-                {
-                    return protocol;
-                }
-
-                return await OpenInlineAsync(context, "backing", new JsonObject
-                {
-                    ["driver"] = format,
-                    ["file"] = protocol.NodeName,
-                    ["read-only"] = true,
-                }).ConfigureAwait(false);
-            }
-
-            return await OpenInlineAsync(context, "backing", new JsonObject
-            {
-                ["driver"] = format,
-                ["file"] = fileOptions,
-                ["read-only"] = true,
-            }).ConfigureAwait(false);
-        }
-        finally
-        {
-            s_opening.Value = previous;
-        }
-    }
-
-    /// <summary>Opens a child from options built here, with the parent's inherited settings.</summary>
-    private static async ValueTask<BlockNode> OpenInlineAsync(BlockOpenContext context, string key, JsonObject child)
-    {
-        var holder = new OptionReader(new JsonObject { [key] = child });
-        return (await context.OpenChildAsync(holder, key).ConfigureAwait(false))!;
     }
 }
