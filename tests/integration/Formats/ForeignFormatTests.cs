@@ -16,6 +16,8 @@ public sealed class ForeignFormatTests
     [InlineData("vpc", "")]
     [InlineData("vpc", "subformat=fixed")]
     [InlineData("vpc", "force_size=on")]
+    [InlineData("vdi", "")]
+    [InlineData("vdi", "static=on")]
     public async Task QemuImagesReadAsQemuImgConvertReadsThem(string format, string options)
     {
         using var dir = new TempDir();
@@ -29,6 +31,8 @@ public sealed class ForeignFormatTests
     [Theory]
     [InlineData("vpc", "")]
     [InlineData("vpc", "subformat=fixed")]
+    [InlineData("vdi", "")]
+    [InlineData("vdi", "static=on")]
     public async Task ConvertedImagesReadAsTheirSource(string format, string options)
     {
         using var dir = new TempDir();
@@ -42,6 +46,8 @@ public sealed class ForeignFormatTests
     [InlineData("vpc", "")]
     [InlineData("vpc", "subformat=fixed")]
     [InlineData("vpc", "force_size=on")]
+    [InlineData("vdi", "")]
+    [InlineData("vdi", "static=on")]
     public async Task OurWritesReadAsQemuWritesOnRaw(string format, string options)
     {
         using var dir = new TempDir();
@@ -66,6 +72,8 @@ public sealed class ForeignFormatTests
     [InlineData("vpc", "subformat=fixed", "10M")]
     [InlineData("vpc", "force_size=on", "10M")]
     [InlineData("vpc", "subformat=dynamic,force_size=off", "1G")]
+    [InlineData("vdi", "", "10M")]
+    [InlineData("vdi", "static=on", "10000k")]
     public async Task CreatedImagesOpenInQemuImg(string format, string options, string size)
     {
         using var dir = new TempDir();
@@ -85,6 +93,8 @@ public sealed class ForeignFormatTests
     [InlineData("vpc", """{"subformat": "dynamic"}""", 10514432)]
     [InlineData("vpc", """{"subformat": "fixed"}""", 10514432)]
     [InlineData("vpc", """{"force-size": true}""", 10485760)]
+    [InlineData("vdi", "{}", 10485760)]
+    [InlineData("vdi", """{"preallocation": "metadata"}""", 10485760)]
     public async Task BlockdevCreateMakesImagesQemuImgOpens(string format, string extra, long size)
     {
         using var dir = new TempDir();

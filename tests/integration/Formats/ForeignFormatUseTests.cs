@@ -14,6 +14,7 @@ public sealed class ForeignFormatUseTests
 {
     [Theory]
     [InlineData("vpc", "")]
+    [InlineData("vdi", "")]
     public async Task KilledWriterLeavesAnImageQemuImgReads(string format, string options)
     {
         using var dir = new TempDir();
@@ -41,6 +42,7 @@ public sealed class ForeignFormatUseTests
 
     [Theory]
     [InlineData("vpc")]
+    [InlineData("vdi")]
     public async Task Qcow2OverlayOverTheFormatReadsAsQemuImgReadsIt(string format)
     {
         using var dir = new TempDir();
@@ -58,6 +60,7 @@ public sealed class ForeignFormatUseTests
 
     [Theory]
     [InlineData("vpc")]
+    [InlineData("vdi")]
     public async Task ServeProbesTheFormat(string format)
     {
         using var dir = new TempDir();
@@ -70,6 +73,8 @@ public sealed class ForeignFormatUseTests
     [Theory]
     [InlineData("vpc", "drive-backup")]
     [InlineData("vpc", "drive-mirror")]
+    [InlineData("vdi", "drive-backup")]
+    [InlineData("vdi", "drive-mirror")]
     public async Task JobTargetsInTheFormat(string format, string command)
     {
         using var dir = new TempDir();

@@ -22,8 +22,6 @@ internal static class MagicOnlyFormats
         new("parallels", Certain, (h, _) => (StartsWith(h, "WithoutFreeSpace"u8) || StartsWith(h, "WithouFreSpacExt"u8)) &&
                                            h.Length >= 20 && BinaryPrimitives.ReadUInt32LittleEndian(h[16..]) == 2),
 
-        // VDI: signature 0xbeda107f (little-endian) at byte 64.
-        new("vdi", Certain, (h, _) => h.Length >= 72 && BinaryPrimitives.ReadUInt32LittleEndian(h[64..]) == 0xbeda107f),
         new("bochs", Certain, (h, _) => StartsWith(h, "Bochs Virtual HD Image"u8)),
 
         // dmg has no magic at the start; QEMU goes by the file name, with a low score.

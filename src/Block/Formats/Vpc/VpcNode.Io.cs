@@ -15,34 +15,10 @@ internal sealed partial class VpcNode
         return entry == VpcFormat.Unallocated ? -1 : ((long)entry * VpcFormat.SectorSize) + _bitmapSize + (offset % _blockSize);
     }
 
-    /// <summary>Splits [offset, offset+length) at block boundaries.</summary>
-    private int ChunkAt(long offset, long length) => (int)Math.Min(length, _blockSize - (offset % _blockSize));
+    private int ChunkAt(long offset, long length) => BlockMapping.ChunkAt(offset, length, _blockSize);
 
-    protected override async ValueTask ReadCoreAsync(long offset, Memory<byte> buffer)
-    {
-        if (IsFixed)
-        {
-            await _file.ReadAsync(offset, buffer).ConfigureAwait(false);
-            return;
-        }
-
-        while (buffer.Length > 0)
-        {
-            var n = ChunkAt(offset, buffer.Length);
-            var host = HostOffset(offset);
-            if (host < 0)
-            {
-                buffer.Span[..n].Clear();
-            }
-            else
-            {
-                await _file.ReadAsync(host, buffer[..n]).ConfigureAwait(false);
-            }
-
-            offset += n;
-            buffer = buffer[n..];
-        }
-    }
+    protected override ValueTask ReadCoreAsync(long offset, Memory<byte> buffer) =>
+        IsFixed ? _file.ReadAsync(offset, buffer) : BlockMapping.ReadAsync(_file, offset, buffer, _blockSize, HostOffset);
 
     protected override async ValueTask WriteCoreAsync(long offset, ReadOnlyMemory<byte> buffer, WriteFlags flags)
     {
@@ -127,26 +103,8 @@ internal sealed partial class VpcNode
     /// A fixed disk reports its file's status; a dynamic one says data for an allocated block and
     /// zeroes for a run of unallocated ones (both decided here, as QEMU's vpc_co_block_status).
     /// </summary>
-    protected override async ValueTask<BlockStatus> GetBlockStatusCoreAsync(long offset, long length)
-    {
-        if (IsFixed)
-        {
-            return await _file.GetBlockStatusAsync(offset, length).ConfigureAwait(false);
-        }
-
-        var n = (long)ChunkAt(offset, length);
-        if (HostOffset(offset) >= 0)
-        {
-            return new BlockStatus(n, BlockStatusFlags.Data | BlockStatusFlags.Allocated);
-        }
-
-        while (n < length && HostOffset(offset + n) < 0)
-        {
-            n += ChunkAt(offset + n, length - n);
-        }
-
-        return new BlockStatus(n, BlockStatusFlags.Zero | BlockStatusFlags.Allocated);
-    }
+    protected override ValueTask<BlockStatus> GetBlockStatusCoreAsync(long offset, long length) =>
+        IsFixed ? _file.GetBlockStatusAsync(offset, length) : ValueTask.FromResult(BlockMapping.Status(offset, length, _blockSize, HostOffset));
 
     /// <summary>
     /// Gives <paramref name="block"/> storage at the end of the file and writes <paramref name="data"/>
