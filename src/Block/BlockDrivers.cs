@@ -5,6 +5,7 @@ using ExportServer.Block.Formats.MagicOnly;
 using ExportServer.Block.Formats.Qcow2;
 using ExportServer.Block.Formats.Raw;
 using ExportServer.Block.Formats.Vdi;
+using ExportServer.Block.Formats.Vhdx;
 using ExportServer.Block.Formats.Vpc;
 using ExportServer.Block.Protocols.File;
 using ExportServer.Block.Protocols.Null;
@@ -27,6 +28,7 @@ public static class BlockDrivers
         graph.Register(new Qcow2Driver());
         graph.Register(VpcDriver.Instance);
         graph.Register(VdiDriver.Instance);
+        graph.Register(VhdxDriver.Instance);
         graph.Register(ThrottleDriver.Instance);
         graph.Register(CompressDriver.Instance);
         foreach (var probe in MagicOnlyFormats.All)

@@ -146,6 +146,18 @@ public static class ImageCreation
         }
     }
 
+    /// <summary>
+    /// blockdev-create of a format whose options name an existing node as 'file': binds the rest with
+    /// <paramref name="read"/>, refuses what is left unread, then formats the node.
+    /// </summary>
+    public static async ValueTask FormatNodeAsync<T>(BlockGraph graph, OptionReader options, Func<OptionReader, T> read, Func<BlockNode, T, ValueTask> format)
+    {
+        var file = graph.Find(options.RequireString("file"));
+        var create = read(options);
+        options.EnsureAllConsumed();
+        await format(file, create).ConfigureAwait(false);
+    }
+
     /// <summary>qemu-img's options given in <paramref name="options"/>, under their blockdev-create names (QEMU's qdict_rename_keys).</summary>
     public static JsonObject RenameOptions(JsonObject options, IEnumerable<(CreateOption Option, string? QapiName)> names)
     {

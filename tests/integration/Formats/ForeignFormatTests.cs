@@ -18,6 +18,9 @@ public sealed class ForeignFormatTests
     [InlineData("vpc", "force_size=on")]
     [InlineData("vdi", "")]
     [InlineData("vdi", "static=on")]
+    [InlineData("vhdx", "")]
+    [InlineData("vhdx", "subformat=fixed")]
+    [InlineData("vhdx", "block_size=1M,log_size=2M,block_state_zero=off")]
     public async Task QemuImagesReadAsQemuImgConvertReadsThem(string format, string options)
     {
         using var dir = new TempDir();
@@ -33,6 +36,8 @@ public sealed class ForeignFormatTests
     [InlineData("vpc", "subformat=fixed")]
     [InlineData("vdi", "")]
     [InlineData("vdi", "static=on")]
+    [InlineData("vhdx", "")]
+    [InlineData("vhdx", "subformat=fixed")]
     public async Task ConvertedImagesReadAsTheirSource(string format, string options)
     {
         using var dir = new TempDir();
@@ -48,6 +53,9 @@ public sealed class ForeignFormatTests
     [InlineData("vpc", "force_size=on")]
     [InlineData("vdi", "")]
     [InlineData("vdi", "static=on")]
+    [InlineData("vhdx", "")]
+    [InlineData("vhdx", "subformat=fixed")]
+    [InlineData("vhdx", "block_size=1M,block_state_zero=off")]
     public async Task OurWritesReadAsQemuWritesOnRaw(string format, string options)
     {
         using var dir = new TempDir();
@@ -74,6 +82,9 @@ public sealed class ForeignFormatTests
     [InlineData("vpc", "subformat=dynamic,force_size=off", "1G")]
     [InlineData("vdi", "", "10M")]
     [InlineData("vdi", "static=on", "10000k")]
+    [InlineData("vhdx", "", "10M")]
+    [InlineData("vhdx", "subformat=fixed,block_size=2M", "10M")]
+    [InlineData("vhdx", "log_size=3M,block_state_zero=off", "2G")]
     public async Task CreatedImagesOpenInQemuImg(string format, string options, string size)
     {
         using var dir = new TempDir();
@@ -95,6 +106,8 @@ public sealed class ForeignFormatTests
     [InlineData("vpc", """{"force-size": true}""", 10485760)]
     [InlineData("vdi", "{}", 10485760)]
     [InlineData("vdi", """{"preallocation": "metadata"}""", 10485760)]
+    [InlineData("vhdx", "{}", 10485760)]
+    [InlineData("vhdx", """{"subformat": "fixed", "block-size": 1048576, "log-size": 2097152, "block-state-zero": false}""", 10485760)]
     public async Task BlockdevCreateMakesImagesQemuImgOpens(string format, string extra, long size)
     {
         using var dir = new TempDir();

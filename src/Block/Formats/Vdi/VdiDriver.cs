@@ -29,19 +29,13 @@ internal sealed class VdiDriver : IBlockDriver, IFormatProbe, IImageCreator, IIm
 
     public async ValueTask<BlockNode> OpenAsync(BlockOpenContext context, OptionReader options)
     {
-        var file = await context.OpenChildAsync(options, "file").ConfigureAwait(false)
-                   ?? throw BlockException.Invalid($"Parameter '{options.FullName("file")}' is missing");
+        var file = await context.OpenFileChildAsync(options).ConfigureAwait(false);
         return await VdiNode.OpenAsync(context.NodeName, context.ReadOnly, file).ConfigureAwait(false);
     }
 
     /// <summary>BlockdevCreateOptionsVdi: file (an existing node), size, preallocation.</summary>
-    public async ValueTask CreateAsync(BlockGraph graph, OptionReader options)
-    {
-        var file = graph.Find(options.RequireString("file"));
-        var create = VdiCreateOptions.Read(options);
-        options.EnsureAllConsumed();
-        await VdiCreator.CreateAsync(file, create).ConfigureAwait(false);
-    }
+    public ValueTask CreateAsync(BlockGraph graph, OptionReader options) =>
+        ImageCreation.FormatNodeAsync(graph, options, VdiCreateOptions.Read, VdiCreator.CreateAsync);
 
     /// <summary>qemu-img's way (vdi_co_create_opts): static=on is preallocation=metadata; the size is rounded up to whole sectors.</summary>
     public async ValueTask CreateFileAsync(BlockGraph graph, string fileName, JsonObject options)

@@ -17,13 +17,8 @@ internal sealed partial class VpcDriver : IImageCreator, IImageFileCreator
     public IReadOnlyList<CreateOption> CreateOptions { get; } = QemuImgOptions.Select(o => o.Option).ToArray();
 
     /// <summary>BlockdevCreateOptionsVpc: file (an existing node), size, subformat, force-size.</summary>
-    public async ValueTask CreateAsync(BlockGraph graph, OptionReader options)
-    {
-        var file = graph.Find(options.RequireString("file"));
-        var create = VpcCreateOptions.Read(options);
-        options.EnsureAllConsumed();
-        await VpcCreator.CreateAsync(file, create).ConfigureAwait(false);
-    }
+    public ValueTask CreateAsync(BlockGraph graph, OptionReader options) =>
+        ImageCreation.FormatNodeAsync(graph, options, VpcCreateOptions.Read, VpcCreator.CreateAsync);
 
     /// <summary>
     /// qemu-img's way (vpc_co_create_opts): the options renamed and bound as blockdev-create's, and

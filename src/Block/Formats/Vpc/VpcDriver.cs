@@ -16,8 +16,7 @@ internal sealed partial class VpcDriver : IBlockDriver, IFormatProbe
 
     public async ValueTask<BlockNode> OpenAsync(BlockOpenContext context, OptionReader options)
     {
-        var file = await context.OpenChildAsync(options, "file").ConfigureAwait(false)
-                   ?? throw BlockException.Invalid($"Parameter '{options.FullName("file")}' is missing");
+        var file = await context.OpenFileChildAsync(options).ConfigureAwait(false);
         return await VpcNode.OpenAsync(context.NodeName, context.ReadOnly, file).ConfigureAwait(false);
     }
 }
