@@ -83,6 +83,37 @@ public sealed class ForeignFormatUseTests
         (await Tool.ShAsync(Io("raw", Uri(dir), ["write -P 0x42 5M 1M"]))).Check("write through the probed node");
     }
 
+    /// <summary>`export-server mount IMAGE FILE`: the probed image as a regular file; writes through it leave an image qemu-img reads alike.</summary>
+    [Theory]
+    [InlineData("vpc")]
+    [InlineData("vdi")]
+    [InlineData("vhdx")]
+    public async Task MountedImageReadsAndWritesAsQemuImgDoes(string format)
+    {
+        using var dir = new TempDir();
+        await ShAsync(dir, $"qemu-img create -q -f {format} img {Size} && {Io(format, "img", Writes)} && qemu-img convert -O raw img expected.raw");
+        var mount = dir["disk.raw"];
+        var pid = dir["m.pid"];
+        var d = Daemon.Launch(Daemon.ExportServerPath, ["mount", dir["img"], mount, "--pidfile", pid]);
+        await using (d)
+        {
+            var deadline = DateTime.UtcNow.AddSeconds(30);
+            while (!File.Exists(pid) && DateTime.UtcNow < deadline)
+            {
+                Assert.False(d.HasExited, d.Stderr);
+                await Task.Delay(10);
+            }
+
+            (await Tool.RunAsync("cmp", mount, dir["expected.raw"])).Check("cmp with qemu-img convert");
+            await ShAsync(dir, "head -c 3000000 /dev/urandom > pat && dd if=pat of=disk.raw bs=4096 seek=7000 conv=notrunc status=none && " +
+                               "dd if=pat of=expected.raw bs=4096 seek=7000 conv=notrunc status=none");
+            Assert.Equal(0, await d.StopAsync());
+        }
+
+        await AssertCheckCleanAsync(dir["img"], format);
+        await AssertSameAsync(dir["expected.raw"], dir["img"], format);
+    }
+
     [Theory]
     [InlineData("vpc", "drive-backup")]
     [InlineData("vpc", "drive-mirror")]
