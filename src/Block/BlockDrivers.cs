@@ -5,6 +5,9 @@ using ExportServer.Block.Formats.MagicOnly;
 using ExportServer.Block.Formats.Qcow2;
 using ExportServer.Block.Formats.Raw;
 using ExportServer.Block.Formats.Vmdk;
+using ExportServer.Block.Formats.Vdi;
+using ExportServer.Block.Formats.Vhdx;
+using ExportServer.Block.Formats.Vpc;
 using ExportServer.Block.Protocols.File;
 using ExportServer.Block.Protocols.Null;
 
@@ -25,6 +28,9 @@ public static class BlockDrivers
         graph.Register(NullDriver.Aio);
         graph.Register(new Qcow2Driver());
         graph.Register(new VmdkDriver());
+        graph.Register(VpcDriver.Instance);
+        graph.Register(VdiDriver.Instance);
+        graph.Register(VhdxDriver.Instance);
         graph.Register(ThrottleDriver.Instance);
         graph.Register(CompressDriver.Instance);
         foreach (var probe in MagicOnlyFormats.All)

@@ -33,6 +33,11 @@ public sealed class BlockOpenContext
     /// <summary>Take no image locks that would keep others from writing (QEMU's force-share, read-only only).</summary>
     public bool ForceShare { get; }
 
+    /// <summary>The 'file' child every format has, refused with QEMU's words when it is missing.</summary>
+    public async ValueTask<BlockNode> OpenFileChildAsync(OptionReader options) =>
+        await OpenChildAsync(options, "file").ConfigureAwait(false)
+        ?? throw BlockException.Invalid($"Parameter '{options.FullName("file")}' is missing");
+
     /// <summary>
     /// Opens the child named <paramref name="key"/>: a string names an existing node, an object is
     /// opened inline with this node's read-only and cache settings inherited. Null when absent.

@@ -128,6 +128,51 @@ public static class ImageCreation
         await CreateAsync(graph, protocol).ConfigureAwait(false);
     }
 
+    /// <summary>
+    /// Makes an empty file at <paramref name="fileName"/> through its protocol, opens it and lets
+    /// <paramref name="format"/> write the new image into it (QEMU's create_opts: bdrv_co_create_file, open, co_create).
+    /// </summary>
+    public static async ValueTask FormatNewFileAsync(BlockGraph graph, string fileName, Func<BlockNode, ValueTask> format)
+    {
+        await CreateProtocolFileAsync(graph, fileName, new JsonObject { ["size"] = 0 }).ConfigureAwait(false);
+        var file = await OpenProtocolAsync(graph, fileName).ConfigureAwait(false);
+        try
+        {
+            await format(file).ConfigureAwait(false);
+        }
+        finally
+        {
+            await graph.RemoveAsync(file.NodeName).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// blockdev-create of a format whose options name an existing node as 'file': binds the rest with
+    /// <paramref name="read"/>, refuses what is left unread, then formats the node.
+    /// </summary>
+    public static async ValueTask FormatNodeAsync<T>(BlockGraph graph, OptionReader options, Func<OptionReader, T> read, Func<BlockNode, T, ValueTask> format)
+    {
+        var file = graph.Find(options.RequireString("file"));
+        var create = read(options);
+        options.EnsureAllConsumed();
+        await format(file, create).ConfigureAwait(false);
+    }
+
+    /// <summary>qemu-img's options given in <paramref name="options"/>, under their blockdev-create names (QEMU's qdict_rename_keys).</summary>
+    public static JsonObject RenameOptions(JsonObject options, IEnumerable<(CreateOption Option, string? QapiName)> names)
+    {
+        var qapi = new JsonObject();
+        foreach (var (option, qapiName) in names)
+        {
+            if (qapiName is not null && options[option.Name] is { } value)
+            {
+                qapi[qapiName] = value.DeepClone();
+            }
+        }
+
+        return qapi;
+    }
+
     /// <summary>Opens <paramref name="fileName"/> through its protocol as an unnamed node of <paramref name="graph"/>.</summary>
     public static ValueTask<BlockNode> OpenProtocolAsync(BlockGraph graph, string fileName) => graph.AddAsync(graph.ProtocolOptions(fileName));
 

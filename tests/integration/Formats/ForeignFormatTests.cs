@@ -1,0 +1,157 @@
+using System.Text.Json.Nodes;
+using ExportServer.IntegrationTests.Jobs;
+using ExportServer.IntegrationTests.Support;
+using Xunit;
+using static ExportServer.IntegrationTests.Formats.ForeignImage;
+
+namespace ExportServer.IntegrationTests.Formats;
+
+/// <summary>
+/// The foreign formats (vpc, vdi, vhdx) against qemu-img: what qemu-img writes we read as it does,
+/// what we write qemu-img reads as if it had written it, and what we create qemu-img opens.
+/// </summary>
+public sealed class ForeignFormatTests
+{
+    [Theory]
+    [InlineData("vpc", "")]
+    [InlineData("vpc", "subformat=fixed")]
+    [InlineData("vpc", "force_size=on")]
+    [InlineData("vdi", "")]
+    [InlineData("vdi", "static=on")]
+    [InlineData("vhdx", "")]
+    [InlineData("vhdx", "subformat=fixed")]
+    [InlineData("vhdx", "block_size=1M,log_size=2M,block_state_zero=off")]
+    public async Task QemuImagesReadAsQemuImgConvertReadsThem(string format, string options)
+    {
+        using var dir = new TempDir();
+        await ShAsync(dir, $"qemu-img create -q -f {format} {OptionArg(options)} img {Size} && {Io(format, "img", Writes)}");
+        await ShAsync(dir, $"qemu-img convert -f {format} -O raw img expected.raw");
+        await using var d = await ServeAsync(dir, format, dir["img"], writable: false);
+        Assert.Equal(await VirtualSizeAsync(dir["img"], format), await ExportSizeAsync(Uri(dir)));
+        await AssertSameAsync(dir["expected.raw"], Uri(dir));
+    }
+
+    [Theory]
+    [InlineData("vpc", "")]
+    [InlineData("vpc", "subformat=fixed")]
+    [InlineData("vdi", "")]
+    [InlineData("vdi", "static=on")]
+    [InlineData("vhdx", "")]
+    [InlineData("vhdx", "subformat=fixed")]
+    public async Task ConvertedImagesReadAsTheirSource(string format, string options)
+    {
+        using var dir = new TempDir();
+        await ShAsync(dir, $"qemu-img create -q -f raw src.raw 67125248 && {Io("raw", "src.raw", Writes)}");
+        await ShAsync(dir, $"qemu-img convert -f raw -O {format} {OptionArg(options)} src.raw img");
+        await using var d = await ServeAsync(dir, format, dir["img"], writable: false);
+        await AssertSameAsync(dir["src.raw"], Uri(dir));
+    }
+
+    [Theory]
+    [InlineData("vpc", "")]
+    [InlineData("vpc", "subformat=fixed")]
+    [InlineData("vpc", "force_size=on")]
+    [InlineData("vdi", "")]
+    [InlineData("vdi", "static=on")]
+    [InlineData("vhdx", "")]
+    [InlineData("vhdx", "subformat=fixed")]
+    [InlineData("vhdx", "block_size=1M,block_state_zero=off")]
+    public async Task OurWritesReadAsQemuWritesOnRaw(string format, string options)
+    {
+        using var dir = new TempDir();
+        await ShAsync(dir, $"qemu-img create -q -f {format} {OptionArg(options)} img {Size}");
+        var size = await VirtualSizeAsync(dir["img"], format);
+        await ShAsync(dir, $"qemu-img create -q -f raw expected.raw {size} && {Io("raw", "expected.raw", [.. Writes, .. Overwrites])}");
+        foreach (var commands in new[] { Writes, Overwrites })
+        {
+            await using var d = await ServeAsync(dir, format, dir["img"], writable: true);
+            (await Tool.ShAsync(Io("raw", Uri(dir), commands))).Check("writes over NBD");
+            Assert.Equal(0, await d.StopAsync());
+        }
+
+        await AssertCheckCleanAsync(dir["img"], format);
+        await AssertSameAsync(dir["expected.raw"], dir["img"], format);
+        Assert.Equal(size, await VirtualSizeAsync(dir["img"], format));
+    }
+
+    /// <summary>export-server create prints qemu-img's line and makes an image of the size qemu-img makes, which qemu-img opens and writes.</summary>
+    [Theory]
+    [InlineData("vpc", "", "10M")]
+    [InlineData("vpc", "subformat=fixed", "10M")]
+    [InlineData("vpc", "force_size=on", "10M")]
+    [InlineData("vpc", "subformat=dynamic,force_size=off", "1G")]
+    [InlineData("vdi", "", "10M")]
+    [InlineData("vdi", "static=on", "10000k")]
+    [InlineData("vhdx", "", "10M")]
+    [InlineData("vhdx", "subformat=fixed,block_size=2M", "10M")]
+    [InlineData("vhdx", "log_size=3M,block_state_zero=off", "2G")]
+    public async Task CreatedImagesOpenInQemuImg(string format, string options, string size)
+    {
+        using var dir = new TempDir();
+        Directory.CreateDirectory(dir["o"]);
+        Directory.CreateDirectory(dir["q"]);
+        var ours = (await Tool.ShAsync($"cd {dir["o"]} && {Daemon.ExportServerPath} create -f {format} {OptionArg(options)} img {size}")).Check("create");
+        var theirs = (await Tool.ShAsync($"cd {dir["q"]} && qemu-img create -f {format} {OptionArg(options)} img {size}")).Check("qemu-img create");
+        Assert.Equal(theirs.Stdout, ours.Stdout);
+        var image = dir["o/img"];
+        Assert.Equal(await VirtualSizeAsync(dir["q/img"], format), await VirtualSizeAsync(image, format));
+        await AssertCheckCleanAsync(image, format);
+        (await Tool.ShAsync(Io(format, image, ["write -P 0x5a 1M 3M", "read -P 0x5a 1M 3M", "read -P 0 0 1M"]))).Check("qemu-io");
+        await AssertCheckCleanAsync(image, format);
+    }
+
+    [Theory]
+    [InlineData("vpc", """{"subformat": "dynamic"}""", 10514432)]
+    [InlineData("vpc", """{"subformat": "fixed"}""", 10514432)]
+    [InlineData("vpc", """{"force-size": true}""", 10485760)]
+    [InlineData("vdi", "{}", 10485760)]
+    [InlineData("vdi", """{"preallocation": "metadata"}""", 10485760)]
+    [InlineData("vhdx", "{}", 10485760)]
+    [InlineData("vhdx", """{"subformat": "fixed", "block-size": 1048576, "log-size": 2097152, "block-state-zero": false}""", 10485760)]
+    public async Task BlockdevCreateMakesImagesQemuImgOpens(string format, string extra, long size)
+    {
+        using var dir = new TempDir();
+        await using var d = await JobDaemon.StartAsync(dir, "a");
+        var path = dir["img"];
+        await CreateJobAsync(d, "c0", new JsonObject { ["driver"] = "file", ["filename"] = path, ["size"] = 0 });
+        await d.Qmp.ExecuteAsync("blockdev-add", new JsonObject { ["driver"] = "file", ["node-name"] = "p", ["filename"] = path });
+        var options = (JsonObject)JsonNode.Parse(extra)!;
+        options["driver"] = format;
+        options["file"] = "p";
+        options["size"] = size;
+        await CreateJobAsync(d, "c1", options);
+        await d.Qmp.ExecuteAsync("blockdev-del", new JsonObject { ["node-name"] = "p" });
+        await d.AddImageAsync("img", path, format);
+        await d.ExportAsync("img");
+        (await Tool.ShAsync(Io("raw", d.NbdUri("img"), ["write -P 0x3c 2M 1M"]))).Check("write");
+        await d.Qmp.ExecuteAsync("quit");
+        await d.Process.WaitForExitAsync(TimeSpan.FromSeconds(10));
+        Assert.Equal(size, await VirtualSizeAsync(path, format));
+        (await Tool.ShAsync(Io(format, path, ["read -P 0x3c 2M 1M", "read -P 0 0 2M"]))).Check("read back");
+    }
+
+    [Fact]
+    public async Task VpcSizeNotInChsIsRefusedByBlockdevCreateAsQemuDoes()
+    {
+        using var dir = new TempDir();
+        await using var d = await JobDaemon.StartAsync(dir, "a");
+        await CreateJobAsync(d, "c0", new JsonObject { ["driver"] = "file", ["filename"] = dir["img"], ["size"] = 0 });
+        await d.Qmp.ExecuteAsync("blockdev-add", new JsonObject { ["driver"] = "file", ["node-name"] = "p", ["filename"] = dir["img"] });
+        await d.Qmp.ExecuteAsync("blockdev-create", new JsonObject
+        {
+            ["job-id"] = "c1", ["options"] = new JsonObject { ["driver"] = "vpc", ["file"] = "p", ["size"] = 10 << 20 },
+        });
+        await d.WaitStatusAsync("c1", "concluded");
+        var job = ((JsonArray)await d.Qmp.ExecuteAsync("query-jobs")).Single(j => j!["id"]!.GetValue<string>() == "c1")!;
+        Assert.Equal("The requested image size cannot be represented in CHS geometry", job["error"]!.GetValue<string>());
+    }
+
+    private static async Task CreateJobAsync(JobDaemon d, string id, JsonObject options)
+    {
+        await d.Qmp.ExecuteAsync("blockdev-create", new JsonObject { ["job-id"] = id, ["options"] = options });
+        await d.WaitStatusAsync(id, "concluded");
+        var job = ((JsonArray)await d.Qmp.ExecuteAsync("query-jobs")).Single(j => j!["id"]!.GetValue<string>() == id)!;
+        Assert.Null(job["error"]);
+        await d.Qmp.ExecuteAsync("job-dismiss", new JsonObject { ["id"] = id });
+    }
+}

@@ -1,0 +1,150 @@
+using System.Text.Json.Nodes;
+using ExportServer.IntegrationTests.Jobs;
+using ExportServer.IntegrationTests.Support;
+using Xunit;
+using static ExportServer.IntegrationTests.Formats.ForeignImage;
+
+namespace ExportServer.IntegrationTests.Formats;
+
+/// <summary>
+/// The foreign formats where users meet them: under a qcow2 overlay, probed by serve, as job
+/// targets with format=, and surviving a kill -9 during allocating writes.
+/// </summary>
+public sealed class ForeignFormatUseTests
+{
+    [Theory]
+    [InlineData("vpc", "")]
+    [InlineData("vdi", "")]
+    [InlineData("vhdx", "")]
+    public async Task KilledWriterLeavesAnImageQemuImgReads(string format, string options)
+    {
+        using var dir = new TempDir();
+        var image = dir["img"];
+        await ShAsync(dir, $"qemu-img create -q -f {format} {OptionArg(options)} img 1G");
+        var slots = (1L << 30) / 262144;
+        var writer = new DurableWriter(dir, 262144, [0, 512, 4096, 100000], [512, 4096, 65536, 100000]);
+        var rnd = new Random(11);
+        for (var round = 0; round < 4; round++)
+        {
+            var d = await ServeAsync(dir, format, image, writable: true);
+            // Each round writes its own quarter of the slots.
+            var writing = writer.StartRound(Uri(dir), round, round, slots, 4);
+            await Task.Delay(400 + rnd.Next(800));
+            d.Signal(9);
+            await d.WaitForExitAsync(TimeSpan.FromSeconds(10));
+            await d.DisposeAsync();
+            await writer.EndRoundAsync(writing, round);
+            if (format == "vhdx" && round % 2 == 1)
+            {
+                // A vhdx killed while writing has a log to replay: every other round qemu-img replays
+                // it, in the others the next round's open here does.
+                (await Tool.RunAsync("qemu-img", "check", "-r", "all", "-f", format, image)).Check($"round {round}: replay");
+            }
+
+            if (format != "vhdx" || round % 2 == 1)
+            {
+                await AssertCheckCleanAsync(image, format);
+                (await Tool.RunAsync("qemu-img", "convert", "-U", "-f", format, "-O", "raw", image, dir["copy.raw"])).Check($"round {round}: convert");
+            }
+        }
+
+        await writer.VerifyAsync(format, image, 20);
+    }
+
+    [Theory]
+    [InlineData("vpc")]
+    [InlineData("vdi")]
+    [InlineData("vhdx")]
+    public async Task Qcow2OverlayOverTheFormatReadsAsQemuImgReadsIt(string format)
+    {
+        using var dir = new TempDir();
+        await ShAsync(dir, $"qemu-img create -q -f {format} base {Size} && {Io(format, "base", Writes)}");
+        await ShAsync(dir, $"qemu-img create -q -f qcow2 -b base -F {format} top.qcow2 && {Io("qcow2", "top.qcow2", Overwrites)}");
+        await ShAsync(dir, "qemu-img convert -O raw top.qcow2 expected.raw");
+        await using (var d = await ServeAsync(dir, "qcow2", dir["top.qcow2"], writable: true))
+        {
+            await AssertSameAsync(dir["expected.raw"], Uri(dir));
+            (await Tool.ShAsync(Io("raw", Uri(dir), ["write -P 0x99 30M 1M"]))).Check("write");
+        }
+
+        (await Tool.ShAsync(Io("qcow2", dir["top.qcow2"], ["read -P 0x99 30M 1M", "read -P 0x44 20M 1M"]))).Check("read");
+    }
+
+    [Theory]
+    [InlineData("vpc")]
+    [InlineData("vdi")]
+    [InlineData("vhdx")]
+    public async Task ServeProbesTheFormat(string format)
+    {
+        using var dir = new TempDir();
+        await ShAsync(dir, $"qemu-img create -q -f {format} img {Size} && {Io(format, "img", Writes)} && qemu-img convert -O raw img expected.raw");
+        await using var d = await Daemon.StartAsync(dir, "serve", dir["img"], "--socket", dir["nbd.sock"], "--name", "disk");
+        await AssertSameAsync(dir["expected.raw"], Uri(dir));
+        (await Tool.ShAsync(Io("raw", Uri(dir), ["write -P 0x42 5M 1M"]))).Check("write through the probed node");
+    }
+
+    /// <summary>`export-server mount IMAGE FILE`: the probed image as a regular file; writes through it leave an image qemu-img reads alike.</summary>
+    [Theory]
+    [InlineData("vpc")]
+    [InlineData("vdi")]
+    [InlineData("vhdx")]
+    public async Task MountedImageReadsAndWritesAsQemuImgDoes(string format)
+    {
+        using var dir = new TempDir();
+        await ShAsync(dir, $"qemu-img create -q -f {format} img {Size} && {Io(format, "img", Writes)} && qemu-img convert -O raw img expected.raw");
+        var mount = dir["disk.raw"];
+        var pid = dir["m.pid"];
+        var d = Daemon.Launch(Daemon.ExportServerPath, ["mount", dir["img"], mount, "--pidfile", pid]);
+        await using (d)
+        {
+            var deadline = DateTime.UtcNow.AddSeconds(30);
+            while (!File.Exists(pid) && DateTime.UtcNow < deadline)
+            {
+                Assert.False(d.HasExited, d.Stderr);
+                await Task.Delay(10);
+            }
+
+            (await Tool.RunAsync("cmp", mount, dir["expected.raw"])).Check("cmp with qemu-img convert");
+            await ShAsync(dir, "head -c 3000000 /dev/urandom > pat && dd if=pat of=disk.raw bs=4096 seek=7000 conv=notrunc status=none && " +
+                               "dd if=pat of=expected.raw bs=4096 seek=7000 conv=notrunc status=none");
+            Assert.Equal(0, await d.StopAsync());
+        }
+
+        await AssertCheckCleanAsync(dir["img"], format);
+        await AssertSameAsync(dir["expected.raw"], dir["img"], format);
+    }
+
+    [Theory]
+    [InlineData("vpc", "drive-backup")]
+    [InlineData("vpc", "drive-mirror")]
+    [InlineData("vdi", "drive-backup")]
+    [InlineData("vdi", "drive-mirror")]
+    [InlineData("vhdx", "drive-backup")]
+    [InlineData("vhdx", "drive-mirror")]
+    public async Task JobTargetsInTheFormat(string format, string command)
+    {
+        using var dir = new TempDir();
+        // 67125248 bytes: a size vpc represents in CHS, so the target is made exactly as large.
+        await ShAsync(dir, $"qemu-img create -q -f qcow2 src.qcow2 67125248 && {Io("qcow2", "src.qcow2", Writes)}");
+        await using var d = await JobDaemon.StartAsync(dir, "a");
+        await d.AddImageAsync("src", dir["src.qcow2"]);
+        var args = new JsonObject
+        {
+            ["job-id"] = "j", ["device"] = "src", ["target"] = dir["target"], ["format"] = format, ["sync"] = "full",
+        };
+        await d.Qmp.ExecuteAsync(command, args);
+        if (command == "drive-mirror")
+        {
+            await d.Qmp.WaitEventAsync("BLOCK_JOB_READY");
+            await d.Qmp.ExecuteAsync("block-job-complete", new JsonObject { ["device"] = "j" });
+        }
+
+        var done = await d.WaitJobEventAsync("BLOCK_JOB_COMPLETED", "j");
+        Assert.Null(done["error"]);
+        await d.Qmp.ExecuteAsync("quit");
+        await d.Process.WaitForExitAsync(TimeSpan.FromSeconds(10));
+        await ShAsync(dir, "qemu-img convert -O raw src.qcow2 expected.raw");
+        await AssertCheckCleanAsync(dir["target"], format);
+        await AssertSameAsync(dir["expected.raw"], dir["target"], format);
+    }
+}
