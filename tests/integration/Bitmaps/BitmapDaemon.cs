@@ -72,6 +72,14 @@ internal sealed class BitmapDaemon : IAsyncDisposable
         return nodes.First(n => n!["node-name"]!.GetValue<string>() == node)!["dirty-bitmaps"]?.DeepClone();
     }
 
+    /// <summary>The bitmaps the node's image holds, as query-named-block-nodes shows them in format-specific (null without).</summary>
+    public async Task<JsonNode?> StoredBitmapsAsync(string node = "fmt")
+    {
+        var nodes = (JsonArray)await Qmp.ExecuteAsync("query-named-block-nodes", new JsonObject { ["flat"] = true });
+        var image = nodes.First(n => n!["node-name"]!.GetValue<string>() == node)!["image"]!;
+        return image["format-specific"]?["data"]?["bitmaps"]?.DeepClone();
+    }
+
     /// <summary>The reply of a command as text (return or error), for comparing the two daemons.</summary>
     public async Task<string> ReplyAsync(string command, JsonObject? arguments = null)
     {

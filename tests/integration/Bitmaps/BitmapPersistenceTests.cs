@@ -89,11 +89,13 @@ public sealed class BitmapPersistenceTests
             await using (var d = await BitmapDaemon.StartAsync(dir, qsd, image))
             {
                 replies.Add((await d.BitmapsAsync())!.ToJsonString());
+                replies.Add((await d.StoredBitmapsAsync())!.ToJsonString());
                 replies.Add(await d.ReplyAsync("block-dirty-bitmap-clear", new JsonObject { ["node"] = "fmt", ["name"] = "b0" }));
                 replies.Add(await d.ReplyAsync("block-dirty-bitmap-enable", new JsonObject { ["node"] = "fmt", ["name"] = "b0" }));
                 replies.Add(await d.ReplyAsync("x-debug-block-dirty-bitmap-sha256", new JsonObject { ["node"] = "fmt", ["name"] = "b0" }));
                 replies.Add(await d.ReplyAsync("block-dirty-bitmap-remove", new JsonObject { ["node"] = "fmt", ["name"] = "b0" }));
                 replies.Add((await d.BitmapsAsync())?.ToJsonString() ?? "none");
+                replies.Add((await d.StoredBitmapsAsync())?.ToJsonString() ?? "none");
                 Assert.Equal(0, await d.StopAsync());
             }
 
@@ -101,7 +103,8 @@ public sealed class BitmapPersistenceTests
             await CheckCleanAsync(image);
         }
 
-        Assert.Equal(replies.Take(6), replies.Skip(6));
+        Assert.Equal(replies.Take(8), replies.Skip(8));
+        Assert.Equal("""[{"flags":["in-use","auto"],"name":"b0","granularity":65536}]""", replies[1]);
         Assert.Contains("\"inconsistent\":true", replies[0]);
     }
 
