@@ -8,7 +8,7 @@ namespace ExportServer.IntegrationTests.Bitmaps;
 /// Persistent bitmaps across sessions of the real daemon: qemu-img's bitmaps survive being served
 /// writable and record what was written; qemu-storage-daemon reads back the bitmap we stored
 /// (through its own qemu:dirty-bitmap export); a kill -9 leaves them in use, which both daemons
-/// then report as inconsistent.
+/// then report as inconsistent (and refuse to resize the image with).
 /// </summary>
 public sealed class BitmapPersistenceTests
 {
@@ -93,6 +93,11 @@ public sealed class BitmapPersistenceTests
                 replies.Add(await d.ReplyAsync("block-dirty-bitmap-clear", new JsonObject { ["node"] = "fmt", ["name"] = "b0" }));
                 replies.Add(await d.ReplyAsync("block-dirty-bitmap-enable", new JsonObject { ["node"] = "fmt", ["name"] = "b0" }));
                 replies.Add(await d.ReplyAsync("x-debug-block-dirty-bitmap-sha256", new JsonObject { ["node"] = "fmt", ["name"] = "b0" }));
+
+                // Without the export, whose root keeps QEMU from resizing the node at all.
+                replies.Add(await d.ReplyAsync("block-export-del", new JsonObject { ["id"] = "e0" }));
+                await Task.Delay(300);
+                replies.Add(await d.ReplyAsync("block_resize", new JsonObject { ["node-name"] = "fmt", ["size"] = 32 << 20 }));
                 replies.Add(await d.ReplyAsync("block-dirty-bitmap-remove", new JsonObject { ["node"] = "fmt", ["name"] = "b0" }));
                 replies.Add((await d.BitmapsAsync())?.ToJsonString() ?? "none");
                 replies.Add((await d.StoredBitmapsAsync())?.ToJsonString() ?? "none");
@@ -103,7 +108,8 @@ public sealed class BitmapPersistenceTests
             await CheckCleanAsync(image);
         }
 
-        Assert.Equal(replies.Take(8), replies.Skip(8));
+        Assert.Equal(replies.Take(10), replies.Skip(10));
+        Assert.Equal("""{"error":{"class":"GenericError","desc":"Bitmap \u0027b0\u0027 is inconsistent and cannot be used"}}""", replies[6]);
         Assert.Equal("""[{"flags":["in-use","auto"],"name":"b0","granularity":65536}]""", replies[1]);
         Assert.Contains("\"inconsistent\":true", replies[0]);
     }
