@@ -199,6 +199,11 @@ public abstract partial class BlockNode
         }
         finally
         {
+            if (Volatile.Read(ref _bitmaps).Length != 0)
+            {
+                MarkDirty(offset, buffer.Length);
+            }
+
             Leave();
         }
     }
@@ -280,6 +285,11 @@ public abstract partial class BlockNode
         }
         finally
         {
+            if (Volatile.Read(ref _bitmaps).Length != 0)
+            {
+                MarkDirty(offset, length);
+            }
+
             Leave();
         }
     }
@@ -360,6 +370,12 @@ public abstract partial class BlockNode
         var end = (offset + length) / g * g;
         if (end <= start)
         {
+            // The driver is not asked, but the range counts as discarded (QEMU marks it dirty all the same).
+            if (DiscardUnmap && length > 0 && Volatile.Read(ref _bitmaps).Length != 0)
+            {
+                MarkDirty(offset, length);
+            }
+
             return;
         }
 
@@ -390,6 +406,11 @@ public abstract partial class BlockNode
         }
         finally
         {
+            if (DiscardUnmap && Volatile.Read(ref _bitmaps).Length != 0)
+            {
+                MarkDirty(offset, length);
+            }
+
             Leave();
         }
     }
@@ -503,6 +524,10 @@ public abstract partial class BlockNode
         try
         {
             await TruncateCoreAsync(length).ConfigureAwait(false);
+            if (Volatile.Read(ref _bitmaps).Length != 0)
+            {
+                ResizeDirtyBitmaps();
+            }
         }
         finally
         {

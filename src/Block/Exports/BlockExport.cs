@@ -65,11 +65,17 @@ public abstract class BlockExport : IAsyncDisposable
     {
         if (Interlocked.Exchange(ref _disposed, 1) == 0)
         {
+            ReleaseResources();
             _user.Dispose();
             await Root.DisposeAsync().ConfigureAwait(false);
         }
 
         GC.SuppressFinalize(this);
+    }
+
+    /// <summary>What an export type holds besides the node (the bitmaps an NBD export marks busy), released on dispose.</summary>
+    protected virtual void ReleaseResources()
+    {
     }
 
     public override string ToString() => $"{Type}:{Id}";

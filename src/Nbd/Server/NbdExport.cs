@@ -11,7 +11,14 @@ internal sealed class NbdExport
     public NbdExport(NbdExportOptions options)
     {
         Options = options;
-        MetaContexts = options.AllocationDepth ? [new BaseAllocationContext(), new AllocationDepthContext()] : [new BaseAllocationContext()];
+        List<NbdMetaContext> contexts = [new BaseAllocationContext()];
+        if (options.AllocationDepth)
+        {
+            contexts.Add(new AllocationDepthContext());
+        }
+
+        contexts.AddRange(options.Bitmaps.Select(b => new DirtyBitmapContext(b)));
+        MetaContexts = contexts;
     }
 
     public NbdExportOptions Options { get; }

@@ -1,3 +1,4 @@
+using ExportServer.Block.Bitmaps;
 using ExportServer.Block.Core;
 
 namespace ExportServer.Nbd.Server;
@@ -16,6 +17,9 @@ public sealed class NbdExportOptions
 
     /// <summary>Whether "qemu:allocation-depth" is offered (the export's allocation-depth option; off by default as in QEMU).</summary>
     public bool AllocationDepth { get; init; }
+
+    /// <summary>Bitmaps offered as "qemu:dirty-bitmap:NAME".</summary>
+    public IReadOnlyList<BlockDirtyBitmap> Bitmaps { get; init; } = [];
 
     /// <summary>When set (an iothread), request processing for this export runs on it.</summary>
     public TaskScheduler? Scheduler { get; init; }

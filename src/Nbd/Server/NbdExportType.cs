@@ -1,4 +1,6 @@
+using System.Text.Json;
 using System.Text.Json.Nodes;
+using ExportServer.Block.Bitmaps;
 using ExportServer.Block.Core;
 using ExportServer.Block.Core.Options;
 using ExportServer.Block.Exports;
@@ -14,11 +16,14 @@ public sealed class NbdExportType : IBlockExportType
     public const string TypeName = "nbd";
 
     private readonly Func<NbdServer?> _server;
+    private readonly BlockGraph _graph;
 
     /// <param name="server">The NBD server running now (nbd-server-start), if any.</param>
-    public NbdExportType(Func<NbdServer?> server)
+    /// <param name="graph">Where bitmaps named with their node are looked up.</param>
+    public NbdExportType(Func<NbdServer?> server, BlockGraph graph)
     {
         _server = server;
+        _graph = graph;
     }
 
     public string Name => TypeName;
@@ -27,16 +32,81 @@ public sealed class NbdExportType : IBlockExportType
     {
         var name = options.GetString("name");
         var description = options.GetString("description");
-        if (options.Raw("bitmaps") is JsonArray { Count: > 0 } bitmaps)
-        {
-            throw BlockException.Invalid($"Bitmap '{bitmaps[0]}' is not found");
-        }
-
+        var bitmaps = ReadBitmaps(options);
         var allocationDepth = options.GetBool("allocation-depth", false);
-        return settings => CreateAsync(settings, name ?? settings.Node.NodeName, description, allocationDepth);
+        return settings => CreateAsync(settings, name ?? settings.Node.NodeName, description, allocationDepth, bitmaps);
     }
 
-    private async ValueTask<BlockExport> CreateAsync(BlockExportSettings settings, string name, string? description, bool allocationDepth)
+    /// <summary>'bitmaps': BlockDirtyBitmapOrStr, a name or {"node", "name"}.</summary>
+    private static List<BitmapSource> ReadBitmaps(OptionReader options)
+    {
+        var list = new List<BitmapSource>();
+        if (options.Raw("bitmaps") is not JsonArray array)
+        {
+            return list;
+        }
+
+        for (var i = 0; i < array.Count; i++)
+        {
+            var path = options.FullName($"bitmaps[{i}]");
+            list.Add(array[i] switch
+            {
+                JsonValue v when v.GetValueKind() == JsonValueKind.String => new BitmapSource(null, v.GetValue<string>()),
+                JsonObject o => new BitmapSource(
+                    o["node"]?.GetValue<string>() ?? throw BlockException.Invalid($"Parameter '{path}.node' is missing"),
+                    o["name"]?.GetValue<string>() ?? throw BlockException.Invalid($"Parameter '{path}.name' is missing")),
+                _ => throw BlockException.Invalid($"Invalid parameter type for '{path}', expected: BlockDirtyBitmapOrStr"),
+            });
+        }
+
+        return list;
+    }
+
+    /// <summary>
+    /// QEMU's nbd_export_create: a bitmap named alone is looked for on the exported node and down
+    /// its filters and backing chain; it must be usable, and a read-only export cannot offer one
+    /// that still records writes of a writable node.
+    /// </summary>
+    private static List<BlockDirtyBitmap> FindBitmaps(BlockExportSettings settings, IReadOnlyList<BitmapSource> sources, BlockGraph graph)
+    {
+        var found = new List<BlockDirtyBitmap>();
+        foreach (var source in sources)
+        {
+            BlockDirtyBitmap? bitmap = null;
+            BlockNode? owner;
+            if (source.Node is not null)
+            {
+                (owner, bitmap) = BitmapLookup.Find(graph, source.Node, source.Name);
+            }
+            else
+            {
+                for (owner = settings.Node; owner is not null && bitmap is null; owner = bitmap is null ? Below(owner) : owner)
+                {
+                    bitmap = owner.FindDirtyBitmap(source.Name);
+                }
+            }
+
+            if (bitmap is null || owner is null)
+            {
+                throw new BlockException(Errno.ENOENT, $"Bitmap '{source.Name}' is not found");
+            }
+
+            bitmap.Check(BitmapChecks.AllowReadOnly);
+            if (!settings.Writable && !owner.IsReadOnly && bitmap.Enabled)
+            {
+                throw BlockException.Invalid($"Enabled bitmap '{source.Name}' incompatible with readonly export");
+            }
+
+            found.Add(bitmap);
+        }
+
+        return found;
+    }
+
+    /// <summary>QEMU's bdrv_filter_or_cow_bs: a filter's child or a format's backing node.</summary>
+    private static BlockNode? Below(BlockNode node) => node is ForwardingNode f ? f.Target : node.BackingChild?.Node;
+
+    private async ValueTask<BlockExport> CreateAsync(BlockExportSettings settings, string name, string? description, bool allocationDepth, List<BitmapSource> sources)
     {
         var server = _server() ?? throw BlockException.Invalid("NBD server not running");
         if (server.Exports.Any(e => e.Name == name))
@@ -44,13 +114,14 @@ public sealed class NbdExportType : IBlockExportType
             throw BlockException.Invalid($"NBD server already has export named '{name}'");
         }
 
-        var export = new NbdBlockExport(settings, server, name);
+        var bitmaps = FindBitmaps(settings, sources, _graph);
+        var export = new NbdBlockExport(settings, server, name, bitmaps);
         try
         {
             server.AddExport(new NbdExportOptions
             {
                 Name = name, Description = description, Node = export.Root, Writable = settings.Writable, AllocationDepth = allocationDepth,
-                Scheduler = settings.Scheduler,
+                Bitmaps = bitmaps, Scheduler = settings.Scheduler,
             });
         }
         catch

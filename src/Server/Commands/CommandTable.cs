@@ -15,6 +15,7 @@ internal static class CommandTable
         ExportCommands.Register(dispatcher, daemon);
         SnapshotCommands.Register(dispatcher, context);
         TransactionCommands.Register(dispatcher, context);
+        BitmapCommands.Register(dispatcher, context);
         JobCommands.Register(dispatcher, context);
         BlockJobCommands.Register(dispatcher, context);
         MirrorJobCommands.Register(dispatcher, context);

@@ -13,7 +13,8 @@ internal static class QmpSchema
 {
     public static readonly string[] Events =
     [
-        "BLOCK_EXPORT_DELETED", "BLOCK_IMAGE_CORRUPTED", "BLOCK_WRITE_THRESHOLD", "JOB_STATUS_CHANGE",
+        "BLOCK_EXPORT_DELETED", "BLOCK_IMAGE_CORRUPTED", "BLOCK_JOB_CANCELLED", "BLOCK_JOB_COMPLETED", "BLOCK_JOB_ERROR",
+        "BLOCK_JOB_PENDING", "BLOCK_JOB_READY", "BLOCK_WRITE_THRESHOLD", "JOB_STATUS_CHANGE",
     ];
 
     public static List<SchemaInfo> Build(IReadOnlyList<QmpCommand> commands)

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using ExportServer.Block.Bitmaps;
 using ExportServer.Block.Core;
 using ExportServer.Server.Qmp;
 using ExportServer.Server.Qmp.Types;
@@ -41,6 +42,18 @@ internal static class QueryCommands
         Cache = new BlockdevCacheInfo(true, node.Cache.Direct, node.Cache.NoFlush),
         DetectZeroes = node.DetectZeroes switch { DetectZeroes.On => "on", DetectZeroes.Unmap => "unmap", _ => "off" },
         WriteThreshold = thresholds.Get(node),
+        DirtyBitmaps = node.DirtyBitmaps.Count == 0 ? null : node.DirtyBitmaps.Select(DirtyInfo).ToList(),
+    };
+
+    private static BlockDirtyInfo DirtyInfo(BlockDirtyBitmap b) => new()
+    {
+        Name = b.Name,
+        Count = b.Count,
+        Granularity = b.Granularity,
+        Recording = b.Enabled,
+        Busy = b.Busy,
+        Persistent = b.Persistent,
+        Inconsistent = b.Inconsistent ? true : null,
     };
 
     /// <summary>

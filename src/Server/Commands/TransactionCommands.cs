@@ -22,6 +22,12 @@ internal static class TransactionCommands
         ["blockdev-snapshot-internal-sync"] = [QmpArg.Str("device"), QmpArg.Str("name")],
         ["drive-backup"] = BackupJobCommands.DriveBackupArgs,
         ["blockdev-backup"] = BackupJobCommands.BlockdevBackupArgs,
+        ["block-dirty-bitmap-add"] = BitmapCommands.AddArgs,
+        ["block-dirty-bitmap-remove"] = BitmapCommands.NameArgs,
+        ["block-dirty-bitmap-clear"] = BitmapCommands.NameArgs,
+        ["block-dirty-bitmap-enable"] = BitmapCommands.NameArgs,
+        ["block-dirty-bitmap-disable"] = BitmapCommands.NameArgs,
+        ["block-dirty-bitmap-merge"] = BitmapCommands.MergeArgs,
     };
 
     public static void Register(QmpDispatcher d, CommandContext ctx)
@@ -106,6 +112,7 @@ internal static class TransactionCommands
             "blockdev-snapshot-internal-sync" => new InternalSnapshotAction(ctx.Transactions, call.RequireString("device"), call.RequireString("name")),
             "drive-backup" => BackupJobCommands.DriveBackup(ctx, call),
             "blockdev-backup" => BackupJobCommands.BlockdevBackup(ctx, call),
+            _ when BitmapCommands.Actions.ContainsKey(type) => BitmapCommands.Create(ctx, type, call),
             _ => throw new InvalidOperationException(type),
         };
     }

@@ -28,7 +28,7 @@ internal sealed class StorageDaemon : IAsyncDisposable
         Objects = new ObjectTable(Graph, Exports);
         Exports.Deleted += e => Emit("BLOCK_EXPORT_DELETED", new JsonObject { ["id"] = e.Id });
         Nbd = new NbdServerHost(Exports, loggers.CreateLogger("ExportServer.Nbd"));
-        ExportTypes.RegisterBuiltIn(Exports, Nbd, loggers);
+        ExportTypes.RegisterBuiltIn(Exports, Graph, Nbd, loggers);
         Jobs = new JobRegistry(new Qmp.QmpJobEvents(this));
     }
 

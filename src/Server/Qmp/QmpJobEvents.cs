@@ -12,9 +12,17 @@ namespace ExportServer.Server.Qmp;
 /// </summary>
 internal sealed class QmpJobEvents(StorageDaemon daemon) : IJobEvents
 {
-    public void StatusChanged(Job job, JobStatus status) =>
+    public void StatusChanged(Job job, JobStatus status)
+    {
         Emit("JOB_STATUS_CHANGE", JsonSerializer.SerializeToNode(
             new JobStatusChangeEvent(JobStateTable.Name(status), job.Id), QmpJsonContext.Default.JobStatusChangeEvent));
+
+        // As QEMU's job_transition_to_pending: only a job waiting for job-finalize announces it.
+        if (status == JobStatus.Pending && job.IsBlockJob && !job.AutoFinalize)
+        {
+            Emit("BLOCK_JOB_PENDING", new JsonObject { ["type"] = job.Type, ["id"] = job.Id });
+        }
+    }
 
     public void Ready(Job job) => EmitBlockJob(job, "BLOCK_JOB_READY", null);
 

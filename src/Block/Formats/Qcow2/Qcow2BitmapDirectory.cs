@@ -5,9 +5,9 @@ using ExportServer.Block.Core;
 namespace ExportServer.Block.Formats.Qcow2;
 
 /// <summary>
-/// The persistent bitmap directory, validated on open as QEMU's bitmap_list_load and
-/// check_dir_entry do (with their texts), though the bitmaps themselves are not used: an image
-/// QEMU refuses is refused here too.
+/// The persistent bitmap directory: validated on open as QEMU's bitmap_list_load and
+/// check_dir_entry do (with their texts), so an image QEMU refuses is refused here too; read into
+/// entries and written back from them.
 /// </summary>
 internal static class Qcow2BitmapDirectory
 {
@@ -28,9 +28,100 @@ internal static class Qcow2BitmapDirectory
     private const int MinGranularityBits = 9;
     private const int MaxGranularityBits = 31;
     private const int MaxNameSize = 1023;
-    private const uint FlagInUse = 1;
-    private const uint FlagAuto = 2;
+    public const uint FlagInUse = 1;
+    public const uint FlagAuto = 2;
     private const byte TypeDirtyTracking = 1;
+
+    /// <summary>Reads the directory the header's bitmaps extension points to; empty without one.</summary>
+    public static async ValueTask<List<Qcow2BitmapEntry>> ReadAsync(BlockNode file, Qcow2Header header)
+    {
+        if (header.BitmapCount == 0)
+        {
+            return [];
+        }
+
+        var dir = new byte[header.BitmapDirectorySize];
+        await file.ReadAsync(header.BitmapDirectoryOffset, dir).ConfigureAwait(false);
+        return Parse(dir);
+    }
+
+    /// <summary>The entries of a directory already checked by <see cref="Validate"/>, in file order.</summary>
+    public static List<Qcow2BitmapEntry> Parse(ReadOnlySpan<byte> dir)
+    {
+        var list = new List<Qcow2BitmapEntry>();
+        var pos = 0;
+        while (pos < dir.Length)
+        {
+            var e = dir[pos..];
+            var nameSize = BinaryPrimitives.ReadUInt16BigEndian(e[OffNameSize..]);
+            var extra = (int)BinaryPrimitives.ReadUInt32BigEndian(e[OffExtraDataSize..]);
+            list.Add(new Qcow2BitmapEntry(
+                (long)BinaryPrimitives.ReadUInt64BigEndian(e[OffTableOffset..]),
+                (int)BinaryPrimitives.ReadUInt32BigEndian(e[OffTableSize..]),
+                BinaryPrimitives.ReadUInt32BigEndian(e[OffFlags..]),
+                e[OffGranularityBits],
+                Encoding.UTF8.GetString(e.Slice(EntryHeaderLength + extra, nameSize))));
+            pos += EntryLength(nameSize, extra);
+        }
+
+        return list;
+    }
+
+    /// <summary>The directory bytes for <paramref name="entries"/>, each entry padded to 8 bytes.</summary>
+    public static byte[] Encode(IReadOnlyList<Qcow2BitmapEntry> entries)
+    {
+        var names = entries.Select(e => Encoding.UTF8.GetBytes(e.Name)).ToArray();
+        var dir = new byte[names.Sum(n => EntryLength(n.Length, 0))];
+        var pos = 0;
+        for (var i = 0; i < entries.Count; i++)
+        {
+            var e = dir.AsSpan(pos);
+            var entry = entries[i];
+            BinaryPrimitives.WriteUInt64BigEndian(e[OffTableOffset..], (ulong)entry.TableOffset);
+            BinaryPrimitives.WriteUInt32BigEndian(e[OffTableSize..], (uint)entry.TableSize);
+            BinaryPrimitives.WriteUInt32BigEndian(e[OffFlags..], entry.Flags);
+            e[OffType] = TypeDirtyTracking;
+            e[OffGranularityBits] = (byte)entry.GranularityBits;
+            BinaryPrimitives.WriteUInt16BigEndian(e[OffNameSize..], (ushort)names[i].Length);
+            names[i].CopyTo(e[EntryHeaderLength..]);
+            pos += EntryLength(names[i].Length, 0);
+        }
+
+        return dir;
+    }
+
+    /// <summary>Bytes an entry takes in the directory (QEMU's calc_dir_entry_size).</summary>
+    public static int EntryLength(int nameSize, int extraSize) => (EntryHeaderLength + extraSize + nameSize + 7) & ~7;
+
+    /// <summary>
+    /// QEMU's check_constraints_on_bitmap for a bitmap about to be stored: name length, granularity,
+    /// and the size of its table and data for an image of <paramref name="virtualSize"/> bytes.
+    /// </summary>
+    public static string? ConstraintViolation(string name, long granularity, int clusterSize, long virtualSize)
+    {
+        var bits = System.Numerics.BitOperations.Log2((ulong)granularity);
+        if (Encoding.UTF8.GetByteCount(name) > MaxNameSize)
+        {
+            return $"Name length exceeds maximum ({MaxNameSize} characters)";
+        }
+
+        if (bits > MaxGranularityBits)
+        {
+            return $"Granularity exceeds maximum ({1L << MaxGranularityBits} bytes)";
+        }
+
+        if (bits < MinGranularityBits)
+        {
+            return $"Granularity is under minimum ({1L << MinGranularityBits} bytes)";
+        }
+
+        if ((ulong)virtualSize > MaxPhysicalSize << bits || (ulong)virtualSize > ((ulong)MaxTableSize * (ulong)clusterSize) << bits)
+        {
+            return "Too much space will be occupied by the bitmap. Use larger granularity";
+        }
+
+        return null;
+    }
 
     /// <summary>Reads and checks the directory the header's bitmaps extension points to, if it has one.</summary>
     public static async ValueTask ValidateAsync(BlockNode file, Qcow2Header header)

@@ -6,7 +6,7 @@ namespace ExportServer.Block.Formats.Qcow2;
 /// <summary>
 /// The bitmaps header extension: checked on open as QEMU's qcow2_read_extensions checks it (its
 /// length, reserved field, bitmap count and directory placement, with QEMU's texts) when the
-/// autoclear bitmaps bit says the bitmaps are current; persistent bitmaps are not used otherwise.
+/// autoclear bitmaps bit says the bitmaps are current; without the bit it is ignored.
 /// </summary>
 internal sealed partial class Qcow2Header
 {
@@ -81,5 +81,33 @@ internal sealed partial class Qcow2Header
         BitmapCount = (int)count;
         BitmapDirectorySize = (long)size;
         BitmapDirectoryOffset = (long)offset;
+    }
+
+    /// <summary>Whether the header carries a bitmaps extension that a program unaware of bitmaps made stale (autoclear bit clear).</summary>
+    public bool HasStaleBitmapsExtension =>
+        (AutoclearFeatures & Qcow2Format.AutoclearBitmaps) == 0 && Extensions.Exists(x => x.Type == Qcow2Format.ExtBitmaps);
+
+    /// <summary>
+    /// Points the bitmaps extension at a directory of <paramref name="count"/> entries and sets the
+    /// autoclear bit; with no bitmaps, drops the extension and clears the bit.
+    /// </summary>
+    public void SetBitmapDirectory(int count, long size, long offset)
+    {
+        Extensions.RemoveAll(x => x.Type == Qcow2Format.ExtBitmaps);
+        BitmapCount = count;
+        BitmapDirectorySize = count == 0 ? 0 : size;
+        BitmapDirectoryOffset = count == 0 ? 0 : offset;
+        if (count == 0)
+        {
+            AutoclearFeatures &= ~Qcow2Format.AutoclearBitmaps;
+            return;
+        }
+
+        var data = new byte[BitmapsExtLength];
+        BinaryPrimitives.WriteUInt32BigEndian(data.AsSpan(OffExtNbBitmaps), (uint)count);
+        BinaryPrimitives.WriteUInt64BigEndian(data.AsSpan(OffExtDirectorySize), (ulong)size);
+        BinaryPrimitives.WriteUInt64BigEndian(data.AsSpan(OffExtDirectoryOffset), (ulong)offset);
+        Extensions.Add(new Qcow2HeaderExtension(Qcow2Format.ExtBitmaps, data));
+        AutoclearFeatures |= Qcow2Format.AutoclearBitmaps;
     }
 }

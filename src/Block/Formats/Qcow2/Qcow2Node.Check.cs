@@ -4,7 +4,7 @@ namespace ExportServer.Block.Formats.Qcow2;
 
 /// <summary>
 /// Refcount repair for images left dirty with lazy refcounts: every cluster's reference count is
-/// computed from the metadata (header, tables, snapshots, every L1 tree) and the blocks are rewritten
+/// computed from the metadata (header, tables, snapshots, every L1 tree, bitmaps) and the blocks are rewritten
 /// where they differ, as QEMU's check with repair does on opening such an image.
 /// </summary>
 public sealed partial class Qcow2Node
@@ -55,6 +55,7 @@ public sealed partial class Qcow2Node
             }
         }
 
+        await CountBitmapsAsync(Add).ConfigureAwait(false);
         await _meta.WaitAsync().ConfigureAwait(false);
         try
         {

@@ -23,9 +23,26 @@ public sealed partial class Qcow2Node : IImageInfoSource
                 ExtendedL2 = v3 ? _header.ExtendedL2 : null,
                 DataFile = v3 ? _header.DataFile : null,
                 DataFileRaw = v3 && _header.HasDataFile ? _header.DataFileRaw : null,
+                Bitmaps = v3 && _storedBitmaps.Count > 0 ? _storedBitmaps.ConvertAll(BitmapInfo) : null,
             };
             return new FormatSpecificInfo("qcow2", JsonSerializer.SerializeToNode(info, Qcow2JsonContext.Default.Qcow2SpecificInfo)!);
         }
+    }
+
+    private static Qcow2BitmapInfo BitmapInfo(Qcow2BitmapEntry e)
+    {
+        var flags = new List<string>();
+        if (e.InUse)
+        {
+            flags.Add("in-use");
+        }
+
+        if (e.Auto)
+        {
+            flags.Add("auto");
+        }
+
+        return new Qcow2BitmapInfo(flags, e.Name, e.Granularity);
     }
 
     public BackingFileName? BackingFile => _header.BackingFile is { Length: > 0 } name ? new BackingFileName(name, _header.BackingFormat) : null;

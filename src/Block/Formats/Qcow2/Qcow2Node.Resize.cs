@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using ExportServer.Block.Bitmaps;
 using ExportServer.Block.Core;
 
 namespace ExportServer.Block.Formats.Qcow2;
@@ -12,6 +13,13 @@ public sealed partial class Qcow2Node
         if (_snapshots.Count > 0 && length < Length)
         {
             throw BlockException.NotSupported("qcow2: cannot shrink an image with internal snapshots");
+        }
+
+        // As QEMU's qcow2_truncate_bitmaps_check: the stored bitmaps are resized with the image only
+        // when every one of them can be changed (an inconsistent one, above all, cannot).
+        foreach (var entry in _storedBitmaps)
+        {
+            FindDirtyBitmap(entry.Name)?.Check(BitmapChecks.Default);
         }
 
         await _meta.WaitAsync().ConfigureAwait(false);

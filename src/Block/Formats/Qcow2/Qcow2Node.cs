@@ -144,6 +144,10 @@ public sealed partial class Qcow2Node : BlockNode
             {
                 await node.SelectSnapshotAsync(options.Snapshot).ConfigureAwait(false);
             }
+            else
+            {
+                await node.LoadBitmapsAsync().ConfigureAwait(false);
+            }
 
             if (!readOnly)
             {
@@ -160,7 +164,10 @@ public sealed partial class Qcow2Node : BlockNode
         }
     }
 
-    /// <summary>On a read-write open: repair a dirty image's refcounts and clear the autoclear bits we do not maintain.</summary>
+    /// <summary>
+    /// On a read-write open: repair a dirty image's refcounts, clear the autoclear bits we do not
+    /// maintain, and mark the stored bitmaps in use.
+    /// </summary>
     private async ValueTask PrepareForWritingAsync()
     {
         if (_header.IsDirty)
@@ -170,13 +177,18 @@ public sealed partial class Qcow2Node : BlockNode
             await WriteIncompatibleFeaturesAsync().ConfigureAwait(false);
         }
 
-        // Persistent bitmaps are not maintained: clearing their autoclear bit tells QEMU they are stale.
-        var keep = _header.AutoclearFeatures & Qcow2Format.AutoclearDataFileRaw;
-        if (_header.AutoclearFeatures != keep)
+        // A bitmaps extension left without its autoclear bit was made stale by a program unaware of
+        // bitmaps: QEMU ignores it and drops it with the next header update (its clusters leak).
+        var keep = _header.AutoclearFeatures & (Qcow2Format.AutoclearDataFileRaw | Qcow2Format.AutoclearBitmaps);
+        var stale = _header.HasStaleBitmapsExtension;
+        if (_header.AutoclearFeatures != keep || stale)
         {
             _header.AutoclearFeatures = keep;
+            _header.Extensions.RemoveAll(x => stale && x.Type == Qcow2Format.ExtBitmaps);
             await WriteHeaderAsync().ConfigureAwait(false);
         }
+
+        await MarkBitmapsInUseAsync().ConfigureAwait(false);
     }
 
     internal void AttachBacking(BlockNode backing) => AttachChild("backing", ChildRole.Backing, backing);
@@ -318,6 +330,16 @@ public sealed partial class Qcow2Node : BlockNode
         await _meta.WaitAsync().ConfigureAwait(false);
         try
         {
+            try
+            {
+                await StoreBitmapsLockedAsync().ConfigureAwait(false);
+            }
+            catch (BlockException)
+            {
+                // The image stays consistent: bitmaps not stored are still marked in use there and
+                // load as inconsistent next time, never as silently stale.
+            }
+
             await WriteBackLockedAsync().ConfigureAwait(false);
             if (_file.Length > _usedEnd)
             {

@@ -4,8 +4,8 @@ namespace ExportServer.Block.Formats.Qcow2;
 
 /// <summary>
 /// QAPI ImageInfoSpecificQCow2, as QEMU fills it: a version 2 image shows compat, refcount-bits and
-/// compression-type only; the data file fields appear with an external data file. Persistent
-/// bitmaps and encryption are not reported (neither is kept by this driver).
+/// compression-type only; the data file fields appear with an external data file, bitmaps with a
+/// bitmap directory. Encryption is not reported (images with it are not opened).
 /// </summary>
 internal sealed record Qcow2SpecificInfo
 {
@@ -29,6 +29,9 @@ internal sealed record Qcow2SpecificInfo
 
     [JsonPropertyName("refcount-bits")]
     public required int RefcountBits { get; init; }
+
+    [JsonPropertyName("bitmaps")]
+    public List<Qcow2BitmapInfo>? Bitmaps { get; init; }
 
     [JsonPropertyName("compression-type")]
     public required string CompressionType { get; init; }

@@ -41,7 +41,7 @@ internal sealed class VdiNode : BlockNode, IImageInfoSource
         _nextDataBlock = nextDataBlock;
         Length = (long)header.DiskSize;
         Limits = new BlockLimits(OptimalTransfer: VdiFormat.BlockSize);
-        AttachChild("file", ChildRole.File, file);
+        AttachChild("file", ChildRole.File, file, ChildUse.Metadata);
     }
 
     public override string DriverName => "vdi";

@@ -37,7 +37,7 @@ internal sealed partial class VhdxNode : BlockNode, IImageInfoSource
         _blockSize = metadata.BlockSize;
         Length = (long)metadata.VirtualSize;
         Limits = new BlockLimits(OptimalTransfer: (int)Math.Min(_blockSize, 4 * VhdxFormat.MiB));
-        AttachChild("file", ChildRole.File, file);
+        AttachChild("file", ChildRole.File, file, ChildUse.Metadata);
     }
 
     public override string DriverName => "vhdx";

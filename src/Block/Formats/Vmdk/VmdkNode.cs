@@ -36,11 +36,11 @@ internal sealed partial class VmdkNode : BlockNode
             WriteZeroes: true,
             CompressedWriteSize: extents.Any(e => e.IsCompressed) ? (int)grain : 0,
             Backing: true);
-        AttachChild("file", ChildRole.File, file);
+        AttachChild("file", ChildRole.File, file, ChildUse.Metadata);
         var index = 0;
         foreach (var extentFile in extents.Select(e => e.File).Distinct().Where(f => f != file))
         {
-            AttachChild($"extents.{index++}", ChildRole.Other, extentFile);
+            AttachChild($"extents.{index++}", ChildRole.Other, extentFile, ChildUse.Data);
         }
     }
 

@@ -47,7 +47,7 @@ internal sealed partial class VpcNode : BlockNode, IImageInfoSource
 
         Limits = new BlockLimits(OptimalTransfer: (int)Math.Min(_blockSize, 1 << 20));
         Capabilities = new BlockCapabilities(WriteZeroes: true, FastZero: file.CanFastZero && table is null);
-        AttachChild("file", ChildRole.File, file);
+        AttachChild("file", ChildRole.File, file, ChildUse.Metadata);
     }
 
     public override string DriverName => "vpc";

@@ -55,4 +55,7 @@ internal sealed record BlockDeviceInfo
 
     [JsonPropertyName("write_threshold")]
     public long WriteThreshold { get; init; }
+
+    [JsonPropertyName("dirty-bitmaps")]
+    public List<BlockDirtyInfo>? DirtyBitmaps { get; init; }
 }
