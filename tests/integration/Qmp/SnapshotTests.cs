@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using ExportServer.IntegrationTests.Support;
@@ -117,6 +118,7 @@ public sealed class SnapshotTests
 
     // Writes 64 KiB blocks round-robin over 16 MiB until the stop file appears, then prints the
     // pattern last written to each block (every write acknowledged before the next one starts).
+    // Every 16 writes it replaces the count file with the number acknowledged so far.
     private const string Writer = """
         import nbd, os, sys
         h = nbd.NBD(); h.connect_uri(sys.argv[1])
@@ -128,6 +130,9 @@ public sealed class SnapshotTests
             h.pwrite(bytes([pat]) * 65536, block * 65536)
             last[block] = pat
             n += 1
+            if n % 16 == 0:
+                with open(sys.argv[3] + ".tmp", "w") as f: f.write(str(n))
+                os.replace(sys.argv[3] + ".tmp", sys.argv[3])
         h.flush()
         for block, pat in sorted(last.items()): print(block, pat)
         """;
@@ -140,11 +145,20 @@ public sealed class SnapshotTests
         await File.WriteAllTextAsync(dir["writer.py"], Writer);
         await using var d = await StartAsync(dir, "A");
         await using var qmp = await QmpClient.ConnectAsync(dir["m0.sock"]);
-        var writer = Tool.RunAsync("/usr/bin/python3", [dir["writer.py"], $"nbd+unix:///A?socket={dir["nbd.sock"]}", dir["stop"]], TimeSpan.FromMinutes(2));
+        var writer = Tool.RunAsync("/usr/bin/python3", [dir["writer.py"], $"nbd+unix:///A?socket={dir["nbd.sock"]}", dir["stop"], dir["count"]], TimeSpan.FromMinutes(2));
+        int Acknowledged() => File.Exists(dir["count"]) ? int.Parse(File.ReadAllText(dir["count"]), CultureInfo.InvariantCulture) : 0;
         var previous = "A";
         foreach (var layer in new[] { "B", "C", "D" })
         {
-            await Task.Delay(150);
+            // Each layer gets writes of its own: the next snapshot waits until 32 more are acknowledged.
+            var target = Acknowledged() + 32;
+            var deadline = DateTime.UtcNow.AddSeconds(30);
+            while (Acknowledged() < target)
+            {
+                Assert.True(DateTime.UtcNow < deadline && !writer.IsCompleted, $"the writer stopped making progress before layer {layer}");
+                await Task.Delay(10);
+            }
+
             await qmp.ExecuteAsync("blockdev-snapshot-sync", SnapshotSync(previous, dir[layer + ".qcow2"], layer));
             previous = layer;
         }
