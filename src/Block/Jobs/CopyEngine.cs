@@ -51,13 +51,22 @@ public sealed class CopyEngine(BlockNode source, BlockNode target, DirtyBitmap b
             }
 
             // A job reports itself paused only with no copy in flight (QEMU's mirror and backup wait
-            // for their requests before yielding), so its progress stands still while paused.
-            while (control.PauseRequested && running.Count > 0)
+            // for their requests before yielding), so its progress stands still while paused; a
+            // pause that comes while the rate limit holds the next copy back waits for them too.
+            async ValueTask FinishRunningAsync()
             {
-                await ReapAsync(running, await Task.WhenAny(running).ConfigureAwait(false)).ConfigureAwait(false);
+                while (running.Count > 0)
+                {
+                    await ReapAsync(running, await Task.WhenAny(running).ConfigureAwait(false)).ConfigureAwait(false);
+                }
             }
 
-            await control.ThrottleAsync(run.Length).ConfigureAwait(false);
+            if (control.PauseRequested)
+            {
+                await FinishRunningAsync().ConfigureAwait(false);
+            }
+
+            await control.ThrottleAsync(run.Length, FinishRunningAsync).ConfigureAwait(false);
 
             // A graph change on either node waits for the copies in flight, which it lets through;
             // new ones wait here for it to end, before they take any range (QEMU pauses jobs in a drain).

@@ -219,11 +219,20 @@ public sealed class JobControl
         await PausePointAsync().ConfigureAwait(false);
     }
 
-    /// <summary>Waits until the rate limit lets <paramref name="bytes"/> through, passing pause points meanwhile.</summary>
-    public async ValueTask ThrottleAsync(long bytes)
+    /// <summary>
+    /// Waits until the rate limit lets <paramref name="bytes"/> through, passing pause points
+    /// meanwhile; before it pauses there, <paramref name="beforePause"/> lets the body finish the
+    /// work it has in flight, so that a paused job's progress stands still.
+    /// </summary>
+    public async ValueTask ThrottleAsync(long bytes, Func<ValueTask>? beforePause = null)
     {
         while (true)
         {
+            if (beforePause is not null && PauseRequested)
+            {
+                await beforePause().ConfigureAwait(false);
+            }
+
             await PausePointAsync().ConfigureAwait(false);
             var delay = Rate.Reserve(bytes);
             if (delay <= TimeSpan.Zero)
