@@ -91,6 +91,18 @@ public sealed class MalformedInputTests
         return r;
     }
 
+    /// <summary>Serves a raw image of <paramref name="size"/> filled with <paramref name="pattern"/> as the writable export "disk" on dir/s.sock.</summary>
+    private static async Task<Daemon> ServeFilledAsync(TempDir dir, string size, int pattern)
+    {
+        var image = dir["disk.raw"];
+        (await Tool.RunAsync("qemu-img", "create", "-f", "raw", image, size)).Check("create");
+        (await Tool.RunAsync("qemu-io", "-f", "raw", "-c", $"write -P {pattern} 0 {size}", image)).Check("fill");
+        return await Daemon.StartAsync(dir,
+            "--blockdev", $"driver=file,node-name=f0,filename={image}",
+            "--nbd-server", $"addr.type=unix,addr.path={dir["s.sock"]}",
+            "--export", "type=nbd,id=e0,node-name=f0,name=disk,writable=on");
+    }
+
     public static TheoryData<string> Cases => new()
     {
         "garbage-handshake", "bad-client-flags", "oversized-option", "bad-request-magic", "truncated-write", "absurd-write",
@@ -101,13 +113,7 @@ public sealed class MalformedInputTests
     public async Task BrokenFramingEndsOnlyThatConnection(string kind)
     {
         using var dir = new TempDir();
-        var image = dir["disk.raw"];
-        (await Tool.RunAsync("qemu-img", "create", "-f", "raw", image, "4M")).Check("create");
-        (await Tool.RunAsync("qemu-io", "-f", "raw", "-c", "write -P 0x3c 0 4M", image)).Check("fill");
-        await using var d = await Daemon.StartAsync(dir,
-            "--blockdev", $"driver=file,node-name=f0,filename={image}",
-            "--nbd-server", $"addr.type=unix,addr.path={dir["s.sock"]}",
-            "--export", "type=nbd,id=e0,node-name=f0,name=disk,writable=on");
+        await using var d = await ServeFilledAsync(dir, "4M", 0x3c);
         var sock = dir["s.sock"];
 
         using var bystander = await HandshakeAsync(sock, "disk");
@@ -189,5 +195,165 @@ public sealed class MalformedInputTests
             "--rw=randrw", "--bs=4k", "--iodepth=32", "--size=64M", "--time_based", "--runtime=2")).Check("fio");
         (await Tool.RunAsync("nbdinfo", "--size", $"nbd+unix:///disk?socket={dir["s.sock"]}")).Check("nbdinfo");
         Assert.False(d.HasExited);
+    }
+
+    /// <summary>
+    /// Thousands of hostile inputs (garbage, bad flags, oversized or truncated options, unknown options,
+    /// bad magic, 32 MiB reads and writes abandoned half-way, requests with random fields, resets with
+    /// requests in flight), four clients at a time. The daemon must stay up and its resident memory bounded:
+    /// what it holds after the storm must not grow with the number of inputs (a second round as long as the
+    /// first adds almost nothing) and stays well below what one retained 32 MiB buffer per input kind would cost.
+    /// </summary>
+    [Fact]
+    public async Task ThousandsOfHostileInputsLeaveMemoryBounded()
+    {
+        using var dir = new TempDir();
+        await using var d = await ServeFilledAsync(dir, "64M", 0x5a);
+        var sock = dir["s.sock"];
+
+        await StormAsync(sock, seed: 1, inputs: 300);
+        var baseline = await SettledRssMibAsync(d.Pid);
+        await StormAsync(sock, seed: 2, inputs: 1500);
+        var first = await SettledRssMibAsync(d.Pid);
+        await StormAsync(sock, seed: 3, inputs: 1500);
+        var second = await SettledRssMibAsync(d.Pid);
+
+        Assert.False(d.HasExited);
+        Assert.True(second - first < 16, $"RSS grew {second - first:F1} MiB over the second 1,500 inputs (baseline {baseline:F1}, then {first:F1}, {second:F1} MiB)");
+        Assert.True(second - baseline < 48, $"RSS grew {second - baseline:F1} MiB over 3,000 inputs (baseline {baseline:F1}, then {first:F1}, {second:F1} MiB)");
+        (await Tool.RunAsync("qemu-io", "-f", "raw", "-c", "read -P 0x5a 0 64M", $"nbd+unix:///disk?socket={sock}")).Check("qemu-io after the storm");
+    }
+
+    /// <summary>The daemon's resident set in MiB once it is idle (buffers unused for a while are let go) and has stopped moving.</summary>
+    private static async Task<double> SettledRssMibAsync(int pid)
+    {
+        await Task.Delay(3000);
+        double last = -1;
+        for (var i = 0; i < 20; i++)
+        {
+            await Task.Delay(250);
+            var line = File.ReadLines($"/proc/{pid}/status").First(l => l.StartsWith("VmRSS:", StringComparison.Ordinal));
+            var now = double.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], System.Globalization.CultureInfo.InvariantCulture) / 1024;
+            if (Math.Abs(now - last) < 0.5)
+            {
+                return now;
+            }
+
+            last = now;
+        }
+
+        return last;
+    }
+
+    /// <summary>Sends <paramref name="inputs"/> hostile connections, four at a time, each ending as the client chooses.</summary>
+    private static async Task StormAsync(string sock, int seed, int inputs)
+    {
+        var next = -1;
+        async Task Worker(int w)
+        {
+            var rnd = new Random(seed * 16 + w);
+            while (Interlocked.Increment(ref next) < inputs)
+            {
+                try
+                {
+                    await HostileAsync(sock, rnd);
+                }
+                catch (Exception e) when (e is SocketException or EndOfStreamException or OperationCanceledException)
+                {
+                    // The server closing a hostile connection is the expected outcome.
+                }
+            }
+        }
+
+        await Task.WhenAll(Enumerable.Range(0, 4).Select(Worker));
+    }
+
+    private static async Task HostileAsync(string sock, Random rnd)
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        var kind = rnd.Next(12);
+        using var s = kind < 5 ? await ConnectAsync(sock) : await HandshakeAsync(sock, "disk");
+        if (kind < 5)
+        {
+            await ReadExactlyAsync(s, 18);
+        }
+
+        var opt = new byte[16];
+        BinaryPrimitives.WriteUInt64BigEndian(opt, IHaveOpt);
+        switch (kind)
+        {
+            case 0: // garbage instead of the client flags and options
+                await s.SendAsync(RandomBytes(rnd, rnd.Next(1, 300)), SocketFlags.None, cts.Token);
+                break;
+            case 1: // unknown client flags
+                await s.SendAsync(new byte[] { 0x80, 0, 0, 3 }, SocketFlags.None, cts.Token);
+                break;
+            case 2: // an option longer than any real client sends
+                await s.SendAsync(new byte[] { 0, 0, 0, 1 }, SocketFlags.None, cts.Token);
+                BinaryPrimitives.WriteUInt32BigEndian(opt.AsSpan(8), (uint)rnd.Next(1, 11));
+                BinaryPrimitives.WriteUInt32BigEndian(opt.AsSpan(12), (uint)rnd.Next(65537, int.MaxValue));
+                await s.SendAsync(opt, SocketFlags.None, cts.Token);
+                break;
+            case 3: // an option whose data never all arrives
+                await s.SendAsync(new byte[] { 0, 0, 0, 1 }, SocketFlags.None, cts.Token);
+                BinaryPrimitives.WriteUInt32BigEndian(opt.AsSpan(8), 7); // GO
+                BinaryPrimitives.WriteUInt32BigEndian(opt.AsSpan(12), 60000);
+                await s.SendAsync(opt, SocketFlags.None, cts.Token);
+                await s.SendAsync(RandomBytes(rnd, rnd.Next(0, 1000)), SocketFlags.None, cts.Token);
+                break;
+            case 4: // a few options of any number with random data, replies left unread
+                await s.SendAsync(new byte[] { 0, 0, 0, 1 }, SocketFlags.None, cts.Token);
+                for (var i = rnd.Next(1, 6); i > 0; i--)
+                {
+                    var data = RandomBytes(rnd, rnd.Next(0, 200));
+                    BinaryPrimitives.WriteUInt32BigEndian(opt.AsSpan(8), (uint)rnd.Next(0, 16));
+                    BinaryPrimitives.WriteUInt32BigEndian(opt.AsSpan(12), (uint)data.Length);
+                    await s.SendAsync(opt, SocketFlags.None, cts.Token);
+                    await s.SendAsync(data, SocketFlags.None, cts.Token);
+                }
+
+                break;
+            case 5: // bad request magic
+                await s.SendAsync(Request(0, 0, 4096, magic: (uint)rnd.Next()), SocketFlags.None, cts.Token);
+                break;
+            case 6: // a 32 MiB write abandoned inside its payload
+                await s.SendAsync(Request(1, 0, 32 << 20), SocketFlags.None, cts.Token);
+                await s.SendAsync(new byte[rnd.Next(0, 256 * 1024)], SocketFlags.None, cts.Token);
+                break;
+            case 7: // a 32 MiB read whose reply is never read
+                await s.SendAsync(Request(0, (ulong)rnd.Next(0, 32) << 20, 32 << 20), SocketFlags.None, cts.Token);
+                break;
+            case 8: // a 32 MiB read abandoned after the reply header
+                await s.SendAsync(Request(0, 0, 32 << 20), SocketFlags.None, cts.Token);
+                await ReadExactlyAsync(s, 16);
+                break;
+            case 9: // requests with random fields
+                for (var i = rnd.Next(1, 8); i > 0; i--)
+                {
+                    var length = rnd.Next(3) == 0 ? (uint)rnd.Next() : (uint)rnd.Next(0, 1 << 20);
+                    await s.SendAsync(Request((ushort)rnd.Next(0, 12), (ulong)rnd.NextInt64(0, 128L << 20), length, flags: (ushort)rnd.Next(0, 1 << 16)), SocketFlags.None, cts.Token);
+                }
+
+                break;
+            case 10: // 32 reads of 1 MiB, then a reset
+                for (var i = 0; i < 32; i++)
+                {
+                    await s.SendAsync(Request(0, (ulong)i << 20, 1 << 20), SocketFlags.None, cts.Token);
+                }
+
+                break;
+            default: // a request header cut short
+                await s.SendAsync(Request(0, 0, 4096).AsMemory(0, rnd.Next(1, 28)), SocketFlags.None, cts.Token);
+                break;
+        }
+
+        s.Close(0);
+    }
+
+    private static byte[] RandomBytes(Random rnd, int n)
+    {
+        var b = new byte[n];
+        rnd.NextBytes(b);
+        return b;
     }
 }
