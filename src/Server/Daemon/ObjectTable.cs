@@ -2,14 +2,17 @@ using System.Text.Json.Nodes;
 using ExportServer.Block.Core;
 using ExportServer.Block.Core.Options;
 using ExportServer.Block.Exports;
-using ExportServer.Block.Filters.Throttle;
 
 namespace ExportServer.Server.Daemon;
 
-/// <summary>--object, object-add and object-del: iothreads and throttle groups.</summary>
+/// <summary>
+/// --object, object-add and object-del: iothreads, kept here, and the kinds of <see cref="ObjectTypes"/>,
+/// kept among the graph's named objects.
+/// </summary>
 internal sealed class ObjectTable : IDisposable
 {
     private readonly Dictionary<string, IoThread> _ioThreads = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, IObjectType> _types = ObjectTypes.All.ToDictionary(t => t.QomType, StringComparer.Ordinal);
     private readonly BlockGraph _graph;
     private readonly BlockExportTable _exports;
 
@@ -34,12 +37,15 @@ internal sealed class ObjectTable : IDisposable
                 CheckNewId(id);
                 _ioThreads[id] = new IoThread(id);
                 break;
-            case ThrottleGroups.QomType:
-                CheckNewId(id);
-                ThrottleGroups.Add(_graph.Objects, id, r);
-                break;
             default:
-                throw BlockException.Invalid($"Parameter 'qom-type' does not accept value '{type}'");
+                if (!_types.TryGetValue(type, out var kind))
+                {
+                    throw BlockException.Invalid($"Parameter 'qom-type' does not accept value '{type}'");
+                }
+
+                CheckNewId(id);
+                kind.Add(_graph.Objects, id, r);
+                break;
         }
     }
 
@@ -80,9 +86,12 @@ internal sealed class ObjectTable : IDisposable
     /// <summary>object-del: removes an object nothing refers to.</summary>
     public void Delete(string id)
     {
-        if (ThrottleGroups.TryDelete(_graph.Objects, id))
+        foreach (var kind in _types.Values)
         {
-            return;
+            if (kind.TryDelete(_graph.Objects, id))
+            {
+                return;
+            }
         }
 
         if (!_ioThreads.TryGetValue(id, out var thread))

@@ -111,14 +111,14 @@ public sealed class ThrottleGroupTests
     public void GroupInUseCannotBeDeleted()
     {
         var objects = new NamedObjects();
-        ThrottleGroups.Add(objects, "g", new OptionReader(new JsonObject { ["x-iops-total"] = 5 }));
+        new ThrottleGroups().Add(objects, "g", new OptionReader(new JsonObject { ["x-iops-total"] = 5 }));
         var group = objects.TryGet<ThrottleGroup>("g")!;
         group.AddMember();
-        var e = Assert.Throws<BlockException>(() => ThrottleGroups.TryDelete(objects, "g"));
+        var e = Assert.Throws<BlockException>(() => new ThrottleGroups().TryDelete(objects, "g"));
         Assert.Equal("object 'g' is in use, can not be deleted", e.Message);
         group.RemoveMember();
-        Assert.True(ThrottleGroups.TryDelete(objects, "g"));
-        Assert.False(ThrottleGroups.TryDelete(objects, "g"));
+        Assert.True(new ThrottleGroups().TryDelete(objects, "g"));
+        Assert.False(new ThrottleGroups().TryDelete(objects, "g"));
         Assert.Null(objects.TryGet<ThrottleGroup>("g"));
     }
 }

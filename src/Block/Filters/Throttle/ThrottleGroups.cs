@@ -4,12 +4,12 @@ using ExportServer.Block.Core.Options;
 namespace ExportServer.Block.Filters.Throttle;
 
 /// <summary>object-add / object-del of throttle-group objects, kept among the graph's named objects.</summary>
-public static class ThrottleGroups
+public sealed class ThrottleGroups : IObjectType
 {
-    public const string QomType = "throttle-group";
+    public string QomType => "throttle-group";
 
     /// <summary>Creates the group from its properties (the reader's remaining keys) and enters it under <paramref name="id"/>.</summary>
-    public static void Add(NamedObjects objects, string id, OptionReader options)
+    public void Add(NamedObjects objects, string id, OptionReader options)
     {
         var config = ThrottleGroupOptions.Read(options);
         options.EnsureAllConsumed();
@@ -17,7 +17,7 @@ public static class ThrottleGroups
     }
 
     /// <summary>Deletes the group <paramref name="id"/>; false if there is none, refused while a throttle node uses it.</summary>
-    public static bool TryDelete(NamedObjects objects, string id)
+    public bool TryDelete(NamedObjects objects, string id)
     {
         if (objects.TryGet<ThrottleGroup>(id) is not { } group)
         {
