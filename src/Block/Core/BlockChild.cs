@@ -9,4 +9,7 @@ public sealed record BlockChild(string Name, ChildRole Role, BlockNode Node, Blo
 {
     /// <summary>What the parent does with the child, for permissions; a backing child is <see cref="ChildUse.Cow"/>.</summary>
     public ChildUse Use { get; init; } = Role == ChildRole.Backing ? ChildUse.Cow : ChildUse.Filtered;
+
+    /// <summary>When the edge was made, among edges and handles: QEMU checks the newest user first.</summary>
+    public long Stamp { get; init; } = BlockNode.NextUseStamp();
 }

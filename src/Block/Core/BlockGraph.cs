@@ -84,14 +84,31 @@ public sealed class BlockGraph
     public async ValueTask<BlockNode> AddAsync(JsonObject options)
     {
         int before;
+        List<string> conflictsBefore;
         lock (_gate)
         {
             before = _nodes.Count;
+            conflictsBefore = BlockNode.PermissionConflicts(_nodes);
         }
 
         try
         {
-            return await OpenAsync(options, string.Empty).ConfigureAwait(false);
+            var node = await OpenAsync(options, string.Empty).ConfigureAwait(false);
+
+            // The new node's edges to nodes already in the graph must suit those nodes' other users,
+            // as QEMU checks each child it attaches.
+            List<string> conflictsAfter;
+            lock (_gate)
+            {
+                conflictsAfter = BlockNode.PermissionConflicts(_nodes);
+            }
+
+            if (conflictsAfter.FirstOrDefault(c => !conflictsBefore.Contains(c)) is { } conflict)
+            {
+                throw new BlockException(Errno.EPERM, conflict);
+            }
+
+            return node;
         }
         catch
         {

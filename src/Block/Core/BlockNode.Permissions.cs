@@ -31,12 +31,17 @@ public abstract partial class BlockNode
         return (needs, shares);
     }
 
-    /// <summary>Every user of this node with what it needs and shares and how QEMU names it.</summary>
+    private static long s_useStamp;
+
+    internal static long NextUseStamp() => Interlocked.Increment(ref s_useStamp);
+
+    /// <summary>Every user of this node, newest first as QEMU lists a node's parents, with what it needs and shares and how QEMU names it.</summary>
     private IEnumerable<(BlockPermissions Needs, BlockPermissions Shares, string Who)> Uses()
     {
+        var uses = new List<(long Stamp, BlockPermissions Needs, BlockPermissions Shares, string Who)>();
         foreach (var user in Users)
         {
-            yield return (user.Needs, user.Shares, UnnamedDevice(this));
+            uses.Add((user.Stamp, user.Needs, user.Shares, UnnamedDevice(this)));
         }
 
         foreach (var edge in ParentEdges)
@@ -45,8 +50,10 @@ public abstract partial class BlockNode
             var who = edge.Parent is BlockRoot
                 ? UnnamedDevice(this)
                 : $"node '{edge.Parent.NodeName}' (uses node '{NodeName}' as '{edge.Name}' child)";
-            yield return (needs, shares, who);
+            uses.Add((edge.Stamp, needs, shares, who));
         }
+
+        return uses.OrderByDescending(u => u.Stamp).Select(u => (u.Needs, u.Shares, u.Who));
     }
 
     private static string UnnamedDevice(BlockNode node) => $"an unnamed block device (uses node '{node.NodeName}' as 'root' child)";
@@ -86,6 +93,18 @@ public abstract partial class BlockNode
         }
     }
 
+    /// <summary>The conflicts between the users of each of <paramref name="nodes"/> (not of the nodes below them), in QEMU's words.</summary>
+    public static List<string> PermissionConflicts(IEnumerable<BlockNode> nodes)
+    {
+        var conflicts = new List<string>();
+        foreach (var node in nodes)
+        {
+            node.AddOwnConflicts(conflicts);
+        }
+
+        return conflicts;
+    }
+
     /// <summary>The conflicts between users of this node and of every node below it, in QEMU's words.</summary>
     private List<string> PermissionConflicts()
     {
@@ -100,21 +119,7 @@ public abstract partial class BlockNode
                 continue;
             }
 
-            // In QEMU's order: for each user, oldest first, what the others need that it does not share.
-            var uses = node.Uses().ToArray();
-            for (var a = 0; a < uses.Length; a++)
-            {
-                for (var b = 0; b < uses.Length; b++)
-                {
-                    var both = uses[b].Needs & ~uses[a].Shares;
-                    if (a != b && both != BlockPermissions.None)
-                    {
-                        conflicts.Add(
-                            $"Permission conflict on node '{node.NodeName}': permissions '{Describe(both)}' are both required by {uses[b].Who} and unshared by {uses[a].Who}.");
-                    }
-                }
-            }
-
+            node.AddOwnConflicts(conflicts);
             foreach (var child in node.Children)
             {
                 pending.Push(child.Node);
@@ -122,6 +127,24 @@ public abstract partial class BlockNode
         }
 
         return conflicts;
+    }
+
+    /// <summary>In QEMU's order (bdrv_check_parents_compliance): for each user, newest first, what the others need that it does not share.</summary>
+    private void AddOwnConflicts(List<string> conflicts)
+    {
+        var uses = Uses().ToArray();
+        for (var a = 0; a < uses.Length; a++)
+        {
+            for (var b = 0; b < uses.Length; b++)
+            {
+                var both = uses[b].Needs & ~uses[a].Shares;
+                if (a != b && both != BlockPermissions.None)
+                {
+                    conflicts.Add(
+                        $"Permission conflict on node '{NodeName}': permissions '{Describe(both)}' are both required by {uses[b].Who} and unshared by {uses[a].Who}.");
+                }
+            }
+        }
     }
 
     private static string Describe(BlockPermissions permissions) =>

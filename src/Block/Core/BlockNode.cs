@@ -149,8 +149,18 @@ public abstract partial class BlockNode : IAsyncDisposable
     /// or of a node below does not share, or does not share what another needs. Exports and jobs
     /// check the node's mode against what they need themselves, with their own messages.
     /// </summary>
-    public BlockNodeUser TakeUser(string holder, BlockPermissions needs, BlockPermissions shares = BlockPermissions.All)
+    /// <param name="sharesFirst">
+    /// What the handle shares while it is first attached, when that differs: QEMU's exports attach
+    /// sharing everything and narrow it afterwards, so a conflict over what they need is found
+    /// before one over what they keep from others.
+    /// </param>
+    public BlockNodeUser TakeUser(string holder, BlockPermissions needs, BlockPermissions shares = BlockPermissions.All, BlockPermissions? sharesFirst = null)
     {
+        if (sharesFirst is { } first && first != shares)
+        {
+            TakeUser(holder, needs, first).Dispose();
+        }
+
         var user = new BlockNodeUser(this, holder, needs, shares);
         var before = PermissionConflicts();
         lock (_gate)
@@ -219,7 +229,7 @@ public abstract partial class BlockNode : IAsyncDisposable
     /// </summary>
     protected void ReplaceChild(BlockChild child, BlockNode node)
     {
-        var edge = child with { Node = node };
+        var edge = child with { Node = node, Stamp = NextUseStamp() };
         node.AddParent(edge);
         lock (_gate)
         {

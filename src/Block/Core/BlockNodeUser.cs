@@ -16,7 +16,11 @@ public sealed class BlockNodeUser : IDisposable
         Holder = holder;
         Needs = needs;
         Shares = shares;
+        Stamp = BlockNode.NextUseStamp();
     }
+
+    /// <summary>When the handle was taken, among edges and handles: QEMU checks the newest user first.</summary>
+    public long Stamp { get; }
 
     public BlockNode Node { get; }
 

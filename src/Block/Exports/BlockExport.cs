@@ -25,7 +25,7 @@ public abstract class BlockExport : IAsyncDisposable
         try
         {
             _user = Root.TakeUser(
-                $"export '{Id}'", settings.Writable ? BlockPermissions.ConsistentRead | BlockPermissions.Write : BlockPermissions.ConsistentRead, shares);
+                $"export '{Id}'", settings.Writable ? BlockPermissions.ConsistentRead | BlockPermissions.Write : BlockPermissions.ConsistentRead, shares, sharesFirst: BlockPermissions.All);
         }
         catch
         {

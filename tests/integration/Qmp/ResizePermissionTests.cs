@@ -76,4 +76,68 @@ public sealed class ResizePermissionTests
         var q0 = ((JsonArray)await d.Qmp.ExecuteAsync("query-named-block-nodes")).Single(n => n!["node-name"]!.GetValue<string>() == "q0")!;
         Assert.Equal(128L << 20, q0["image"]!["virtual-size"]!.GetValue<long>());
     }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task ANewNodeOverANodeInUseMustSuitItsOtherUsers(bool qsd)
+    {
+        using var dir = new TempDir();
+        await JobDaemon.QemuImgAsync("create", "-q", "-f", "qcow2", dir["a.qcow2"], "64M");
+        await using var d = await JobDaemon.StartAsync(dir, "d", qsd,
+            "--blockdev", $"driver=file,node-name=f,filename={dir["a.qcow2"]}",
+            "--export", "type=nbd,id=e,node-name=f,name=disk,writable=on");
+
+        async Task<string?> AddAsync(JsonObject options)
+        {
+            var reply = await d.Qmp.SendAsync("blockdev-add", options);
+            return reply["error"]?["desc"]?.GetValue<string>();
+        }
+
+        JsonObject Node(string driver, string name, bool readOnly = false, long? offset = null)
+        {
+            var o = new JsonObject { ["driver"] = driver, ["node-name"] = name, ["file"] = "f" };
+            if (readOnly)
+            {
+                o["read-only"] = true;
+            }
+
+            if (offset is { } v)
+            {
+                o["offset"] = v;
+            }
+
+            return o;
+        }
+
+        // A format may not share its metadata file with a writer, even when it is itself read-only.
+        Assert.Equal(
+            "Permission conflict on node 'f': permissions 'write' are both required by an unnamed block device (uses node 'f' as 'root' child) " +
+            "and unshared by node 'q' (uses node 'f' as 'file' child).",
+            await AddAsync(Node("qcow2", "q")));
+        Assert.Equal(
+            "Permission conflict on node 'f': permissions 'write' are both required by an unnamed block device (uses node 'f' as 'root' child) " +
+            "and unshared by node 'q2' (uses node 'f' as 'file' child).",
+            await AddAsync(Node("qcow2", "q2", readOnly: true)));
+
+        // raw passes its users through; a raw window keeps others from resizing its file.
+        Assert.Null(await AddAsync(Node("raw", "r")));
+        Assert.Null(await AddAsync(Node("raw", "r2", offset: 4096)));
+        await d.Qmp.ExecuteAsync("block-export-del", new JsonObject { ["id"] = "e" });
+        await d.Qmp.WaitEventAsync("BLOCK_EXPORT_DELETED");
+        Assert.Equal(
+            "Permission conflict on node 'f': permissions 'resize' are both required by node 'q3' (uses node 'f' as 'file' child) " +
+            "and unshared by node 'r2' (uses node 'f' as 'file' child).",
+            await AddAsync(Node("qcow2", "q3")));
+
+        // Nothing of the refused nodes is left, and once the window is gone the qcow2 node opens.
+        var names = ((JsonArray)await d.Qmp.ExecuteAsync("query-named-block-nodes")).Select(n => n!["node-name"]!.GetValue<string>()).Order();
+        Assert.Equal(["f", "r", "r2"], names);
+        await d.Qmp.ExecuteAsync("blockdev-del", new JsonObject { ["node-name"] = "r2" });
+        Assert.Null(await AddAsync(Node("qcow2", "q3")));
+        Assert.Equal(
+            "Permission conflict on node 'f': permissions 'write' are both required by an unnamed block device (uses node 'f' as 'root' child) " +
+            "and unshared by node 'q3' (uses node 'f' as 'file' child).",
+            (await d.Qmp.SendAsync("block-export-add", new JsonObject { ["type"] = "nbd", ["id"] = "e2", ["node-name"] = "f", ["writable"] = true }))["error"]?["desc"]?.GetValue<string>());
+    }
 }
