@@ -33,6 +33,7 @@ public abstract partial class BlockNode
     /// <summary>Waits until every request that entered this node has completed (new ones are not held).</summary>
     public Task DrainAsync()
     {
+        Task drained;
         lock (_gate)
         {
             if (Volatile.Read(ref _inFlight) == 0)
@@ -41,8 +42,19 @@ public abstract partial class BlockNode
             }
 
             _drained ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-            return _drained.Task;
+            drained = _drained.Task;
         }
+
+        // The last request may have left between the count read above and the waiter's publication,
+        // and then found no waiter to wake (Leave counts down first and looks for a waiter after).
+        // With the waiter visible, one of the two now sees the other: look at the count again.
+        Interlocked.MemoryBarrier();
+        if (Volatile.Read(ref _inFlight) == 0)
+        {
+            SignalDrained();
+        }
+
+        return drained;
     }
 
     /// <summary>
@@ -174,18 +186,24 @@ public abstract partial class BlockNode
     {
         if (Interlocked.Decrement(ref _inFlight) == 0 && Volatile.Read(ref _drained) is not null)
         {
-            TaskCompletionSource? done;
-            lock (_gate)
-            {
-                done = Volatile.Read(ref _inFlight) == 0 ? _drained : null;
-                if (done is not null)
-                {
-                    _drained = null;
-                }
-            }
-
-            done?.TrySetResult();
+            SignalDrained();
         }
+    }
+
+    /// <summary>Wakes the drain waiter if no request is in flight.</summary>
+    private void SignalDrained()
+    {
+        TaskCompletionSource? done;
+        lock (_gate)
+        {
+            done = Volatile.Read(ref _inFlight) == 0 ? _drained : null;
+            if (done is not null)
+            {
+                _drained = null;
+            }
+        }
+
+        done?.TrySetResult();
     }
 
     /// <summary>Closing is a section that never ends: requests still held, and any later one, fail.</summary>
