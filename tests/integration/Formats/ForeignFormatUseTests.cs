@@ -29,6 +29,7 @@ public sealed class ForeignFormatUseTests
             var d = await ServeAsync(dir, format, image, writable: true);
             // Each round writes its own quarter of the slots.
             var writing = writer.StartRound(Uri(dir), round, round, slots, 4);
+            await writer.WaitUntilWritingAsync(writing, round);
             await Task.Delay(400 + rnd.Next(800));
             d.Signal(9);
             await d.WaitForExitAsync(TimeSpan.FromSeconds(10));

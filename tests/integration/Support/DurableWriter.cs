@@ -59,6 +59,24 @@ internal sealed class DurableWriter
             $"/usr/bin/python3 {_dir["writer.py"]} '{uri}' {round} {first} {stop} {step} {_slotSize} {_offsets} {_sizes} > {_dir[$"log{round}.txt"]} 2>>{_dir["writer.err"]}",
             TimeSpan.FromMinutes(2));
 
+    /// <summary>
+    /// Waits until the writer of <paramref name="round"/> has a durable write (or has ended), so a
+    /// kill lands while it writes however slowly the machine starts it.
+    /// </summary>
+    public async Task WaitUntilWritingAsync(Task<Tool.Result> writer, int round)
+    {
+        var log = _dir[$"log{round}.txt"];
+        for (var i = 0; i < 6000 && !writer.IsCompleted; i++)
+        {
+            if (File.Exists(log) && new FileInfo(log).Length > 0)
+            {
+                return;
+            }
+
+            await Task.Delay(10);
+        }
+    }
+
     /// <summary>Waits for the cut-off writer of <paramref name="round"/> and adds what it logged as durable.</summary>
     public async Task EndRoundAsync(Task<Tool.Result> writer, int round)
     {

@@ -21,6 +21,7 @@ internal static class KillDuringWrites
         {
             var d = await start();
             var writing = writer.StartRound(uri, round, round * 4000, (round + 1) * 4000, 1);
+            await writer.WaitUntilWritingAsync(writing, round);
             await Task.Delay(300 + rnd.Next(1200));
             d.Signal(9);
             await d.WaitForExitAsync(TimeSpan.FromSeconds(10));
