@@ -1,7 +1,7 @@
 namespace ExportServer.Block.Core;
 
 /// <summary>
-/// Reads and block status of images that map fixed-size guest blocks to offsets in their file
+/// Reads, zero writes and block status of images that map fixed-size guest blocks to offsets in their file
 /// (vpc, vdi, vhdx): a block either has a host offset or reads as zeroes.
 /// </summary>
 public static class BlockMapping
@@ -51,5 +51,25 @@ public static class BlockMapping
         }
 
         return new BlockStatus(n, BlockStatusFlags.Zero | BlockStatusFlags.Allocated);
+    }
+
+    /// <summary>
+    /// Zeroes guest bytes without allocating: a block without storage already reads as zeroes and
+    /// is left alone; <paramref name="zeroMapped"/> zeroes each part (guest offset, length) that lies
+    /// in a block with storage.
+    /// </summary>
+    public static async ValueTask WriteZeroesAsync(long offset, long length, long blockSize, Func<long, long> hostOffset, Func<long, int, ValueTask> zeroMapped)
+    {
+        var end = offset + length;
+        while (offset < end)
+        {
+            var n = ChunkAt(offset, end - offset, blockSize);
+            if (hostOffset(offset) >= 0)
+            {
+                await zeroMapped(offset, n).ConfigureAwait(false);
+            }
+
+            offset += n;
+        }
     }
 }

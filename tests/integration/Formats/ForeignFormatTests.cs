@@ -1,3 +1,4 @@
+using System.Text.Json;
 using System.Text.Json.Nodes;
 using ExportServer.IntegrationTests.Jobs;
 using ExportServer.IntegrationTests.Support;
@@ -72,6 +73,46 @@ public sealed class ForeignFormatTests
         await AssertCheckCleanAsync(dir["img"], format);
         await AssertSameAsync(dir["expected.raw"], dir["img"], format);
         Assert.Equal(size, await VirtualSizeAsync(dir["img"], format));
+    }
+
+    /// <summary>
+    /// Zero writes allocate nothing: over blocks without storage the file does not grow and qemu-img
+    /// map still finds no data there; over data they read back as zeroes, as the same writes on raw.
+    /// </summary>
+    [Theory]
+    [InlineData("vpc")]
+    [InlineData("vdi")]
+    [InlineData("vhdx")]
+    public async Task ZeroWritesAllocateNothing(string format)
+    {
+        using var dir = new TempDir();
+        string[] data = ["write -P 0x11 0 1M"];
+        string[] zeroes = ["write -z 512K 128K", "write -z 8M 16M", "write -z 40M 12345"];
+        await ShAsync(dir, $"qemu-img create -q -f {format} img {Size} && {Io(format, "img", data)}");
+        var size = await VirtualSizeAsync(dir["img"], format);
+        await ShAsync(dir, $"qemu-img create -q -f raw expected.raw {size} && {Io("raw", "expected.raw", [.. data, .. zeroes])}");
+        var before = new FileInfo(dir["img"]).Length;
+        await using (var d = await ServeAsync(dir, format, dir["img"], writable: true))
+        {
+            (await Tool.ShAsync(Io("raw", Uri(dir), zeroes))).Check("zero writes over NBD");
+            Assert.Equal(0, await d.StopAsync());
+        }
+
+        Assert.Equal(before, new FileInfo(dir["img"]).Length);
+        var map = JsonDocument.Parse((await Tool.RunAsync("qemu-img", "map", "-f", format, "--output=json", dir["img"])).Check("map").Stdout).RootElement;
+        foreach (var e in map.EnumerateArray())
+        {
+            var (start, length) = (e.GetProperty("start").GetInt64(), e.GetProperty("length").GetInt64());
+            if (start < 1 << 20 && e.GetProperty("data").GetBoolean())
+            {
+                continue;
+            }
+
+            Assert.False(e.GetProperty("data").GetBoolean(), $"data at {start}+{length}");
+        }
+
+        await AssertCheckCleanAsync(dir["img"], format);
+        await AssertSameAsync(dir["expected.raw"], dir["img"], format);
     }
 
     /// <summary>export-server create prints qemu-img's line and makes an image of the size qemu-img makes, which qemu-img opens and writes.</summary>

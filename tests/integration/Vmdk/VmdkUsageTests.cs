@@ -16,6 +16,31 @@ public sealed class VmdkUsageTests
     private static async Task<JsonElement> InfoAsync(string image) =>
         JsonDocument.Parse((await Tool.RunAsync("qemu-img", "info", "-U", "--output=json", image)).Check("info").Stdout).RootElement.Clone();
 
+    /// <summary>
+    /// Extent files named by the user (extents.N): qemu-storage-daemon refuses the key before it
+    /// opens anything, so a node holding the extent does not turn the refusal into a lock error.
+    /// </summary>
+    [Theory]
+    [InlineData("extents.0=e0")]
+    [InlineData("extents.0.driver=file,extents.0.filename=@DIR@/t-s001.vmdk")]
+    public async Task ExtentOptionsAreRefusedAsQemuStorageDaemonRefusesThem(string extents)
+    {
+        using var dir = new TempDir();
+        await ShAsync(dir, "qemu-img create -q -f vmdk -o subformat=twoGbMaxExtentSparse t.vmdk 64M");
+        string[] args =
+        [
+            "--blockdev", $"driver=file,node-name=f,filename={dir["t.vmdk"]}",
+            "--blockdev", $"driver=file,node-name=e0,filename={dir["t-s001.vmdk"]}",
+            "--blockdev", $"driver=vmdk,node-name=v,file=f,{extents.Replace("@DIR@", dir.Path, StringComparison.Ordinal)}",
+        ];
+        var ours = await Tool.RunAsync(Daemon.ExportServerPath, args, TimeSpan.FromSeconds(30));
+        var theirs = await Tool.RunAsync("/usr/bin/qemu-storage-daemon", args, TimeSpan.FromSeconds(30));
+        Assert.NotEqual(0, theirs.ExitCode);
+        Assert.NotEqual(0, ours.ExitCode);
+        Assert.EndsWith("Parameter 'extents' is unexpected", ours.Stderr.Trim());
+        Assert.Equal(theirs.Stderr.Replace("qemu-storage-daemon:", "export-server:", StringComparison.Ordinal).Trim(), ours.Stderr.Trim());
+    }
+
     [Fact]
     public async Task ServeProbesVmdkAndServesItWritable()
     {

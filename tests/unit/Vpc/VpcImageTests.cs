@@ -100,6 +100,23 @@ public sealed class VpcImageTests
     }
 
     [Fact]
+    public async Task DifferencingDiskIsRefusedNamingItsParent()
+    {
+        var image = (await CreateAsync(10514432)).Snapshot();
+        foreach (var at in new[] { 0, image.Length - Footer })
+        {
+            BinaryPrimitives.WriteUInt32BigEndian(image.AsSpan(at + 60), VpcFormat.DiskDifferencing);
+            Reseal(image, at, Footer, VpcFooter.OffChecksum);
+        }
+
+        System.Text.Encoding.BigEndianUnicode.GetBytes("base.vhd").CopyTo(image.AsSpan(DynamicHeader + 64));
+        Reseal(image, DynamicHeader, 1024, VpcDynamicHeader.OffChecksum);
+        var e = await Assert.ThrowsAsync<BlockException>(async () => await OpenAsync(image));
+        Assert.Equal(Errno.ENOTSUP, e.Errno);
+        Assert.Equal("vpc: differencing images are not supported (parent 'base.vhd')", e.Message);
+    }
+
+    [Fact]
     public async Task BadFooterChecksumIsRefused()
     {
         var image = (await CreateAsync(10514432)).Snapshot();

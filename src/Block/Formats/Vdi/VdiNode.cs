@@ -41,6 +41,7 @@ internal sealed class VdiNode : BlockNode, IImageInfoSource
         _nextDataBlock = nextDataBlock;
         Length = (long)header.DiskSize;
         Limits = new BlockLimits(OptimalTransfer: VdiFormat.BlockSize);
+        Capabilities = new BlockCapabilities(WriteZeroes: true, FastZero: file.CanFastZero);
         AttachChild("file", ChildRole.File, file, ChildUse.Metadata);
     }
 
@@ -121,6 +122,16 @@ internal sealed class VdiNode : BlockNode, IImageInfoSource
             buffer = buffer[n..];
         }
     }
+
+    /// <summary>
+    /// Zeroes without allocating: an unallocated block already reads as zeroes (the map has no state
+    /// that says more), an allocated one has its file zero the range in place. Blocks are never
+    /// unmapped: QEMU numbers the next data block by the header's allocated count, so a freed one
+    /// would be handed out twice.
+    /// </summary>
+    protected override ValueTask WriteZeroesCoreAsync(long offset, long length, ZeroFlags flags) =>
+        BlockMapping.WriteZeroesAsync(offset, length, VdiFormat.BlockSize, HostOffset,
+            (o, n) => _file.WriteZeroesAsync(HostOffset(o), n, flags));
 
     /// <summary>
     /// Allocated blocks: data (a static image's ask the file, which knows its holes); unallocated

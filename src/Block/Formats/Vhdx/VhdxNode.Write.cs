@@ -37,6 +37,14 @@ internal sealed partial class VhdxNode
         }
     }
 
+    /// <summary>
+    /// Zeroes without allocating: a block in any state without storage (not present, zero, unmapped)
+    /// already reads as zeroes and keeps its state; a fully present one has its file zero the range.
+    /// </summary>
+    protected override ValueTask WriteZeroesCoreAsync(long offset, long length, ZeroFlags flags) =>
+        BlockMapping.WriteZeroesAsync(offset, length, _blockSize, HostOffset,
+            (o, n) => _file.WriteZeroesAsync(HostOffset(o), n, flags));
+
     private async ValueTask AllocateAsync(long offset, ReadOnlyMemory<byte> data)
     {
         await _meta.WaitAsync().ConfigureAwait(false);

@@ -37,6 +37,7 @@ internal sealed partial class VhdxNode : BlockNode, IImageInfoSource
         _blockSize = metadata.BlockSize;
         Length = (long)metadata.VirtualSize;
         Limits = new BlockLimits(OptimalTransfer: (int)Math.Min(_blockSize, 4 * VhdxFormat.MiB));
+        Capabilities = new BlockCapabilities(WriteZeroes: true, FastZero: file.CanFastZero);
         AttachChild("file", ChildRole.File, file, ChildUse.Metadata);
     }
 

@@ -14,6 +14,13 @@ internal sealed partial class VmdkDriver : IBlockDriver
 
     public async ValueTask<BlockNode> OpenAsync(BlockOpenContext context, OptionReader options)
     {
+        if (options.Options.ContainsKey("extents"))
+        {
+            // The extent files come from the descriptor alone: BlockdevOptionsVmdk has no member
+            // for them, so QEMU's blockdev refuses the key before any file is opened.
+            throw BlockException.Invalid($"Parameter '{options.FullName("extents")}' is unexpected");
+        }
+
         var file = await context.OpenChildAsync(options, "file").ConfigureAwait(false)
                    ?? throw BlockException.Invalid($"Parameter '{options.FullName("file")}' is missing");
         var image = await OpenImageAsync(context, file).ConfigureAwait(false);

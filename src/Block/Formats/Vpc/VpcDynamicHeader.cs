@@ -18,6 +18,8 @@ internal sealed record VpcDynamicHeader
     private const int OffMaxTableEntries = 28;
     private const int OffBlockSize = 32;
     internal const int OffChecksum = 36;
+    private const int OffParentName = 64;
+    private const int ParentNameBytes = 512;
 
     /// <summary>Unused by QEMU and Virtual PC; QEMU writes all ones.</summary>
     public ulong DataOffset { get; init; } = ulong.MaxValue;
@@ -29,6 +31,9 @@ internal sealed record VpcDynamicHeader
     public uint MaxTableEntries { get; init; }
 
     public uint BlockSize { get; init; } = VpcFormat.DefaultBlockSize;
+
+    /// <summary>A differencing disk's parent as its header names it (UTF-16 big-endian, up to the first NUL); empty otherwise.</summary>
+    public string ParentName { get; init; } = string.Empty;
 
     /// <summary>Bytes of the sector bitmap in front of each block: one bit per sector, in whole sectors.</summary>
     public int BitmapSize => (int)(((BlockSize / (8 * VpcFormat.SectorSize)) + 511) & ~511u);
@@ -61,7 +66,19 @@ internal sealed record VpcDynamicHeader
             Version = BinaryPrimitives.ReadUInt32BigEndian(header[OffVersion..]),
             MaxTableEntries = BinaryPrimitives.ReadUInt32BigEndian(header[OffMaxTableEntries..]),
             BlockSize = blockSize,
+            ParentName = ReadParentName(header.Slice(OffParentName, ParentNameBytes)),
         };
+    }
+
+    private static string ReadParentName(ReadOnlySpan<byte> field)
+    {
+        var units = 0;
+        while (units * 2 < field.Length && (field[units * 2] | field[(units * 2) + 1]) != 0)
+        {
+            units++;
+        }
+
+        return System.Text.Encoding.BigEndianUnicode.GetString(field[..(units * 2)]);
     }
 
     /// <summary>Encodes the header into 1024 bytes (no parent: the parent fields stay zero) with its checksum.</summary>

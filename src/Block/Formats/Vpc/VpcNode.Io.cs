@@ -6,8 +6,6 @@ namespace ExportServer.Block.Formats.Vpc;
 /// <summary>Reads, writes (with block allocation), zero writes and block status.</summary>
 internal sealed partial class VpcNode
 {
-    private const int ZeroChunk = 1024 * 1024;
-
     /// <summary>The host offset of guest byte <paramref name="offset"/>, or -1 for an unallocated block.</summary>
     private long HostOffset(long offset)
     {
@@ -54,7 +52,7 @@ internal sealed partial class VpcNode
 
     /// <summary>
     /// Zeroes: a fixed disk asks its file; in a dynamic disk an unallocated block already reads as
-    /// zeroes and an allocated one is written with zeroes (QEMU allocates instead; this reads the same).
+    /// zeroes and an allocated one has its file zero the range (QEMU allocates instead; this reads the same).
     /// </summary>
     protected override async ValueTask WriteZeroesCoreAsync(long offset, long length, ZeroFlags flags)
     {
@@ -64,39 +62,24 @@ internal sealed partial class VpcNode
             return;
         }
 
-        var end = offset + length;
         if ((flags & ZeroFlags.NoFallback) != 0)
         {
-            for (var o = offset; o < end; o += ChunkAt(o, end - o))
-            {
-                if (HostOffset(o) >= 0)
-                {
-                    throw BlockException.NotSupported("vpc: zeroing an allocated block writes data");
-                }
-            }
-
+            // Nothing is zeroed before this refusal: blocks without storage are left alone.
+            await BlockMapping.WriteZeroesAsync(offset, length, _blockSize, HostOffset,
+                (_, _) => throw BlockException.NotSupported("vpc: zeroing an allocated block writes data")).ConfigureAwait(false);
             return;
         }
 
-        var zeroes = ArrayPool<byte>.Shared.Rent((int)Math.Min(ZeroChunk, _blockSize));
-        try
+        await BlockMapping.WriteZeroesAsync(offset, length, _blockSize, HostOffset, async (o, n) =>
         {
-            Array.Clear(zeroes);
-            while (offset < end)
+            var block = (int)(o / _blockSize);
+            if (!_bitmapFull![block])
             {
-                var n = Math.Min(ChunkAt(offset, end - offset), zeroes.Length);
-                if (HostOffset(offset) >= 0)
-                {
-                    await WriteCoreAsync(offset, zeroes.AsMemory(0, n), WriteFlags.None).ConfigureAwait(false);
-                }
-
-                offset += n;
+                await FillBitmapAsync(block).ConfigureAwait(false);
             }
-        }
-        finally
-        {
-            ArrayPool<byte>.Shared.Return(zeroes);
-        }
+
+            await _file.WriteZeroesAsync(HostOffset(o), n, flags).ConfigureAwait(false);
+        }).ConfigureAwait(false);
     }
 
     /// <summary>

@@ -104,6 +104,13 @@ internal sealed partial class VpcNode : BlockNode, IImageInfoSource
         }
 
         var (header, table, next) = await ReadDynamicAsync(file, footer, sectors).ConfigureAwait(false);
+        if (footer.DiskType == VpcFormat.DiskDifferencing)
+        {
+            // QEMU reads such a disk as a dynamic one without its parent, which returns zeroes
+            // wherever the parent holds data; a clear refusal instead.
+            throw BlockException.NotSupported($"vpc: differencing images are not supported (parent '{header.ParentName}')");
+        }
+
         return new VpcNode(nodeName, readOnly, file, footerBytes, footer, length, header, table, next);
     }
 
