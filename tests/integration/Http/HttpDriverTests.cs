@@ -62,11 +62,11 @@ public sealed class HttpDriverTests
         Assert.Contains("CURL: Error opening file: ", r.Stderr);
     }
 
-    /// <summary>The error after "PROGRAM: --blockdev OPTION: " (qemu-storage-daemon may add GLib warnings on other lines).</summary>
+    /// <summary>The error after "PROGRAM: --blockdev OPTION: " (qemu-storage-daemon also prints GLib warnings under that prefix).</summary>
     private static string ErrorOf(string stderr, string option)
     {
         var marker = $": --blockdev {option}: ";
-        var line = stderr.Split('\n').First(l => l.Contains(marker, StringComparison.Ordinal));
+        var line = stderr.Split('\n').Last(l => l.Contains(marker, StringComparison.Ordinal) && !l.Contains(": GLib: ", StringComparison.Ordinal));
         return line[(line.IndexOf(marker, StringComparison.Ordinal) + marker.Length)..].Trim();
     }
 
