@@ -9,7 +9,9 @@ using ExportServer.Block.Formats.Vdi;
 using ExportServer.Block.Formats.Vhdx;
 using ExportServer.Block.Formats.Vpc;
 using ExportServer.Block.Protocols.File;
+using ExportServer.Block.Protocols.Http;
 using ExportServer.Block.Protocols.Null;
+using ExportServer.Block.Protocols.Ssh;
 
 namespace ExportServer.Block;
 
@@ -33,6 +35,9 @@ public static class BlockDrivers
         graph.Register(VhdxDriver.Instance);
         graph.Register(ThrottleDriver.Instance);
         graph.Register(CompressDriver.Instance);
+        graph.Register(SshDriver.Instance);
+        graph.Register(HttpDriver.Http);
+        graph.Register(HttpDriver.Https);
         foreach (var probe in MagicOnlyFormats.All)
         {
             graph.Probes.AddMagicOnly(probe);

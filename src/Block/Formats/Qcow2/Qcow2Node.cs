@@ -343,8 +343,15 @@ public sealed partial class Qcow2Node : BlockNode
             await WriteBackLockedAsync().ConfigureAwait(false);
             if (_file.Length > _usedEnd)
             {
-                // The growth step the file was extended by but never used.
-                await _file.TruncateAsync(_usedEnd).ConfigureAwait(false);
+                // The growth step the file was extended by but never used. A protocol that cannot
+                // shrink (ssh) keeps it: nothing refers to it, and qemu-img check finds the image clean.
+                try
+                {
+                    await _file.TruncateAsync(_usedEnd).ConfigureAwait(false);
+                }
+                catch (BlockException e) when (e.Errno == Errno.ENOTSUP)
+                {
+                }
             }
 
             await _file.FlushAsync().ConfigureAwait(false);

@@ -1,0 +1,144 @@
+using System.Text.Json.Nodes;
+using ExportServer.IntegrationTests.Qmp;
+using ExportServer.IntegrationTests.Support;
+using Xunit;
+
+namespace ExportServer.IntegrationTests.Ssh;
+
+/// <summary>
+/// driver=ssh against a real OpenSSH server: our daemon reaches the file over SFTP, authenticated by
+/// the ssh-agent, and serves it over NBD. The daemon gets SSH_AUTH_SOCK through env(1).
+/// </summary>
+public sealed class SshDriverTests
+{
+    private static Task<Daemon> StartAsync(TempDir dir, SshServer ssh, params string[] args) =>
+        Daemon.StartAsync("/usr/bin/env", dir, [$"SSH_AUTH_SOCK={ssh.AgentSocket}", Daemon.ExportServerPath, .. args]);
+
+    [Fact]
+    public async Task ReadsEqualTheRemoteFileAndWritesReachIt()
+    {
+        using var dir = new TempDir();
+        await using var ssh = await SshServer.StartAsync(dir);
+        var remote = dir["remote.raw"];
+        (await Tool.ShAsync($"head -c 9M /dev/urandom > {remote}")).Check("fill");
+        var copy = dir["copy.raw"];
+        File.Copy(remote, copy);
+        var sock = dir["nbd.sock"];
+        await using (var d = await StartAsync(dir, ssh,
+            "--blockdev", ssh.NodeOptions(remote).Replace("driver=ssh,", "driver=ssh,node-name=s0,", StringComparison.Ordinal),
+            "--nbd-server", $"addr.type=unix,addr.path={sock}",
+            "--export", "type=nbd,id=e0,node-name=s0,name=disk,writable=on"))
+        {
+            var uri = $"nbd+unix:///disk?socket={sock}";
+            (await Tool.RunAsync("qemu-img", "compare", "-U", "-f", "raw", "-F", "raw", uri, copy)).Check("compare");
+
+            // Unaligned, large and concurrent writes (nbdcopy keeps several requests in flight).
+            (await Tool.RunAsync("qemu-io", "-f", "raw", "-c", "write -P 0x5a 1000 70000", "-c", "write -P 0x3c 5M 2M", "-c", "flush", uri)).Check("write");
+            (await Tool.RunAsync("qemu-io", "-f", "raw", "-c", "write -P 0x5a 1000 70000", "-c", "write -P 0x3c 5M 2M", copy)).Check("same writes on the copy");
+            (await Tool.RunAsync("qemu-img", "compare", "-U", "-f", "raw", "-F", "raw", uri, copy)).Check("compare after writes");
+            var back = dir["back.raw"];
+            (await Tool.RunAsync("nbdcopy", "--requests=16", uri, back)).Check("nbdcopy");
+            Assert.Equal(File.ReadAllBytes(copy), File.ReadAllBytes(back));
+            Assert.Equal(0, await d.StopAsync());
+        }
+
+        Assert.Equal(File.ReadAllBytes(copy), File.ReadAllBytes(remote));
+
+        // QEMU's own ssh driver reads the file we wrote the same.
+        var qemu = $"json:{{\"driver\":\"raw\",\"file\":{{\"driver\":\"ssh\",\"server\":{{\"host\":\"127.0.0.1\",\"port\":\"{ssh.Port}\"}},\"path\":\"{remote}\",\"host-key-check\":{{\"mode\":\"none\"}}}}}}";
+        (await Tool.RunAsync("qemu-img", ["compare", "-U", qemu, copy], env: ssh.Env)).Check("qemu's ssh driver reads the same");
+    }
+
+    [Fact]
+    public async Task Qcow2OverSshIsWrittenCleanAndFileNamesWork()
+    {
+        using var dir = new TempDir();
+        await using var ssh = await SshServer.StartAsync(dir);
+        var image = dir["remote.qcow2"];
+        (await Tool.RunAsync("qemu-img", "create", "-q", "-f", "qcow2", image, "64M")).Check("create");
+        (await Tool.RunAsync("qemu-io", "-f", "qcow2", "-c", "write -P 0x11 0 1M", image)).Check("fill");
+        var sock = dir["nbd.sock"];
+        await using (var d = await StartAsync(dir, ssh,
+            "--blockdev", $"driver=qcow2,node-name=q0,file.driver=ssh,file.server.host=127.0.0.1,file.server.port={ssh.Port},file.path={image},file.host-key-check.mode=none",
+            "--nbd-server", $"addr.type=unix,addr.path={sock}",
+            "--export", "type=nbd,id=e0,node-name=q0,name=disk,writable=on"))
+        {
+            var uri = $"nbd+unix:///disk?socket={sock}";
+            (await Tool.RunAsync("qemu-io", "-f", "raw", "-c", "read -P 0x11 0 1M", "-c", "write -P 0x22 3M 5M", "-c", "write -z 0 64k", "-c", "flush", uri)).Check("write through qcow2 over ssh");
+            Assert.Equal(0, await d.StopAsync());
+        }
+
+        (await Tool.RunAsync("qemu-img", "check", image)).Check("check");
+        (await Tool.RunAsync("qemu-io", "-f", "qcow2", "-r", "-c", "read -P 0 0 64k", "-c", "read -P 0x11 64k 960k", "-c", "read -P 0x22 3M 5M", image)).Check("data");
+
+        // An ssh:// file name as the target of drive-backup-like creation: blockdev-create of a remote file.
+        var monitor = dir["m.qmp"];
+        await using var d2 = await StartAsync(dir, ssh, "--chardev", $"socket,id=m0,path={monitor},server=on,wait=off", "--monitor", "chardev=m0");
+        var qmp = await QmpClient.ConnectAsync(monitor);
+        var created = dir["created.raw"];
+        await qmp.ExecuteAsync("blockdev-create", new JsonObject
+        {
+            ["job-id"] = "c0",
+            ["options"] = new JsonObject
+            {
+                ["driver"] = "ssh",
+                ["location"] = new JsonObject
+                {
+                    ["server"] = new JsonObject { ["host"] = "127.0.0.1", ["port"] = ssh.Port.ToString() },
+                    ["path"] = created,
+                    ["host-key-check"] = new JsonObject { ["mode"] = "hash", ["type"] = "sha256", ["hash"] = ssh.HostKeySha256 },
+                },
+                ["size"] = 3 << 20,
+            },
+        });
+        await qmp.WaitEventAsync("JOB_STATUS_CHANGE", e => e["data"]?["status"]?.GetValue<string>() == "concluded");
+        Assert.Equal(3 << 20, new FileInfo(created).Length);
+    }
+
+    [Fact]
+    public async Task WrongHostKeyMissingFileAndRefusedKeyAreQemusErrorsAndTheDaemonStaysUp()
+    {
+        using var dir = new TempDir();
+        await using var ssh = await SshServer.StartAsync(dir);
+        var remote = dir["remote.raw"];
+        (await Tool.ShAsync($"head -c 1M /dev/urandom > {remote}")).Check("fill");
+        var monitor = dir["m.qmp"];
+        var sock = dir["nbd.sock"];
+        await using var d = await StartAsync(dir, ssh,
+            "--chardev", $"socket,id=m0,path={monitor},server=on,wait=off", "--monitor", "chardev=m0",
+            "--blockdev", "driver=null-co,node-name=n0,size=1048576,read-zeroes=on",
+            "--nbd-server", $"addr.type=unix,addr.path={sock}",
+            "--export", "type=nbd,id=e0,node-name=n0,name=null");
+        var qmp = await QmpClient.ConnectAsync(monitor);
+
+        JsonObject Node(string path, JsonObject check, string? user = null) => new()
+        {
+            ["driver"] = "ssh",
+            ["user"] = user ?? Environment.UserName,
+            ["node-name"] = "s",
+            ["server"] = new JsonObject { ["host"] = "127.0.0.1", ["port"] = ssh.Port.ToString() },
+            ["path"] = path,
+            ["host-key-check"] = check,
+        };
+
+        var wrong = new string('0', 64);
+        var (cls, desc) = await qmp.ErrorAsync("blockdev-add", Node(remote, new JsonObject { ["mode"] = "hash", ["type"] = "sha256", ["hash"] = wrong }));
+        Assert.Equal("GenericError", cls);
+        Assert.Equal($"remote host ssh-ed25519 key fingerprint 'sha256:{ssh.HostKeySha256}' does not match host_key_check 'sha256:{wrong}'", desc);
+
+        (_, desc) = await qmp.ErrorAsync("blockdev-add", Node(dir["missing.raw"], new JsonObject { ["mode"] = "none" }));
+        Assert.Equal($"failed to open remote file '{dir["missing.raw"]}': SFTP server: No such file (libssh error code: 1, sftp error code: 2)", desc);
+
+        (_, desc) = await qmp.ErrorAsync("blockdev-add", Node(remote, new JsonObject { ["mode"] = "known_hosts" }));
+        Assert.Contains("known_hosts", desc);
+
+        (_, desc) = await qmp.ErrorAsync("blockdev-add", Node(remote, new JsonObject { ["mode"] = "none" }, user: "no-such-user"));
+        Assert.Equal("failed to authenticate using publickey authentication and the identities held by your ssh-agent", desc);
+
+        // The daemon still serves, and the right hash opens the node.
+        (await Tool.RunAsync("nbdinfo", "--size", $"nbd+unix:///null?socket={sock}")).Check("still serving");
+        await qmp.ExecuteAsync("blockdev-add", Node(remote, new JsonObject { ["mode"] = "hash", ["type"] = "sha256", ["hash"] = ssh.HostKeySha256.ToUpperInvariant() }));
+        var nodes = (JsonArray)await qmp.ExecuteAsync("query-named-block-nodes");
+        Assert.Contains(nodes, n => n?["node-name"]?.GetValue<string>() == "s" && n["drv"]?.GetValue<string>() == "ssh");
+    }
+}
