@@ -3,6 +3,7 @@ using ExportServer.Block.Filters.Compress;
 using ExportServer.Block.Filters.Throttle;
 using ExportServer.Block.Formats.MagicOnly;
 using ExportServer.Block.Formats.Qcow2;
+using ExportServer.Block.Formats.Qed;
 using ExportServer.Block.Formats.Raw;
 using ExportServer.Block.Formats.Vmdk;
 using ExportServer.Block.Formats.Vdi;
@@ -31,6 +32,7 @@ public static class BlockDrivers
         graph.Register(VpcDriver.Instance);
         graph.Register(VdiDriver.Instance);
         graph.Register(VhdxDriver.Instance);
+        graph.Register(QedDriver.Instance);
         graph.Register(ThrottleDriver.Instance);
         graph.Register(CompressDriver.Instance);
         foreach (var probe in MagicOnlyFormats.All)
