@@ -1,6 +1,8 @@
 using ExportServer.Block.Core;
 using ExportServer.Block.Filters.Compress;
 using ExportServer.Block.Filters.Throttle;
+using ExportServer.Block.Formats.Bochs;
+using ExportServer.Block.Formats.Cloop;
 using ExportServer.Block.Formats.MagicOnly;
 using ExportServer.Block.Formats.Qcow2;
 using ExportServer.Block.Formats.Qed;
@@ -33,6 +35,8 @@ public static class BlockDrivers
         graph.Register(VdiDriver.Instance);
         graph.Register(VhdxDriver.Instance);
         graph.Register(QedDriver.Instance);
+        graph.Register(BochsDriver.Instance);
+        graph.Register(CloopDriver.Instance);
         graph.Register(ThrottleDriver.Instance);
         graph.Register(CompressDriver.Instance);
         foreach (var probe in MagicOnlyFormats.All)

@@ -7,10 +7,11 @@ namespace ExportServer.IntegrationTests.Formats;
 /// <summary>Opening a damaged image: our daemon refuses it with qemu-storage-daemon's message, and the bytes patched to damage it.</summary>
 internal static class OpenErrors
 {
-    /// <summary>Both daemons open <paramref name="image"/> as <paramref name="format"/> (read-only) and fail with the same message.</summary>
-    public static async Task AssertSameAsQsdAsync(string format, string image)
+    /// <summary>Both daemons open <paramref name="image"/> as <paramref name="format"/> and fail with the same message.</summary>
+    public static async Task AssertSameAsQsdAsync(string format, string image, bool readOnly = true)
     {
-        string[] args = ["--blockdev", $"driver={format},node-name=n,read-only=on,file.driver=file,file.filename={image},file.read-only=on"];
+        var ro = readOnly ? ",read-only=on" : string.Empty;
+        string[] args = ["--blockdev", $"driver={format},node-name=n{ro},file.driver=file,file.filename={image}{ro.Replace(",", ",file.", StringComparison.Ordinal)}"];
         var ours = await Tool.RunAsync(Daemon.ExportServerPath, args, TimeSpan.FromSeconds(30));
         var theirs = await Tool.RunAsync("/usr/bin/qemu-storage-daemon", args, TimeSpan.FromSeconds(30));
         Assert.NotEqual(0, theirs.ExitCode);

@@ -19,8 +19,6 @@ internal static class MagicOnlyFormats
         new("parallels", Certain, (h, _) => (StartsWith(h, "WithoutFreeSpace"u8) || StartsWith(h, "WithouFreSpacExt"u8)) &&
                                            h.Length >= 20 && BinaryPrimitives.ReadUInt32LittleEndian(h[16..]) == 2),
 
-        new("bochs", Certain, (h, _) => StartsWith(h, "Bochs Virtual HD Image"u8)),
-
         // dmg has no magic at the start; QEMU goes by the file name, with a low score.
         new("dmg", 2, (_, f) => f is not null && f.EndsWith(".dmg", StringComparison.Ordinal)),
     ];
