@@ -1,8 +1,11 @@
 using ExportServer.Block.Core;
 using ExportServer.Block.Filters.Compress;
 using ExportServer.Block.Filters.Throttle;
+using ExportServer.Block.Formats.Bochs;
+using ExportServer.Block.Formats.Cloop;
 using ExportServer.Block.Formats.MagicOnly;
 using ExportServer.Block.Formats.Qcow2;
+using ExportServer.Block.Formats.Qed;
 using ExportServer.Block.Formats.Raw;
 using ExportServer.Block.Formats.Vmdk;
 using ExportServer.Block.Formats.Vdi;
@@ -33,6 +36,9 @@ public static class BlockDrivers
         graph.Register(VpcDriver.Instance);
         graph.Register(VdiDriver.Instance);
         graph.Register(VhdxDriver.Instance);
+        graph.Register(QedDriver.Instance);
+        graph.Register(BochsDriver.Instance);
+        graph.Register(CloopDriver.Instance);
         graph.Register(ThrottleDriver.Instance);
         graph.Register(CompressDriver.Instance);
         graph.Register(SshDriver.Instance);

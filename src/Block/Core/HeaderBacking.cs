@@ -29,6 +29,31 @@ public static class HeaderBacking
         return name is null ? null : await OpenAsync(context, file, name, format, driverName).ConfigureAwait(false);
     }
 
+    /// <summary>
+    /// Gives a format node just opened its backing child (<see cref="OpenOptionOrHeaderAsync"/>) through
+    /// <paramref name="attach"/>; when that fails the node is disposed and the error passed on.
+    /// </summary>
+    public static async ValueTask<T> AttachToAsync<T>(
+        T node, Action<BlockNode> attach, BlockOpenContext context, OptionReader options, BlockNode file, string? name, string? format, string driverName)
+        where T : BlockNode
+    {
+        try
+        {
+            var backing = await OpenOptionOrHeaderAsync(context, options, file, name, format, driverName).ConfigureAwait(false);
+            if (backing is not null)
+            {
+                attach(backing);
+            }
+
+            return node;
+        }
+        catch
+        {
+            await node.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
     /// <summary>Opens <paramref name="name"/> (as recorded by the image in <paramref name="file"/>) as the backing child.</summary>
     public static async ValueTask<BlockNode> OpenAsync(BlockOpenContext context, BlockNode file, string name, string? format, string driverName)
     {

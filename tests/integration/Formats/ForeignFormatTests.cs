@@ -22,6 +22,8 @@ public sealed class ForeignFormatTests
     [InlineData("vhdx", "")]
     [InlineData("vhdx", "subformat=fixed")]
     [InlineData("vhdx", "block_size=1M,log_size=2M,block_state_zero=off")]
+    [InlineData("qed", "")]
+    [InlineData("qed", "cluster_size=4096,table_size=2")]
     public async Task QemuImagesReadAsQemuImgConvertReadsThem(string format, string options)
     {
         using var dir = new TempDir();
@@ -39,6 +41,7 @@ public sealed class ForeignFormatTests
     [InlineData("vdi", "static=on")]
     [InlineData("vhdx", "")]
     [InlineData("vhdx", "subformat=fixed")]
+    [InlineData("qed", "")]
     public async Task ConvertedImagesReadAsTheirSource(string format, string options)
     {
         using var dir = new TempDir();
@@ -57,6 +60,8 @@ public sealed class ForeignFormatTests
     [InlineData("vhdx", "")]
     [InlineData("vhdx", "subformat=fixed")]
     [InlineData("vhdx", "block_size=1M,block_state_zero=off")]
+    [InlineData("qed", "")]
+    [InlineData("qed", "cluster_size=4096,table_size=2")]
     public async Task OurWritesReadAsQemuWritesOnRaw(string format, string options)
     {
         using var dir = new TempDir();
@@ -126,6 +131,8 @@ public sealed class ForeignFormatTests
     [InlineData("vhdx", "", "10M")]
     [InlineData("vhdx", "subformat=fixed,block_size=2M", "10M")]
     [InlineData("vhdx", "log_size=3M,block_state_zero=off", "2G")]
+    [InlineData("qed", "", "10M")]
+    [InlineData("qed", "cluster_size=4096,table_size=2", "10000k")]
     public async Task CreatedImagesOpenInQemuImg(string format, string options, string size)
     {
         using var dir = new TempDir();
@@ -149,6 +156,8 @@ public sealed class ForeignFormatTests
     [InlineData("vdi", """{"preallocation": "metadata"}""", 10485760)]
     [InlineData("vhdx", "{}", 10485760)]
     [InlineData("vhdx", """{"subformat": "fixed", "block-size": 1048576, "log-size": 2097152, "block-state-zero": false}""", 10485760)]
+    [InlineData("qed", "{}", 10485760)]
+    [InlineData("qed", """{"cluster-size": 4096, "table-size": 2}""", 10485760)]
     public async Task BlockdevCreateMakesImagesQemuImgOpens(string format, string extra, long size)
     {
         using var dir = new TempDir();

@@ -46,7 +46,17 @@ public sealed class FormatProberTests
         new byte[] { 0x4c, 0x55, 0x4b, 0x53, 0xba, 0xbe, 0, 1 }.CopyTo(luks, 0);
         Assert.Equal("luks", probes.Probe(luks));
         Assert.Equal("vmdk", probes.Probe(Encoding.ASCII.GetBytes("# Disk DescriptorFile\nversion=1\n")));
-        Assert.Equal("bochs", probes.Probe(Encoding.ASCII.GetBytes("Bochs Virtual HD Image\0")));
+        var bochs = new byte[512];
+        Encoding.ASCII.GetBytes("Bochs Virtual HD Image").CopyTo(bochs, 0);
+        Encoding.ASCII.GetBytes("Redolog").CopyTo(bochs, 32);
+        Encoding.ASCII.GetBytes("Growing").CopyTo(bochs, 48);
+        bochs[66] = 2;
+        Assert.Equal("bochs", probes.Probe(bochs));
+        bochs[66] = 3;
+        Assert.Equal("raw", probes.Probe(bochs));
+        Assert.Equal("raw", probes.Probe(bochs.AsSpan(0, 100).ToArray()));
+        var cloop = Encoding.ASCII.GetBytes("#!/bin/sh\n#V2.0 Format\nmodprobe cloop file=$0 && mount -r -t iso9660 /dev/cloop $1\n").Concat(new byte[400]).ToArray();
+        Assert.Equal("cloop", probes.Probe(cloop));
         Assert.Equal("dmg", probes.Probe(new byte[512], "disk.dmg"));
         Assert.Equal("raw", probes.Probe(new byte[512], "disk.img"));
         Assert.Equal("raw", probes.Probe([0x51, 0x46, 0x49]));

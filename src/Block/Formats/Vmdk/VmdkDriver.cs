@@ -26,22 +26,8 @@ internal sealed partial class VmdkDriver : IBlockDriver
         var image = await OpenImageAsync(context, file).ConfigureAwait(false);
         var readOnly = context.ReadOnly || ApplyReadOnlyExtents(context, image.Extents);
         var node = new VmdkNode(context.NodeName, readOnly, file, image.Extents, image.CreateType, image.Descriptor, image.DescriptorLocation);
-        try
-        {
-            var backing = await HeaderBacking.OpenOptionOrHeaderAsync(
-                context, options, file, image.Descriptor?.ParentFileNameHint, "vmdk", "vmdk").ConfigureAwait(false);
-            if (backing is not null)
-            {
-                node.AttachBacking(backing);
-            }
-
-            return node;
-        }
-        catch
-        {
-            await node.DisposeAsync().ConfigureAwait(false);
-            throw;
-        }
+        return await HeaderBacking.AttachToAsync(
+            node, node.AttachBacking, context, options, file, image.Descriptor?.ParentFileNameHint, "vmdk", "vmdk").ConfigureAwait(false);
     }
 
     /// <summary>
