@@ -35,6 +35,8 @@ public sealed class NbdServer : IAsyncDisposable
         _log = logger ?? NullLogger.Instance;
     }
 
+    public NbdServerOptions Options => _options;
+
     public IReadOnlyCollection<NbdExportOptions> Exports => _exports.Values.Select(e => e.Options).ToList();
 
     public int ConnectionCount => _connections.Count;
