@@ -47,6 +47,6 @@ public abstract class TlsCredentials
     /// <summary>Options for accepting one client; the peer check runs inside the handshake.</summary>
     public abstract SslServerAuthenticationOptions ServerOptions();
 
-    /// <summary>Options for connecting to a server that must present a certificate for <paramref name="hostName"/>.</summary>
-    public abstract SslClientAuthenticationOptions ClientOptions(string hostName);
+    /// <summary>Options for connecting to a server that must present a certificate for <paramref name="hostName"/> (any name when null).</summary>
+    public abstract SslClientAuthenticationOptions ClientOptions(string? hostName);
 }

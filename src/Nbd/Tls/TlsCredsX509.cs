@@ -54,14 +54,14 @@ public sealed class TlsCredsX509 : TlsCredentials
             !VerifyPeer || (certificate is not null && IsTrusted(certificate, errors & ~SslPolicyErrors.RemoteCertificateChainErrors, checkName: false)),
     };
 
-    public override SslClientAuthenticationOptions ClientOptions(string hostName) => new()
+    public override SslClientAuthenticationOptions ClientOptions(string? hostName) => new()
     {
-        TargetHost = hostName,
+        TargetHost = hostName ?? string.Empty,
         ClientCertificates = _clientCertificates,
         CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
         EnabledSslProtocols = SslProtocols.None,
         RemoteCertificateValidationCallback = (_, certificate, _, errors) =>
-            !VerifyPeer || (certificate is not null && IsTrusted(certificate, errors, checkName: true)),
+            !VerifyPeer || (certificate is not null && IsTrusted(certificate, errors, checkName: hostName is not null)),
     };
 
     /// <summary>The peer's chain ends at one of our CA certificates, nothing in it is revoked, and (client side) the name matches.</summary>
