@@ -161,6 +161,10 @@ public sealed class NbdServer : IAsyncDisposable
             if (client.ProtocolType == ProtocolType.Tcp)
             {
                 client.NoDelay = true;
+                if (_options.KeepAlive)
+                {
+                    client.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.KeepAlive, true);
+                }
             }
 
             var connection = new NbdConnection(this, client, Interlocked.Increment(ref _nextId), _log);

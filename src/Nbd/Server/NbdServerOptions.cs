@@ -19,6 +19,9 @@ public sealed class NbdServerOptions
     /// <summary>Most connections open at once; 0 = unlimited. Beyond it, new clients wait in the listen backlog.</summary>
     public int MaxConnections { get; init; }
 
+    /// <summary>SO_KEEPALIVE on accepted TCP connections (inet keep-alive=on, as QEMU 10.1 applies it to listeners).</summary>
+    public bool KeepAlive { get; init; }
+
     /// <summary>How long a client may take to reach transmission; zero = no limit.</summary>
     public TimeSpan HandshakeLimit { get; init; } = TimeSpan.FromSeconds(DefaultHandshakeSeconds);
 

@@ -37,7 +37,7 @@ internal sealed class NbdServerHost : IAsyncDisposable
         var authz = r.GetString("tls-authz");
         var max = ReadUInt32(r, "max-connections") ?? NbdServerOptions.DefaultMaxConnections;
         var handshake = ReadUInt32(r, "handshake-max-seconds") ?? NbdServerOptions.DefaultHandshakeSeconds;
-        var endpoints = SocketAddressParser.Parse(addr);
+        var endpoints = SocketAddressParser.Parse(addr, out var keepAlive);
         r.EnsureAllConsumed();
         if (Server is not null)
         {
@@ -50,6 +50,7 @@ internal sealed class NbdServerHost : IAsyncDisposable
             {
                 EndPoints = endpoints,
                 MaxConnections = (int)Math.Min(max, int.MaxValue),
+                KeepAlive = keepAlive,
                 HandshakeLimit = TimeSpan.FromSeconds(handshake),
                 TlsCredentials = creds,
                 TlsAuthz = creds is null ? null : authz,

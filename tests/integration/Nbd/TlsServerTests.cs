@@ -170,6 +170,26 @@ public sealed class TlsServerTests
         (await Tool.RunAsync("nbdinfo", $"nbd+unix:///disk?socket={sock}")).Check("a prompt client");
     }
 
+    /// <summary>addr.keep-alive=on sets SO_KEEPALIVE on each accepted connection (the kernel shows a keepalive timer); off leaves none.</summary>
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task ListenerKeepAliveReachesAcceptedConnections(bool keepAlive)
+    {
+        using var dir = new TempDir();
+        var port = FreePort.Get();
+        await using var d = await Daemon.StartAsync(dir,
+            "--blockdev", "driver=null-co,node-name=n0,size=1048576",
+            "--nbd-server", $"addr.type=inet,addr.host=127.0.0.1,addr.port={port},addr.keep-alive={(keepAlive ? "on" : "off")}",
+            "--export", "type=nbd,id=e0,node-name=n0,name=disk");
+        using var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        await client.ConnectAsync(System.Net.IPAddress.Loopback, port);
+        Assert.Equal(18, await ReceiveAllAsync(client, new byte[18], 18));
+        var ss = (await Tool.RunAsync("ss", "-tnoH", "state", "established", "sport", "=", $":{port}")).Check("ss").Stdout;
+        Assert.Contains($"127.0.0.1:{port}", ss);
+        Assert.Equal(keepAlive, ss.Contains("keepalive", StringComparison.Ordinal));
+    }
+
     private static async Task<int> ReceiveAllAsync(Socket socket, byte[] buffer, int count)
     {
         var got = 0;
