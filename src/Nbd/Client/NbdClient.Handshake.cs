@@ -17,7 +17,7 @@ internal sealed partial class NbdClient
 
     private const string BaseAllocation = "base:allocation";
 
-    private async Task<NbdExportInfo> HandshakeAsync(CancellationToken ct)
+    private async Task<NbdExportInfo> HandshakeAsync(NbdClientTls? tls, CancellationToken ct)
     {
         var greeting = new byte[NbdOptionCodec.GreetingSize];
         await _reader.ReadExactAsync(greeting, ct).ConfigureAwait(false);
@@ -33,6 +33,10 @@ internal sealed partial class NbdClient
             clientFlags,
             (fixedNewstyle ? NbdConstants.ClientFlagFixedNewstyle : 0) | (noZeroes ? NbdConstants.ClientFlagNoZeroes : 0));
         await SendRawAsync(clientFlags, ct).ConfigureAwait(false);
+        if (tls is not null)
+        {
+            await StartTlsAsync(tls, fixedNewstyle, ct).ConfigureAwait(false);
+        }
 
         bool structured = false, extended = false;
         uint? baseAllocation = null;

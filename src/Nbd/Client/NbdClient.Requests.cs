@@ -158,6 +158,13 @@ internal sealed partial class NbdClient
             try
             {
                 var headerSize = NbdRequestCodec.Write(_gatherHeader, extended, request);
+                if (_tls is not null)
+                {
+                    await _tls.WriteAsync(_gatherHeader.AsMemory(0, headerSize)).ConfigureAwait(false);
+                    await _tls.WriteAsync(payload).ConfigureAwait(false);
+                    return;
+                }
+
                 _gather[0] = new ArraySegment<byte>(_gatherHeader, 0, headerSize);
                 _gather[1] = segment;
                 var sent = await _socket.SendAsync(_gather, SocketFlags.None).ConfigureAwait(false);

@@ -21,7 +21,7 @@ internal sealed partial class NbdClient : IAsyncDisposable
     public const int MaxInFlight = 64;
 
     private readonly Socket _socket;
-    private readonly PipeReader _reader;
+    private PipeReader _reader;
     private readonly object _gate = new();
     private readonly NbdClientRequest[] _requests = new NbdClientRequest[MaxInFlight];
     private readonly ConcurrentQueue<NbdClientRequest> _free = new();
@@ -36,9 +36,7 @@ internal sealed partial class NbdClient : IAsyncDisposable
     {
         _socket = socket;
         ExportName = exportName;
-        _reader = PipeReader.Create(
-            new NetworkStream(socket, ownsSocket: false),
-            new StreamPipeReaderOptions(bufferSize: 128 * 1024, minimumReadSize: 16 * 1024, leaveOpen: true));
+        _reader = CreateReader(new NetworkStream(socket, ownsSocket: false));
         for (var i = 0; i < MaxInFlight; i++)
         {
             _requests[i] = new NbdClientRequest((ulong)i);
@@ -47,6 +45,9 @@ internal sealed partial class NbdClient : IAsyncDisposable
     }
 
     public string ExportName { get; }
+
+    private static PipeReader CreateReader(Stream stream) =>
+        PipeReader.Create(stream, new StreamPipeReaderOptions(bufferSize: 128 * 1024, minimumReadSize: 16 * 1024, leaveOpen: true));
 
     public NbdExportInfo Info { get; private set; } = null!;
 
@@ -66,7 +67,7 @@ internal sealed partial class NbdClient : IAsyncDisposable
     public Task Completion => _receiveLoop;
 
     /// <summary>Connects to <paramref name="endPoint"/> (TCP or unix socket) and negotiates <paramref name="exportName"/>.</summary>
-    public static async Task<NbdClient> ConnectAsync(EndPoint endPoint, string exportName, CancellationToken ct, bool keepAlive = false)
+    public static async Task<NbdClient> ConnectAsync(EndPoint endPoint, string exportName, CancellationToken ct, bool keepAlive = false, NbdClientTls? tls = null)
     {
         var socket = endPoint is UnixDomainSocketEndPoint
             ? new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified)
@@ -82,7 +83,7 @@ internal sealed partial class NbdClient : IAsyncDisposable
 
             await socket.ConnectAsync(endPoint, ct).ConfigureAwait(false);
             client = new NbdClient(socket, exportName);
-            client.Info = await client.HandshakeAsync(ct).ConfigureAwait(false);
+            client.Info = await client.HandshakeAsync(tls, ct).ConfigureAwait(false);
             client._receiveLoop = Task.Run(client.ReceiveLoopAsync, CancellationToken.None);
             return client;
         }
@@ -91,6 +92,7 @@ internal sealed partial class NbdClient : IAsyncDisposable
             if (client is not null)
             {
                 await client._reader.CompleteAsync().ConfigureAwait(false);
+                client._tls?.Dispose();
             }
 
             socket.Dispose();
@@ -136,6 +138,7 @@ internal sealed partial class NbdClient : IAsyncDisposable
         await Task.WhenAny(_receiveLoop, Task.Delay(TimeSpan.FromSeconds(1))).ConfigureAwait(false);
         _socket.Dispose();
         await _receiveLoop.ConfigureAwait(false);
+        _tls?.Dispose();
     }
 
     /// <summary>Ends the connection at once; the receive loop then fails every waiting request.</summary>
@@ -155,6 +158,12 @@ internal sealed partial class NbdClient : IAsyncDisposable
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask SendRawAsync(ReadOnlyMemory<byte> data, CancellationToken ct)
     {
+        if (_tls is not null)
+        {
+            await _tls.WriteAsync(data, ct).ConfigureAwait(false);
+            return;
+        }
+
         while (!data.IsEmpty)
         {
             var n = await _socket.SendAsync(data, SocketFlags.None, ct).ConfigureAwait(false);

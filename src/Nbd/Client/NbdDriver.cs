@@ -1,6 +1,7 @@
 using ExportServer.Block.Core;
 using ExportServer.Block.Core.Options;
 using ExportServer.Nbd.Protocol;
+using ExportServer.Nbd.Tls;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 
@@ -8,7 +9,7 @@ namespace ExportServer.Nbd.Client;
 
 /// <summary>
 /// QEMU's driver=nbd with the options of BlockdevOptionsNbd: server (SocketAddress), export,
-/// reconnect-delay and open-timeout (seconds). TLS and x-dirty-bitmap are refused.
+/// reconnect-delay and open-timeout (seconds), tls-creds and tls-hostname. x-dirty-bitmap is refused.
 /// </summary>
 public sealed partial class NbdDriver : IBlockDriver
 {
@@ -32,16 +33,21 @@ public sealed partial class NbdDriver : IBlockDriver
         var server = options.GetObject("server") ?? throw BlockException.Invalid($"Parameter '{options.FullName("server")}' is missing");
         var address = NbdServerAddress.Read(server);
         var export = options.GetString("export") ?? string.Empty;
-        foreach (var refused in (string[])["tls-creds", "tls-hostname", "x-dirty-bitmap"])
+        var credsId = options.GetString("tls-creds");
+        var hostName = options.GetString("tls-hostname");
+        if (options.GetString("x-dirty-bitmap") is not null)
         {
-            if (options.GetString(refused) is not null)
-            {
-                throw BlockException.NotSupported($"Parameter '{options.FullName(refused)}' is not supported");
-            }
+            throw BlockException.NotSupported($"Parameter '{options.FullName("x-dirty-bitmap")}' is not supported");
         }
 
         var reconnectDelay = TimeSpan.FromSeconds(ReadSeconds(options, "reconnect-delay"));
         var openTimeout = TimeSpan.FromSeconds(ReadSeconds(options, "open-timeout"));
+        if (credsId is not null)
+        {
+            var creds = TlsCredentials.Find(context.Graph.Objects, credsId, TlsEndpoint.Client);
+            address = address with { Tls = new NbdClientTls(creds, hostName ?? address.Host) };
+        }
+
         var client = await NbdNode.ConnectAsync(address, export, openTimeout, CancellationToken.None).ConfigureAwait(false);
         var info = client.Info;
         NbdClientLog.Connected(_log, context.NodeName, address.FileName(export), info.Size, info.Flags,
@@ -60,6 +66,7 @@ public sealed partial class NbdDriver : IBlockDriver
             readOnly = true;
         }
 
+        address.Tls?.Credentials.AddUser();
         return new NbdNode(context.NodeName, readOnly, address, export, reconnectDelay, client, _log);
     }
 

@@ -86,7 +86,7 @@ internal sealed class NbdNode : BlockNode
             {
                 using var limit = CancellationTokenSource.CreateLinkedTokenSource(ct);
                 limit.CancelAfter(s_handshakeLimit);
-                return await NbdClient.ConnectAsync(address.ToEndPoint(), export, limit.Token, address.KeepAlive).ConfigureAwait(false);
+                return await NbdClient.ConnectAsync(address.ToEndPoint(), export, limit.Token, address.KeepAlive, address.Tls).ConfigureAwait(false);
             }
             catch (BlockException) when (Environment.TickCount64 < deadline && !ct.IsCancellationRequested)
             {
@@ -304,5 +304,6 @@ internal sealed class NbdNode : BlockNode
 
         await _client.DisposeAsync().ConfigureAwait(false);
         _closing.Dispose();
+        _address.Tls?.Credentials.RemoveUser();
     }
 }

@@ -18,6 +18,9 @@ internal sealed record NbdServerAddress(string? Host, string? Port, string? Unix
 
     public bool IsUnix => UnixPath is not null;
 
+    /// <summary>TLS for connections to this server (tls-creds), if any.</summary>
+    public NbdClientTls? Tls { get; init; }
+
     public static NbdServerAddress Read(OptionReader server)
     {
         var type = server.RequireString("type");

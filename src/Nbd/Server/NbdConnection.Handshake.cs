@@ -10,9 +10,6 @@ internal sealed partial class NbdConnection
     /// <summary>Option data larger than this is not a real client: the connection is dropped.</summary>
     private const int MaxOptionLength = 64 * 1024;
 
-    /// <summary>A client must finish the handshake within this time (as QEMU's default handshake limit).</summary>
-    private static readonly TimeSpan s_handshakeLimit = TimeSpan.FromSeconds(10);
-
     private static readonly UTF8Encoding s_strictUtf8 = new(false, true);
 
     private bool _fixedNewstyle;
@@ -25,7 +22,8 @@ internal sealed partial class NbdConnection
     /// <summary>Returns true when an export was selected and transmission begins; false after ABORT.</summary>
     private async Task<bool> HandshakeAsync()
     {
-        using var timeout = new CancellationTokenSource(s_handshakeLimit);
+        var limit = _server.Options.HandshakeLimit;
+        using var timeout = new CancellationTokenSource(limit > TimeSpan.Zero ? limit : Timeout.InfiniteTimeSpan);
         var ct = timeout.Token;
         var greeting = new byte[NbdOptionCodec.GreetingSize];
         NbdOptionCodec.WriteGreeting(greeting, NbdConstants.FlagFixedNewstyle | NbdConstants.FlagNoZeroes);
@@ -64,6 +62,25 @@ internal sealed partial class NbdConnection
                 throw new NbdProtocolException("option other than EXPORT_NAME from a client without fixed newstyle");
             }
 
+            if (_server.Options.TlsCredentials is not null && _tls is null && opt.Option != NbdConstants.OptStartTls)
+            {
+                // Before STARTTLS nothing but STARTTLS is served, as QEMU does: EXPORT_NAME cannot be
+                // answered with an error, so it ends the connection; ABORT is answered and ends it too.
+                var refusal = $"Option 0x{opt.Option:x} not permitted before TLS";
+                if (opt.Option == NbdConstants.OptExportName)
+                {
+                    throw new NbdProtocolException(refusal);
+                }
+
+                await RefuseAsync(opt.Option, NbdConstants.RepErrTlsReqd, refusal, ct).ConfigureAwait(false);
+                if (opt.Option == NbdConstants.OptAbort)
+                {
+                    return false;
+                }
+
+                continue;
+            }
+
             switch (opt.Option)
             {
                 case NbdConstants.OptExportName:
@@ -75,7 +92,7 @@ internal sealed partial class NbdConnection
                     await ListAsync(data, ct).ConfigureAwait(false);
                     break;
                 case NbdConstants.OptStartTls:
-                    await RefuseAsync(opt.Option, data.Length == 0 ? NbdConstants.RepErrPolicy : NbdConstants.RepErrInvalid, "TLS not configured", ct).ConfigureAwait(false);
+                    await StartTlsAsync(data, ct).ConfigureAwait(false);
                     break;
                 case NbdConstants.OptInfo:
                 case NbdConstants.OptGo:

@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Net.Security;
 using System.Net.Sockets;
 using System.Text;
 using ExportServer.Block.Core;
@@ -21,6 +22,9 @@ internal sealed partial class NbdConnection
 
     /// <summary>The writer stops gathering more replies into one send beyond this many bytes.</summary>
     private const int MaxBatchBytes = 4 * 1024 * 1024;
+
+    /// <summary>Over TLS, a batch up to this size is copied into one write (see SendTlsAsync).</summary>
+    private const int MaxGatheredTlsBytes = 256 * 1024;
 
     private void ReplyOk(NbdRequestSlot slot, in NbdRequest request)
     {
@@ -340,8 +344,8 @@ internal sealed partial class NbdConnection
             {
                 try
                 {
-                    var sent = batch.Count == 1
-                        ? await SendAllAsync(segments[0]).ConfigureAwait(false)
+                    var sent = _tls is not null ? await SendTlsAsync(_tls, segments, bytes).ConfigureAwait(false)
+                        : batch.Count == 1 ? await SendAllAsync(segments[0]).ConfigureAwait(false)
                         : await _socket.SendAsync(segments, SocketFlags.None).ConfigureAwait(false);
                     if (sent != bytes)
                     {
@@ -374,5 +378,40 @@ internal sealed partial class NbdConnection
         }
 
         return sent;
+    }
+
+    /// <summary>
+    /// Sends a batch through TLS: small replies are gathered into one write, so they share records
+    /// instead of each costing a record and a system call; large ones are written as they are.
+    /// </summary>
+    private static async ValueTask<int> SendTlsAsync(SslStream tls, List<ArraySegment<byte>> segments, long bytes)
+    {
+        if (segments.Count == 1 || bytes > MaxGatheredTlsBytes)
+        {
+            foreach (var segment in segments)
+            {
+                await tls.WriteAsync(segment).ConfigureAwait(false);
+            }
+
+            return (int)bytes;
+        }
+
+        var staging = NbdBuffers.Pool.Rent((int)bytes);
+        try
+        {
+            var at = 0;
+            foreach (var segment in segments)
+            {
+                segment.AsSpan().CopyTo(staging.AsSpan(at));
+                at += segment.Count;
+            }
+
+            await tls.WriteAsync(staging.AsMemory(0, at)).ConfigureAwait(false);
+            return (int)bytes;
+        }
+        finally
+        {
+            NbdBuffers.Pool.Return(staging);
+        }
     }
 }

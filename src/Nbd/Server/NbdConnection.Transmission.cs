@@ -87,7 +87,10 @@ internal sealed partial class NbdConnection
                 {
                     slot.Payload = NbdBuffers.Pool.Rent((int)payload);
                     slot.PayloadLength = (int)payload;
-                    await _reader.ReadExactAsync(_socket, slot.Payload.AsMemory(0, (int)payload), CancellationToken.None).ConfigureAwait(false);
+                    var destination = slot.Payload.AsMemory(0, (int)payload);
+                    await (_tls is null
+                        ? _reader.ReadExactAsync(_socket, destination, CancellationToken.None)
+                        : _reader.ReadExactAsync(destination, CancellationToken.None)).ConfigureAwait(false);
                 }
                 else if (payload > 0)
                 {

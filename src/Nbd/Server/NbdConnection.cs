@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Collections.Concurrent;
 using System.IO.Pipelines;
+using System.Net.Security;
 using System.Net.Sockets;
 using ExportServer.Nbd.Protocol;
 using Microsoft.Extensions.Logging;
@@ -17,7 +18,10 @@ internal sealed partial class NbdConnection
     private readonly NbdServer _server;
     private readonly Socket _socket;
     private readonly ILogger _log;
-    private readonly PipeReader _reader;
+    private PipeReader _reader;
+
+    /// <summary>The TLS session after STARTTLS; null on a plain connection, whose sends and payload reads use the socket directly.</summary>
+    private SslStream? _tls;
     private readonly SemaphoreSlim _slots = new(MaxInFlight, MaxInFlight);
     private readonly ConcurrentQueue<NbdRequestSlot> _free = new();
     private readonly ConcurrentQueue<NbdRequestSlot> _replies = new();
@@ -36,9 +40,7 @@ internal sealed partial class NbdConnection
         _socket = socket;
         _log = log;
         Id = id;
-        _reader = PipeReader.Create(
-            new NetworkStream(socket, ownsSocket: false),
-            new StreamPipeReaderOptions(bufferSize: 128 * 1024, minimumReadSize: 16 * 1024, leaveOpen: true));
+        _reader = CreateReader(new NetworkStream(socket, ownsSocket: false));
         for (var i = 0; i < MaxInFlight; i++)
         {
             _free.Enqueue(new NbdRequestSlot(this));
@@ -65,10 +67,18 @@ internal sealed partial class NbdConnection
         {
             _export?.Detach(this);
             await _reader.CompleteAsync().ConfigureAwait(false);
+            if (_tls is not null)
+            {
+                await _tls.DisposeAsync().ConfigureAwait(false);
+            }
+
             _socket.Dispose();
             NbdLog.Closed(_log, Id);
         }
     }
+
+    private static PipeReader CreateReader(Stream stream) =>
+        PipeReader.Create(stream, new StreamPipeReaderOptions(bufferSize: 128 * 1024, minimumReadSize: 16 * 1024, leaveOpen: true));
 
     /// <summary>Stops reading new requests; requests in flight finish and are answered, then the connection closes.</summary>
     public void CloseGracefully() => Shutdown(SocketShutdown.Receive);
@@ -102,6 +112,9 @@ internal sealed partial class NbdConnection
             case OperationCanceledException:
                 NbdLog.ProtocolViolation(_log, Id, "handshake timed out");
                 break;
+            case System.Security.Authentication.AuthenticationException:
+                NbdLog.ProtocolViolation(_log, Id, $"TLS handshake failed: {e.Message}");
+                break;
             case EndOfStreamException:
                 NbdLog.Disconnected(_log, Id, "end of stream");
                 break;
@@ -117,6 +130,12 @@ internal sealed partial class NbdConnection
     /// <summary>Sends all of <paramref name="data"/> (handshake only; SendQueuedAsync owns the socket afterwards).</summary>
     private async ValueTask SendAsync(ReadOnlyMemory<byte> data, CancellationToken ct)
     {
+        if (_tls is not null)
+        {
+            await _tls.WriteAsync(data, ct).ConfigureAwait(false);
+            return;
+        }
+
         while (!data.IsEmpty)
         {
             var n = await _socket.SendAsync(data, SocketFlags.None, ct).ConfigureAwait(false);

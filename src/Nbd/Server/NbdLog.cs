@@ -18,6 +18,9 @@ internal static partial class NbdLog
     [LoggerMessage(Level = LogLevel.Debug, Message = "nbd[{Id}]: connection from {Remote}")]
     public static partial void Accepted(ILogger logger, long id, string remote);
 
+    [LoggerMessage(Level = LogLevel.Debug, Message = "nbd[{Id}]: TLS established ({Protocol}, {Cipher})")]
+    public static partial void TlsEstablished(ILogger logger, long id, string protocol, string cipher);
+
     [LoggerMessage(Level = LogLevel.Debug, Message = "nbd[{Id}]: closed")]
     public static partial void Closed(ILogger logger, long id);
 

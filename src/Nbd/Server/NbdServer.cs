@@ -35,6 +35,8 @@ public sealed class NbdServer : IAsyncDisposable
         _log = logger ?? NullLogger.Instance;
     }
 
+    public NbdServerOptions Options => _options;
+
     public IReadOnlyCollection<NbdExportOptions> Exports => _exports.Values.Select(e => e.Options).ToList();
 
     public int ConnectionCount => _connections.Count;
@@ -159,6 +161,10 @@ public sealed class NbdServer : IAsyncDisposable
             if (client.ProtocolType == ProtocolType.Tcp)
             {
                 client.NoDelay = true;
+                if (_options.KeepAlive)
+                {
+                    client.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.KeepAlive, true);
+                }
             }
 
             var connection = new NbdConnection(this, client, Interlocked.Increment(ref _nextId), _log);

@@ -165,12 +165,23 @@ internal sealed class CommandLine
                                  configure a QMP monitor
 
           --nbd-server addr.type=inet,addr.host=<host>,addr.port=<port>
-                       [,max-connections=<n>]
-          --nbd-server addr.type=unix,addr.path=<path>[,max-connections=<n>]
+                       [,tls-creds=<id>][,tls-authz=<id>][,max-connections=<n>]
+                       [,handshake-max-seconds=<n>]
+          --nbd-server addr.type=unix,addr.path=<path>
+                       [,tls-creds=<id>][,tls-authz=<id>][,max-connections=<n>]
+                       [,handshake-max-seconds=<n>]
                                  start an NBD server for exporting block nodes
 
           --object iothread,id=<id>
                                  create an I/O thread for exports
+          --object tls-creds-x509,id=<id>,dir=<dir>,endpoint=server|client
+                   [,verify-peer=on|off][,passwordid=<secret-id>]
+                                 TLS credentials for the NBD server or client
+          --object authz-simple,id=<id>,identity=<dn>
+          --object authz-list,id=<id>,rules.N.match=<dn>,rules.N.policy=allow|deny
+                   [,rules.N.format=exact|glob][,policy=allow|deny]
+          --object authz-list-file,id=<id>,filename=<json>[,refresh=on|off]
+                                 who may connect to a TLS NBD server (tls-authz)
 
           --pidfile <path>       write process ID to a file after startup
 

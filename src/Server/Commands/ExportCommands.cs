@@ -15,7 +15,7 @@ internal static class ExportCommands
 
     public static void Register(QmpDispatcher d, StorageDaemon daemon)
     {
-        d.Add(new QmpCommand("nbd-server-start", [QmpArg.Obj("addr"), QmpArg.Str("tls-creds", true), QmpArg.Str("tls-authz", true), QmpArg.Int("max-connections", true)], call =>
+        d.Add(new QmpCommand("nbd-server-start", [QmpArg.Obj("addr"), QmpArg.Str("tls-creds", true), QmpArg.Str("tls-authz", true), QmpArg.Int("max-connections", true), QmpArg.Int("handshake-max-seconds", true)], call =>
         {
             daemon.Nbd.Start(call.Arguments);
             return Empty();

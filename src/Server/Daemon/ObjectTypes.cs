@@ -1,6 +1,8 @@
 using ExportServer.Block.Core;
 using ExportServer.Block.Filters.Throttle;
 using ExportServer.Block.Secrets;
+using ExportServer.Nbd.Authz;
+using ExportServer.Nbd.Tls;
 
 namespace ExportServer.Server.Daemon;
 
@@ -11,5 +13,7 @@ internal static class ObjectTypes
     [
         new SecretObjectType(),
         new ThrottleGroups(),
+        new TlsCredsX509Type(),
+        .. AuthzObjectTypes.All,
     ];
 }

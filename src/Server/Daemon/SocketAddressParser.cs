@@ -8,8 +8,12 @@ namespace ExportServer.Server.Daemon;
 /// <summary>QAPI SocketAddress (flat, as on the command line) and SocketAddressLegacy (QMP's {type, data}).</summary>
 internal static class SocketAddressParser
 {
-    public static IReadOnlyList<EndPoint> Parse(OptionReader addr)
+    public static IReadOnlyList<EndPoint> Parse(OptionReader addr) => Parse(addr, out _);
+
+    /// <summary>As <see cref="Parse(OptionReader)"/>; <paramref name="keepAlive"/> is inet's keep-alive, for the connections a listener accepts.</summary>
+    public static IReadOnlyList<EndPoint> Parse(OptionReader addr, out bool keepAlive)
     {
+        keepAlive = false;
         var type = addr.RequireString("type");
         var data = addr.Has("data") ? addr.GetObject("data")! : addr;
         IReadOnlyList<EndPoint> result;
@@ -29,6 +33,7 @@ internal static class SocketAddressParser
                 break;
             case "inet":
                 result = ParseInet(data);
+                keepAlive = data.GetBool("keep-alive", false);
                 break;
             case "fd" or "vsock":
                 throw BlockException.NotSupported($"Socket address type '{type}' is not supported");
@@ -58,8 +63,6 @@ internal static class SocketAddressParser
         var ipv4 = data.GetBool("ipv4");
         var ipv6 = data.GetBool("ipv6");
 
-        // QEMU 7.2 takes keep-alive for a listening socket and never applies it; so does this server.
-        data.GetBool("keep-alive");
         if (data.GetBool("mptcp", false))
         {
             throw BlockException.NotSupported($"Parameter '{data.FullName("mptcp")}' is not supported");

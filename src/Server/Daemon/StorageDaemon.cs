@@ -27,7 +27,7 @@ internal sealed class StorageDaemon : IAsyncDisposable
         Exports = new BlockExportTable(Graph, FindIoThread);
         Objects = new ObjectTable(Graph, Exports);
         Exports.Deleted += e => Emit("BLOCK_EXPORT_DELETED", new JsonObject { ["id"] = e.Id });
-        Nbd = new NbdServerHost(Exports, loggers.CreateLogger("ExportServer.Nbd"));
+        Nbd = new NbdServerHost(Exports, Graph.Objects, loggers.CreateLogger("ExportServer.Nbd"));
         ExportTypes.RegisterBuiltIn(Exports, Graph, Nbd, loggers);
         Jobs = new JobRegistry(new Qmp.QmpJobEvents(this));
     }

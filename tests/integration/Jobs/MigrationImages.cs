@@ -1,3 +1,4 @@
+using System.Text.Json.Nodes;
 using ExportServer.IntegrationTests.Support;
 using static ExportServer.IntegrationTests.Jobs.JobDaemon;
 
@@ -28,5 +29,24 @@ internal static class MigrationImages
         }
 
         return (src, dst);
+    }
+
+    /// <summary>
+    /// Mirrors A's node "disk" into its node "remote" while a client writes to A's export of it, writes
+    /// 0x66 at 12M once the job is ready, and cancels it (which completes a ready mirror).
+    /// </summary>
+    public static async Task MirrorWhileWritingAsync(JobDaemon a, string sync)
+    {
+        var writer = QemuIoAsync(a.NbdUri("disk"), "nbd", Enumerable.Range(0, 24).Select(i => $"write -P {i + 0x40} {i * 1280}k 256k").ToArray());
+        await a.Qmp.ExecuteAsync("blockdev-mirror", new JsonObject
+        {
+            ["job-id"] = "mig", ["device"] = "disk", ["target"] = "remote", ["sync"] = sync, ["speed"] = 64L << 20,
+        });
+        await writer;
+        await a.WaitJobEventAsync("BLOCK_JOB_READY", "mig");
+        await QemuIoAsync(a.NbdUri("disk"), "nbd", "write -P 0x66 12M 100k");
+        await a.Qmp.ExecuteAsync("block-job-cancel", new JsonObject { ["device"] = "mig" });
+        var done = await a.WaitJobEventAsync("BLOCK_JOB_COMPLETED", "mig");
+        Xunit.Assert.Null(done["error"]);
     }
 }

@@ -38,17 +38,7 @@ public sealed class MigrationTests
             ["driver"] = "nbd", ["node-name"] = "remote", ["export"] = "target",
             ["server"] = new JsonObject { ["type"] = "unix", ["path"] = b.NbdSocket },
         });
-        var writer = QemuIoAsync(a.NbdUri("disk"), "nbd", Enumerable.Range(0, 24).Select(i => $"write -P {i + 0x40} {i * 1280}k 256k").ToArray());
-        await a.Qmp.ExecuteAsync("blockdev-mirror", new JsonObject
-        {
-            ["job-id"] = "mig", ["device"] = "disk", ["target"] = "remote", ["sync"] = sync, ["speed"] = 64L << 20,
-        });
-        await writer;
-        await a.WaitJobEventAsync("BLOCK_JOB_READY", "mig");
-        await QemuIoAsync(a.NbdUri("disk"), "nbd", "write -P 0x66 12M 100k");
-        await a.Qmp.ExecuteAsync("block-job-cancel", new JsonObject { ["device"] = "mig" });
-        var done = await a.WaitJobEventAsync("BLOCK_JOB_COMPLETED", "mig");
-        Assert.Null(done["error"]);
+        await MigrationImages.MirrorWhileWritingAsync(a, sync);
         await a.Qmp.ExecuteAsync("quit");
         await b.Qmp.ExecuteAsync("quit");
         await a.Process.WaitForExitAsync(TimeSpan.FromSeconds(10));
