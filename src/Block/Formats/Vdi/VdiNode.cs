@@ -173,7 +173,10 @@ internal sealed class VdiNode : BlockNode, IImageInfoSource
                 data.Span.CopyTo(whole.AsSpan(inBlock));
                 if (_file.Length < host + VdiFormat.BlockSize)
                 {
-                    await _file.TruncateAsync(host + VdiFormat.BlockSize).ConfigureAwait(false);
+                    // Whole steps, not one ftruncate per block (a journal transaction each, that
+                    // allocating writes waited on); the unused rest is cut off at close.
+                    await _file.TruncateAsync(host + FileGrowthStep).ConfigureAwait(false);
+                    _grown = true;
                 }
 
                 await _file.WriteAsync(host, whole.AsMemory(0, VdiFormat.BlockSize)).ConfigureAwait(false);
@@ -215,8 +218,19 @@ internal sealed class VdiNode : BlockNode, IImageInfoSource
         if (!IsReadOnly)
         {
             await FlushCoreAsync().ConfigureAwait(false);
+            var dataEnd = _header.DataOffset + ((long)_nextDataBlock * VdiFormat.BlockSize);
+            if (_grown && _file.Length > dataEnd)
+            {
+                await _file.TruncateAsync(dataEnd).ConfigureAwait(false);
+            }
         }
     }
+
+    /// <summary>How far the file grows at a time when a new block needs room (a multiple of the block size).</summary>
+    private const long FileGrowthStep = 16L * VdiFormat.BlockSize;
+
+    /// <summary>Whether this node grew the file beyond its data, so that close cuts the unused rest off again.</summary>
+    private bool _grown;
 
     /// <summary>
     /// Writes the header and the map entries allocated since the last time, once their data is on
