@@ -20,6 +20,9 @@ public sealed class BackupAction(
     private BlockNode? _openedTarget;
     private BackupBitmap? _syncBitmap;
 
+    /// <summary>The jobs the transaction's backups end with (completion-mode grouped); null: this job ends on its own.</summary>
+    public JobGroup? Group { get; set; }
+
     public async ValueTask PrepareAsync()
     {
         var source = ctx.Lookup(request.Device, null);
@@ -113,6 +116,10 @@ public sealed class BackupAction(
             request.AutoFinalize,
             request.AutoDismiss,
             request.Speed);
+        if (Group is { } group)
+        {
+            _job.JoinGroup(group);
+        }
     }
 
     /// <summary>The sync mode as the command named it.</summary>
