@@ -14,6 +14,7 @@ public sealed class BlockDirtyBitmap
     public const int MaxNameLength = 1023;
 
     private DirtyBitmap _bits;
+    private DirtyBitmap? _successor;
     private volatile bool _enabled = true;
 
     internal BlockDirtyBitmap(string name, long length, long granularity)
@@ -41,6 +42,53 @@ public sealed class BlockDirtyBitmap
 
     /// <summary>QEMU's count: dirty granules times the granularity.</summary>
     public long Count => Bits.DirtyGranules * Granularity;
+
+    /// <summary>Whether a job froze the bits (<see cref="Freeze"/>); writes meanwhile go to a successor.</summary>
+    public bool Frozen => Volatile.Read(ref _successor) is not null;
+
+    /// <summary>
+    /// Records a write: into the bits, or while frozen into the successor. A disabled bitmap records
+    /// nothing, as does its successor (QEMU's successor inherits the parent's recording).
+    /// </summary>
+    public void Record(long offset, long length)
+    {
+        if (_enabled)
+        {
+            (Volatile.Read(ref _successor) ?? Bits).Set(offset, length);
+        }
+    }
+
+    /// <summary>
+    /// QEMU's bdrv_dirty_bitmap_create_successor: the bits stand still (a backup reads them) and the
+    /// bitmap is busy, while writes from now on are recorded in a new, empty successor.
+    /// </summary>
+    public void Freeze()
+    {
+        Check(BitmapChecks.Busy);
+        Volatile.Write(ref _successor, new DirtyBitmap(Bits.Length, Granularity));
+        Busy = true;
+    }
+
+    /// <summary>QEMU's bdrv_dirty_bitmap_abdicate: the successor replaces the frozen bits (what the job read is dropped).</summary>
+    public void Abdicate()
+    {
+        var successor = Volatile.Read(ref _successor) ?? throw new InvalidOperationException($"bitmap '{Name}' is not frozen");
+        Volatile.Write(ref _bits, successor);
+        Volatile.Write(ref _successor, null);
+        Busy = false;
+    }
+
+    /// <summary>QEMU's bdrv_reclaim_dirty_bitmap: the successor's bits are merged back into the frozen ones.</summary>
+    public void Reclaim()
+    {
+        var successor = Volatile.Read(ref _successor) ?? throw new InvalidOperationException($"bitmap '{Name}' is not frozen");
+        Volatile.Write(ref _successor, null);
+
+        // Dropped before the merge, so writes from here on mark the bits themselves; only a write
+        // that read the successor in the instant before and marks it after the merge could be lost.
+        Bits.Merge(successor);
+        Busy = false;
+    }
 
     /// <summary>Marks the bitmap unusable until it is removed; it no longer records.</summary>
     public void SetInconsistent()

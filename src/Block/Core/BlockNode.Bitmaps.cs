@@ -53,10 +53,7 @@ public abstract partial class BlockNode
     {
         foreach (var b in Volatile.Read(ref _bitmaps))
         {
-            if (b.Enabled)
-            {
-                b.Bits.Set(offset, length);
-            }
+            b.Record(offset, length);
         }
     }
 

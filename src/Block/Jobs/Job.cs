@@ -38,6 +38,9 @@ public sealed class Job : IJobObserver
 
     public JobControl Control { get; }
 
+    /// <summary>The jobs this one ends with (transaction completion-mode grouped), if any.</summary>
+    public JobGroup? Group { get; private set; }
+
     public bool AutoFinalize { get; }
 
     public bool AutoDismiss { get; }
@@ -64,6 +67,29 @@ public sealed class Job : IJobObserver
 
         Body.Attach(Control);
         _ = Task.Run(RunAsync);
+    }
+
+    /// <summary>Makes this job, not yet started, end together with the others of <paramref name="group"/>.</summary>
+    public void JoinGroup(JobGroup group)
+    {
+        Group = group;
+        group.Add(this);
+    }
+
+    /// <summary>Another job of the group failed: a running job is cancelled; a waiting one aborts when it sees the outcome.</summary>
+    internal void CancelForGroup()
+    {
+        lock (_gate)
+        {
+            if (Status is not (JobStatus.Created or JobStatus.Running or JobStatus.Paused or JobStatus.Ready or JobStatus.Standby))
+            {
+                return;
+            }
+
+            UserPaused = false;
+        }
+
+        Control.Cancel(force: true);
     }
 
     public void Check(JobVerb verb)
@@ -142,6 +168,18 @@ public sealed class Job : IJobObserver
         }
 
         Control.Cancel(force);
+        bool waiting;
+        lock (_gate)
+        {
+            waiting = Status == JobStatus.Waiting;
+        }
+
+        if (waiting)
+        {
+            // Done with its work but waiting for its group: cancelling it fails the group.
+            Group?.Fail(this);
+        }
+
         bool pending;
         lock (_gate)
         {
@@ -237,6 +275,7 @@ public sealed class Job : IJobObserver
 
         if (failure is not null || Control.IsCancelled)
         {
+            Group?.Fail(this);
             if (failure is not OperationCanceledException && failure is not null)
             {
                 Error = failure.Message;
@@ -249,6 +288,16 @@ public sealed class Job : IJobObserver
         lock (_gate)
         {
             Transition(JobStatus.Waiting);
+        }
+
+        if (Group is { } group && !await group.SucceededAsync().ConfigureAwait(false))
+        {
+            await AbortAsync(cancelled: true).ConfigureAwait(false);
+            return;
+        }
+
+        lock (_gate)
+        {
             Transition(JobStatus.Pending);
         }
 

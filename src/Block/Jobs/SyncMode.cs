@@ -1,6 +1,6 @@
 namespace ExportServer.Block.Jobs;
 
-/// <summary>QAPI MirrorSyncMode, as mirror and backup use it (bitmap and incremental are not offered).</summary>
+/// <summary>QAPI MirrorSyncMode, as mirror and backup use it (incremental is bitmap with bitmap-mode on-success; mirror refuses both).</summary>
 public enum SyncMode
 {
     /// <summary>The whole content, through the backing chain.</summary>
@@ -11,4 +11,7 @@ public enum SyncMode
 
     /// <summary>Nothing initially: only what is written during the job (mirror), or copied before it is overwritten (backup).</summary>
     None,
+
+    /// <summary>Backup only: the ranges a dirty bitmap marks.</summary>
+    Bitmap,
 }

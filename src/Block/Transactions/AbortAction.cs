@@ -2,10 +2,13 @@ using ExportServer.Block.Core;
 
 namespace ExportServer.Block.Transactions;
 
-/// <summary>The "abort" action: its prepare always fails, so the whole transaction is rolled back.</summary>
-public sealed class AbortAction : ITransactionAction
+/// <summary>
+/// An action whose prepare always fails with <paramref name="message"/>, so the whole transaction is
+/// rolled back: the "abort" action, or an action that does not support the transaction's properties.
+/// </summary>
+public sealed class AbortAction(string message = "Transaction aborted using Abort action") : ITransactionAction
 {
-    public ValueTask PrepareAsync() => throw BlockException.Invalid("Transaction aborted using Abort action");
+    public ValueTask PrepareAsync() => throw BlockException.Invalid(message);
 
     public ValueTask CommitAsync() => ValueTask.CompletedTask;
 

@@ -25,4 +25,12 @@ public sealed record BackupRequest(string? JobId, string Device, string Target, 
     public long Speed { get; init; }
 
     public BackupPerf? Perf { get; init; }
+
+    /// <summary>Whether sync was given as 'incremental' (bitmap with bitmap-mode on-success), for QEMU's messages.</summary>
+    public bool Incremental { get; init; }
+
+    /// <summary>The source's dirty bitmap the backup reads (sync bitmap) or updates (bitmap-mode).</summary>
+    public string? Bitmap { get; init; }
+
+    public BitmapSyncMode? BitmapMode { get; init; }
 }

@@ -11,7 +11,9 @@ internal static class BackupJobCommands
 {
     private static readonly QmpArg[] Shared =
     [
-        QmpArg.Enum("sync", false, "full", "top", "none"),
+        QmpArg.Enum("sync", false, "full", "top", "none", "incremental", "bitmap"),
+        QmpArg.Str("bitmap", true),
+        QmpArg.Enum("bitmap-mode", true, "on-success", "never", "always"),
         QmpArg.Int("speed", true),
         QmpArg.Bool("compress"),
         QmpArg.Enum("on-source-error", true, BlockJobCommands.ErrorPolicies),
@@ -58,6 +60,15 @@ internal static class BackupJobCommands
     private static BackupRequest Request(QmpCall call) =>
         new(call.GetString("job-id"), call.RequireString("device"), call.RequireString("target"), BlockJobCommands.Sync(call))
         {
+            Incremental = call.GetString("sync") == "incremental",
+            Bitmap = call.GetString("bitmap"),
+            BitmapMode = call.GetString("bitmap-mode") switch
+            {
+                null => null,
+                "never" => BitmapSyncMode.Never,
+                "always" => BitmapSyncMode.Always,
+                _ => BitmapSyncMode.OnSuccess,
+            },
             Compress = call.GetBool("compress", false),
             OnSourceError = BlockJobCommands.Policy(call, "on-source-error"),
             OnTargetError = BlockJobCommands.Policy(call, "on-target-error"),

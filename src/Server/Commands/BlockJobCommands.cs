@@ -78,6 +78,7 @@ internal static class BlockJobCommands
     {
         "full" => SyncMode.Full,
         "top" => SyncMode.Top,
+        "bitmap" or "incremental" => SyncMode.Bitmap,
         _ => SyncMode.None,
     };
 

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using ExportServer.Block.Jobs;
 using ExportServer.Block.Transactions;
 using ExportServer.Server.Qmp;
 
@@ -34,21 +35,48 @@ internal static class TransactionCommands
     {
         d.Add(new QmpCommand("transaction", [QmpArg.List("actions"), QmpArg.Obj("properties", optional: true)], async call =>
         {
+            var grouped = false;
             if (call.Arguments["properties"] is JsonObject properties)
             {
                 QmpArguments.Check(properties, [QmpArg.Enum("completion-mode", true, "individual", "grouped")], boxed: false, "properties.");
+                grouped = properties["completion-mode"]?.GetValue<string>() == "grouped";
             }
 
             var actions = new List<ITransactionAction>();
             var list = (JsonArray)call.Arguments["actions"]!;
+            var group = grouped ? new JobGroup() : null;
             for (var i = 0; i < list.Count; i++)
             {
-                actions.Add(Parse(ctx, list[i], $"actions[{i}]"));
+                var action = Parse(ctx, list[i], $"actions[{i}]");
+                if (group is not null)
+                {
+                    action = Grouped(action, group, list[i]!["type"]!.GetValue<string>());
+                }
+
+                actions.Add(action);
             }
 
             await Transaction.RunAsync(actions).ConfigureAwait(false);
             return null;
         }));
+    }
+
+    /// <summary>
+    /// An action of a transaction with completion-mode grouped: backups end together as
+    /// <paramref name="group"/>; the other actions that QEMU refuses in that mode fail in their prepare.
+    /// </summary>
+    private static ITransactionAction Grouped(ITransactionAction action, JobGroup group, string type)
+    {
+        switch (action)
+        {
+            case BackupAction backup:
+                backup.Group = group;
+                return backup;
+            case AbortAction:
+                return action;
+            default:
+                return new AbortAction($"Action '{type}' does not support Transaction property completion-mode = grouped");
+        }
     }
 
     /// <summary>Builds an action from {"type", "data"} after checking data against the type's arguments.</summary>

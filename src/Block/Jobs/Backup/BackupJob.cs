@@ -10,9 +10,12 @@ namespace ExportServer.Block.Jobs.Backup;
 /// on (copy-before-write), while the background pass copies the rest (full: everything, top: the
 /// source's own layer). With sync none only copy-before-write runs, until the job is cancelled.
 /// With <paramref name="compress"/> data reaches the target as compressed writes, whole target
-/// clusters at a time (the job's granularity grows to the target's cluster size).
+/// clusters at a time (the job's granularity grows to the target's cluster size). With sync bitmap
+/// the job copies what <paramref name="syncBitmap"/> marks; the bitmap, frozen while the job runs,
+/// is settled by its mode when the job ends.
 /// </summary>
-public sealed class BackupJob(BlockNode source, BlockNode target, SyncMode sync, CopyOptions options, bool compress = false) : JobBody
+public sealed class BackupJob(
+    BlockNode source, BlockNode target, SyncMode sync, CopyOptions options, bool compress = false, BackupBitmap? syncBitmap = null) : JobBody
 {
     private static readonly TimeSpan IdlePoll = TimeSpan.FromMilliseconds(500);
     private WriteNotifier? _notifier;
@@ -49,7 +52,15 @@ public sealed class BackupJob(BlockNode source, BlockNode target, SyncMode sync,
     public override void Attach(JobControl control)
     {
         _bitmap = new DirtyBitmap(source.Length, Granularity);
-        _bitmap.SetAll();
+        if (sync == SyncMode.Bitmap)
+        {
+            _bitmap.Merge(syncBitmap!.Bitmap.Bits);
+        }
+        else
+        {
+            _bitmap.SetAll();
+        }
+
         var writeTo = compress ? _compressor = new CompressNode(target.NodeName, false, target, alignToCluster: false) : target;
         var copy = compress ? options with { ChunkSize = Math.Max(options.ChunkSize, Granularity) } : options;
         var engine = _engine = new CopyEngine(source, writeTo, _bitmap, control, copy);
@@ -97,6 +108,18 @@ public sealed class BackupJob(BlockNode source, BlockNode target, SyncMode sync,
 
         await engine.CopyDirtyAsync().ConfigureAwait(false);
         await target.FlushAsync().ConfigureAwait(false);
+    }
+
+    public override ValueTask CommitAsync()
+    {
+        syncBitmap?.Settle(true, null);
+        return ValueTask.CompletedTask;
+    }
+
+    public override ValueTask AbortAsync()
+    {
+        syncBitmap?.Settle(false, _bitmap);
+        return ValueTask.CompletedTask;
     }
 
     public override async ValueTask CleanAsync()
