@@ -1,6 +1,7 @@
 using ExportServer.Block.Core;
 using ExportServer.Block.Filters.Compress;
 using ExportServer.Block.Filters.Throttle;
+using ExportServer.Block.Formats.Luks;
 using ExportServer.Block.Formats.MagicOnly;
 using ExportServer.Block.Formats.Qcow2;
 using ExportServer.Block.Formats.Raw;
@@ -31,6 +32,7 @@ public static class BlockDrivers
         graph.Register(VpcDriver.Instance);
         graph.Register(VdiDriver.Instance);
         graph.Register(VhdxDriver.Instance);
+        graph.Register(LuksDriver.Instance);
         graph.Register(ThrottleDriver.Instance);
         graph.Register(CompressDriver.Instance);
         foreach (var probe in MagicOnlyFormats.All)

@@ -10,6 +10,7 @@ internal static class ObjectTypes
     public static readonly IObjectType[] All =
     [
         new SecretObjectType(),
+        new SecretKeyringObjectType(),
         new ThrottleGroups(),
     ];
 }
