@@ -268,7 +268,8 @@ public sealed class LuksImageTests
     {
         using var dir = new TempDir();
         await ShAsync(dir, $"truncate -s {Size} img && printf '%s' '{Passphrase}' | cryptsetup luksFormat --type luks1 --batch-mode --pbkdf-force-iterations 1000 {options} --key-file - img");
-        await ShAsync(dir, QemuIo("img", Writes));
+        // cryptsetup's payload starts 1 or 2 MiB into the file, so the disk is smaller than the file: the last write moves inside it.
+        await ShAsync(dir, QemuIo("img", [.. Writes[..^1], "write -P 0x55 60M 8192"]));
         await ConvertToRawAsync(dir, "img", "expected.raw");
         await using (var d = await ServeLuksAsync(dir, dir["img"], writable: true))
         {
