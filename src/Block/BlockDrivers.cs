@@ -3,6 +3,7 @@ using ExportServer.Block.Filters.Compress;
 using ExportServer.Block.Filters.Throttle;
 using ExportServer.Block.Formats.Bochs;
 using ExportServer.Block.Formats.Cloop;
+using ExportServer.Block.Formats.Luks;
 using ExportServer.Block.Formats.MagicOnly;
 using ExportServer.Block.Formats.Qcow2;
 using ExportServer.Block.Formats.Qed;
@@ -39,6 +40,7 @@ public static class BlockDrivers
         graph.Register(QedDriver.Instance);
         graph.Register(BochsDriver.Instance);
         graph.Register(CloopDriver.Instance);
+        graph.Register(LuksDriver.Instance);
         graph.Register(ThrottleDriver.Instance);
         graph.Register(CompressDriver.Instance);
         graph.Register(SshDriver.Instance);

@@ -19,7 +19,7 @@ public sealed class SecretObjectType : IObjectType
     {
         var data = options.GetString("data");
         var file = options.GetString("file");
-        var base64 = options.GetEnum("format", Formats) ?? false;
+        var base64 = ReadFormat(options);
         var keyId = options.GetString("keyid");
         var iv = options.GetString("iv");
         if (options.Has("loaded"))
@@ -28,12 +28,17 @@ public sealed class SecretObjectType : IObjectType
         }
 
         options.EnsureAllConsumed();
-        var input = Load(data, file);
-        var value = keyId is not null ? Decrypt(objects, keyId, iv, base64 ? Base64.Decode(input) : input)
-            : base64 ? Base64.Decode(input)
-            : input;
-        objects.Add(id, new Secret(id, value));
+        objects.Add(id, new Secret(id, Decode(objects, Load(data, file), base64, keyId, iv)));
     }
+
+    /// <summary>What every kind of secret does with the bytes it loaded: base64 decoding, then decryption with another secret.</summary>
+    internal static byte[] Decode(NamedObjects objects, byte[] input, bool base64, string? keyId, string? iv) =>
+        keyId is not null ? Decrypt(objects, keyId, iv, base64 ? Base64.Decode(input) : input)
+        : base64 ? Base64.Decode(input)
+        : input;
+
+    /// <summary>format=raw|base64 as QEMU's secret objects take it.</summary>
+    internal static bool ReadFormat(OptionReader options) => options.GetEnum("format", Formats) ?? false;
 
     public bool TryDelete(NamedObjects objects, string id)
     {

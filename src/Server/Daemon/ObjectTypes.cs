@@ -12,6 +12,7 @@ internal static class ObjectTypes
     public static readonly IObjectType[] All =
     [
         new SecretObjectType(),
+        new SecretKeyringObjectType(),
         new ThrottleGroups(),
         new TlsCredsX509Type(),
         .. AuthzObjectTypes.All,

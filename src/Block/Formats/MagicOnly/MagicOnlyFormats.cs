@@ -15,7 +15,6 @@ internal static class MagicOnlyFormats
     public static IReadOnlyList<MagicOnlyProbe> All { get; } =
     [
         new("qcow", Certain, (h, _) => StartsWith(h, [0x51, 0x46, 0x49, 0xfb]) && h.Length >= 8 && BinaryPrimitives.ReadUInt32BigEndian(h[4..]) == 1),
-        new("luks", Certain, (h, _) => StartsWith(h, [0x4c, 0x55, 0x4b, 0x53, 0xba, 0xbe])),
         new("parallels", Certain, (h, _) => (StartsWith(h, "WithoutFreeSpace"u8) || StartsWith(h, "WithouFreSpacExt"u8)) &&
                                            h.Length >= 20 && BinaryPrimitives.ReadUInt32LittleEndian(h[16..]) == 2),
 
