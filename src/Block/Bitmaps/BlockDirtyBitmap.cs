@@ -13,6 +13,12 @@ public sealed class BlockDirtyBitmap
     /// <summary>QEMU's BDRV_BITMAP_MAX_NAME_SIZE.</summary>
     public const int MaxNameLength = 1023;
 
+    /// <summary>
+    /// Held by every write's record and by the freeze, reclaim and abdicate that swap the bits a write
+    /// goes to (QEMU's dirty_bitmap_mutex): a write never marks bits that are being dropped.
+    /// </summary>
+    private readonly Lock _swap = new();
+
     private DirtyBitmap _bits;
     private DirtyBitmap? _successor;
     private volatile bool _enabled = true;
@@ -54,7 +60,10 @@ public sealed class BlockDirtyBitmap
     {
         if (_enabled)
         {
-            (Volatile.Read(ref _successor) ?? Bits).Set(offset, length);
+            lock (_swap)
+            {
+                (_successor ?? _bits).Set(offset, length);
+            }
         }
     }
 
@@ -65,28 +74,36 @@ public sealed class BlockDirtyBitmap
     public void Freeze()
     {
         Check(BitmapChecks.Busy);
-        Volatile.Write(ref _successor, new DirtyBitmap(Bits.Length, Granularity));
+        lock (_swap)
+        {
+            _successor = new DirtyBitmap(_bits.Length, _bits.Granularity);
+        }
+
         Busy = true;
     }
 
     /// <summary>QEMU's bdrv_dirty_bitmap_abdicate: the successor replaces the frozen bits (what the job read is dropped).</summary>
     public void Abdicate()
     {
-        var successor = Volatile.Read(ref _successor) ?? throw new InvalidOperationException($"bitmap '{Name}' is not frozen");
-        Volatile.Write(ref _bits, successor);
-        Volatile.Write(ref _successor, null);
+        lock (_swap)
+        {
+            _bits = _successor ?? throw new InvalidOperationException($"bitmap '{Name}' is not frozen");
+            _successor = null;
+        }
+
         Busy = false;
     }
 
     /// <summary>QEMU's bdrv_reclaim_dirty_bitmap: the successor's bits are merged back into the frozen ones.</summary>
     public void Reclaim()
     {
-        var successor = Volatile.Read(ref _successor) ?? throw new InvalidOperationException($"bitmap '{Name}' is not frozen");
-        Volatile.Write(ref _successor, null);
+        lock (_swap)
+        {
+            var successor = _successor ?? throw new InvalidOperationException($"bitmap '{Name}' is not frozen");
+            _bits.Merge(successor);
+            _successor = null;
+        }
 
-        // Dropped before the merge, so writes from here on mark the bits themselves; only a write
-        // that read the successor in the instant before and marks it after the merge could be lost.
-        Bits.Merge(successor);
         Busy = false;
     }
 
@@ -118,5 +135,12 @@ public sealed class BlockDirtyBitmap
     }
 
     /// <summary>Follows a resize of the node: the bits past the new end are dropped, new granules are clean.</summary>
-    internal void Resize(long length) => Volatile.Write(ref _bits, Bits.Resized(length));
+    internal void Resize(long length)
+    {
+        lock (_swap)
+        {
+            _bits = _bits.Resized(length);
+            _successor = _successor?.Resized(length);
+        }
+    }
 }
