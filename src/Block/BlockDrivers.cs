@@ -10,6 +10,7 @@ using ExportServer.Block.Formats.Vhdx;
 using ExportServer.Block.Formats.Vpc;
 using ExportServer.Block.Protocols.File;
 using ExportServer.Block.Protocols.Null;
+using ExportServer.Block.Protocols.Rbd;
 
 namespace ExportServer.Block;
 
@@ -26,6 +27,7 @@ public static class BlockDrivers
         graph.Register(RawDriver.Instance);
         graph.Register(NullDriver.Co);
         graph.Register(NullDriver.Aio);
+        graph.Register(RbdDriver.Instance);
         graph.Register(new Qcow2Driver());
         graph.Register(new VmdkDriver());
         graph.Register(VpcDriver.Instance);
