@@ -9,6 +9,7 @@ using ExportServer.Block.Formats.Vdi;
 using ExportServer.Block.Formats.Vhdx;
 using ExportServer.Block.Formats.Vpc;
 using ExportServer.Block.Protocols.File;
+using ExportServer.Block.Protocols.Gluster;
 using ExportServer.Block.Protocols.Null;
 using ExportServer.Block.Protocols.Rbd;
 
@@ -28,6 +29,7 @@ public static class BlockDrivers
         graph.Register(NullDriver.Co);
         graph.Register(NullDriver.Aio);
         graph.Register(RbdDriver.Instance);
+        graph.Register(GlusterDriver.Instance);
         graph.Register(new Qcow2Driver());
         graph.Register(new VmdkDriver());
         graph.Register(VpcDriver.Instance);
