@@ -16,6 +16,9 @@ using ExportServer.Block.Protocols.File;
 using ExportServer.Block.Protocols.Http;
 using ExportServer.Block.Protocols.Null;
 using ExportServer.Block.Protocols.Ssh;
+using ExportServer.Block.Protocols.Gluster;
+using ExportServer.Block.Protocols.Null;
+using ExportServer.Block.Protocols.Rbd;
 
 namespace ExportServer.Block;
 
@@ -32,6 +35,8 @@ public static class BlockDrivers
         graph.Register(RawDriver.Instance);
         graph.Register(NullDriver.Co);
         graph.Register(NullDriver.Aio);
+        graph.Register(RbdDriver.Instance);
+        graph.Register(GlusterDriver.Instance);
         graph.Register(new Qcow2Driver());
         graph.Register(new VmdkDriver());
         graph.Register(VpcDriver.Instance);

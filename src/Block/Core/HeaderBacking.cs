@@ -57,7 +57,10 @@ public static class HeaderBacking
     /// <summary>Opens <paramref name="name"/> (as recorded by the image in <paramref name="file"/>) as the backing child.</summary>
     public static async ValueTask<BlockNode> OpenAsync(BlockOpenContext context, BlockNode file, string name, string? format, string driverName)
     {
-        var path = BackingFileName.Resolve(file.FileName, name);
+        // A name a protocol claims (rbd:pool/image, nbd://host/export) is not a path (QEMU's path_has_protocol).
+        var protocolOptions = context.Graph.ProtocolOptions(name);
+        var isProtocol = protocolOptions["driver"]!.GetValue<string>() != "file";
+        var path = isProtocol ? name : BackingFileName.Resolve(file.FileName, name);
         var chain = s_opening.Value ?? new List<string> { Path.GetFullPath(file.FileName.Length > 0 ? file.FileName : ".") };
         if (chain.Contains(Path.GetFullPath(path)))
         {
@@ -68,7 +71,8 @@ public static class HeaderBacking
         s_opening.Value = [.. chain, Path.GetFullPath(path)];
         try
         {
-            var fileOptions = new JsonObject { ["driver"] = "file", ["filename"] = path, ["read-only"] = true };
+            var fileOptions = isProtocol ? protocolOptions : new JsonObject { ["driver"] = "file", ["filename"] = path };
+            fileOptions["read-only"] = true;
             if (format is null)
             {
                 var protocol = await OpenInlineAsync(context, "backing", fileOptions).ConfigureAwait(false);

@@ -1,0 +1,198 @@
+using System.Runtime.InteropServices;
+using ExportServer.Block.Core;
+using ExportServer.Block.Native;
+
+namespace ExportServer.Block.Protocols.Gluster;
+
+/// <summary>
+/// A file on a GlusterFS volume. Reads, writes, discards, zero writes and flushes are libgfapi
+/// asynchronous calls, any number in flight; block status asks the brick with SEEK_DATA and
+/// SEEK_HOLE, as QEMU does.
+/// </summary>
+internal sealed class GlusterNode : BlockNode, IImageInfoSource
+{
+    private const int ENXIO = 6;
+
+    private readonly string _fileName;
+    private nint _fs;
+    private nint _fd;
+
+    private GlusterNode(string nodeName, bool readOnly, nint fs, nint fd, long size, string fileName)
+        : base(nodeName, readOnly)
+    {
+        _fs = fs;
+        _fd = fd;
+        _fileName = fileName;
+        Length = size;
+        Capabilities = new BlockCapabilities(WriteZeroes: true, Truncate: true);
+    }
+
+    public override string DriverName => "gluster";
+
+    public override string FileName => _fileName;
+
+    public BlockDriverInfo? DriverInfo => null;
+
+    /// <summary>Connects to the volume and opens the file; blocking, so the driver runs it on the thread pool.</summary>
+    public static GlusterNode Open(BlockOpenContext context, string volume, string path,
+        IReadOnlyList<(string Transport, string Host, int Port)> servers, int debug, string logFile)
+    {
+        var fs = LibGfapi.glfs_new(volume);
+        if (fs == 0)
+        {
+            throw new BlockException((Errno)Marshal.GetLastPInvokeError(), $"Gluster connection for volume {volume}, path {path} failed to connect");
+        }
+
+        try
+        {
+            foreach (var (transport, host, port) in servers)
+            {
+                if (LibGfapi.glfs_set_volfile_server(fs, transport, host, port) < 0)
+                {
+                    throw Connect(volume, path, servers);
+                }
+            }
+
+            if (LibGfapi.glfs_set_logging(fs, logFile, debug) < 0 || LibGfapi.glfs_init(fs) < 0)
+            {
+                throw Connect(volume, path, servers);
+            }
+
+            var flags = (context.ReadOnly ? LibC.O_RDONLY : LibC.O_RDWR) | (context.Cache.Direct ? LibC.O_DIRECT : 0);
+            var fd = LibGfapi.glfs_open(fs, path, flags);
+            if (fd == 0)
+            {
+                var errno = Marshal.GetLastPInvokeError();
+                throw new BlockException((Errno)errno, $"Could not open '{path}': {LibC.StrError(errno)}");
+            }
+
+            var size = LibGfapi.glfs_lseek(fd, 0, LibC.SEEK_END);
+            if (size < 0)
+            {
+                var errno = Marshal.GetLastPInvokeError();
+                _ = LibGfapi.glfs_close(fd);
+                throw new BlockException((Errno)errno, $"Could not get the size of '{path}': {LibC.StrError(errno)}");
+            }
+
+            var node = new GlusterNode(context.NodeName, context.ReadOnly, fs, fd, size, Describe(volume, path, servers[0]));
+            fs = 0;
+            return node;
+        }
+        finally
+        {
+            if (fs != 0)
+            {
+                _ = LibGfapi.glfs_fini(fs);
+            }
+        }
+    }
+
+    private static BlockException Connect(string volume, string path, IReadOnlyList<(string Transport, string Host, int Port)> servers)
+    {
+        var errno = Marshal.GetLastPInvokeError();
+        var (transport, host, port) = servers[0];
+        var where = transport == "unix" ? $"failed on socket {host} " : $"failed on host {host} and port {port} ";
+        return new BlockException(errno > 0 ? (Errno)errno : Errno.EIO,
+            $"Gluster connection for volume {volume}, path {path} failed to connect",
+            hint: where + "Please refer to gluster logs for more info");
+    }
+
+    private static string Describe(string volume, string path, (string Transport, string Host, int Port) server) =>
+        server.Transport == "unix"
+            ? $"gluster+unix:///{volume}/{path}?socket={server.Host}"
+            : $"gluster://{(server.Host.Contains(':', StringComparison.Ordinal) ? $"[{server.Host}]" : server.Host)}:{server.Port}/{volume}/{path}";
+
+    private static void Check(long r)
+    {
+        if (r < 0)
+        {
+            throw new BlockException((Errno)(-r), LibC.StrError((int)-r));
+        }
+    }
+
+    protected override async ValueTask ReadCoreAsync(long offset, Memory<byte> buffer)
+    {
+        var n = await GlusterOp.Read(_fd, offset, buffer.Length, buffer.Pin()).ConfigureAwait(false);
+        Check(n);
+        if (n < buffer.Length)
+        {
+            buffer.Span[(int)n..].Clear();
+        }
+    }
+
+    protected override async ValueTask WriteCoreAsync(long offset, ReadOnlyMemory<byte> buffer, WriteFlags flags)
+    {
+        var n = await GlusterOp.Write(_fd, offset, buffer.Length, buffer.Pin()).ConfigureAwait(false);
+        Check(n);
+        if (n != buffer.Length)
+        {
+            throw BlockException.Io(LibC.StrError((int)Errno.EIO));
+        }
+    }
+
+    protected override async ValueTask WriteZeroesCoreAsync(long offset, long length, ZeroFlags flags) =>
+        Check(await GlusterOp.WriteZeroes(_fd, offset, length).ConfigureAwait(false));
+
+    protected override async ValueTask DiscardCoreAsync(long offset, long length) =>
+        Check(await GlusterOp.Discard(_fd, offset, length).ConfigureAwait(false));
+
+    protected override async ValueTask FlushCoreAsync() =>
+        Check(await GlusterOp.Flush(_fd).ConfigureAwait(false));
+
+    /// <summary>
+    /// QEMU's find_allocation: the next data at or after <paramref name="offset"/>; when the offset
+    /// is in data, it lasts to the next hole. A brick that cannot tell (EINVAL, ENOTSUP) makes it all data.
+    /// </summary>
+    protected override ValueTask<BlockStatus> GetBlockStatusCoreAsync(long offset, long length)
+    {
+        var data = new BlockStatus(length, BlockStatusFlags.Data | BlockStatusFlags.Allocated);
+        var end = offset + length;
+        var nextData = LibGfapi.glfs_lseek(_fd, offset, LibC.SEEK_DATA);
+        if (nextData < 0)
+        {
+            return ValueTask.FromResult(Marshal.GetLastPInvokeError() == ENXIO
+                ? new BlockStatus(length, BlockStatusFlags.Zero | BlockStatusFlags.Allocated)
+                : data);
+        }
+
+        if (nextData > offset)
+        {
+            return ValueTask.FromResult(new BlockStatus(Math.Min(nextData, end) - offset, BlockStatusFlags.Zero | BlockStatusFlags.Allocated));
+        }
+
+        var nextHole = LibGfapi.glfs_lseek(_fd, offset, LibC.SEEK_HOLE);
+        return ValueTask.FromResult(nextHole <= offset
+            ? data
+            : new BlockStatus(Math.Min(nextHole, end) - offset, BlockStatusFlags.Data | BlockStatusFlags.Allocated));
+    }
+
+    protected override async ValueTask TruncateCoreAsync(long length)
+    {
+        var (r, errno) = await Task.Run(() => (LibGfapi.glfs_ftruncate(_fd, length, 0, 0), Marshal.GetLastPInvokeError())).ConfigureAwait(false);
+        if (r < 0)
+        {
+            throw new BlockException((Errno)errno, $"Failed to truncate file: {LibC.StrError(errno)}");
+        }
+
+        Length = length;
+    }
+
+    /// <summary>Closing the volume waits for libgfapi's own threads (seconds), so it runs on the thread pool.</summary>
+    protected override async ValueTask DisposeCoreAsync()
+    {
+        var (fd, fs) = (_fd, _fs);
+        (_fd, _fs) = (0, 0);
+        await Task.Run(() =>
+        {
+            if (fd != 0)
+            {
+                _ = LibGfapi.glfs_close(fd);
+            }
+
+            if (fs != 0)
+            {
+                _ = LibGfapi.glfs_fini(fs);
+            }
+        }).ConfigureAwait(false);
+    }
+}
