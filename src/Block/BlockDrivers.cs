@@ -8,17 +8,16 @@ using ExportServer.Block.Formats.MagicOnly;
 using ExportServer.Block.Formats.Qcow2;
 using ExportServer.Block.Formats.Qed;
 using ExportServer.Block.Formats.Raw;
-using ExportServer.Block.Formats.Vmdk;
 using ExportServer.Block.Formats.Vdi;
 using ExportServer.Block.Formats.Vhdx;
+using ExportServer.Block.Formats.Vmdk;
 using ExportServer.Block.Formats.Vpc;
 using ExportServer.Block.Protocols.File;
+using ExportServer.Block.Protocols.Gluster;
 using ExportServer.Block.Protocols.Http;
 using ExportServer.Block.Protocols.Null;
-using ExportServer.Block.Protocols.Ssh;
-using ExportServer.Block.Protocols.Gluster;
-using ExportServer.Block.Protocols.Null;
 using ExportServer.Block.Protocols.Rbd;
+using ExportServer.Block.Protocols.Ssh;
 
 namespace ExportServer.Block;
 
