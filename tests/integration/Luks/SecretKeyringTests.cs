@@ -31,6 +31,20 @@ public sealed class SecretKeyringTests
 
             // Removed from the keyring: a new object cannot load it, in QEMU's words.
             (await Tool.RunAsync("keyctl", ["unlink", serial.ToString(System.Globalization.CultureInfo.InvariantCulture), "@u"])).Check("unlink");
+
+            // The kernel collects an unlinked key a moment later; until then a read is refused with
+            // EACCES rather than ENOKEY. Wait until it is gone.
+            for (var i = 0; i < 500; i++)
+            {
+                var read = await Tool.RunAsync("keyctl", ["read", serial.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
+                if (read.Stderr.Contains("Required key not available", StringComparison.Ordinal))
+                {
+                    break;
+                }
+
+                await Task.Delay(20);
+            }
+
             var (_, desc) = await d.Qmp.ErrorAsync("object-add", new JsonObject { ["qom-type"] = "secret_keyring", ["id"] = "k1", ["serial"] = serial });
             Assert.Equal($"Unable to read serial key {serial:x8}: Required key not available", desc);
             Assert.Equal("Parameter 'serial' is missing", (await d.Qmp.ErrorAsync("object-add", new JsonObject { ["qom-type"] = "secret_keyring", ["id"] = "k2" })).Desc);
