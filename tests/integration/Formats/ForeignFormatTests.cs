@@ -14,16 +14,7 @@ namespace ExportServer.IntegrationTests.Formats;
 public sealed class ForeignFormatTests
 {
     [Theory]
-    [InlineData("vpc", "")]
-    [InlineData("vpc", "subformat=fixed")]
-    [InlineData("vpc", "force_size=on")]
-    [InlineData("vdi", "")]
-    [InlineData("vdi", "static=on")]
-    [InlineData("vhdx", "")]
-    [InlineData("vhdx", "subformat=fixed")]
-    [InlineData("vhdx", "block_size=1M,log_size=2M,block_state_zero=off")]
-    [InlineData("qed", "")]
-    [InlineData("qed", "cluster_size=4096,table_size=2")]
+    [MemberData(nameof(Variants), MemberType = typeof(ForeignImage))]
     public async Task QemuImagesReadAsQemuImgConvertReadsThem(string format, string options)
     {
         using var dir = new TempDir();
@@ -52,16 +43,7 @@ public sealed class ForeignFormatTests
     }
 
     [Theory]
-    [InlineData("vpc", "")]
-    [InlineData("vpc", "subformat=fixed")]
-    [InlineData("vpc", "force_size=on")]
-    [InlineData("vdi", "")]
-    [InlineData("vdi", "static=on")]
-    [InlineData("vhdx", "")]
-    [InlineData("vhdx", "subformat=fixed")]
-    [InlineData("vhdx", "block_size=1M,block_state_zero=off")]
-    [InlineData("qed", "")]
-    [InlineData("qed", "cluster_size=4096,table_size=2")]
+    [MemberData(nameof(Variants), MemberType = typeof(ForeignImage))]
     public async Task OurWritesReadAsQemuWritesOnRaw(string format, string options)
     {
         using var dir = new TempDir();

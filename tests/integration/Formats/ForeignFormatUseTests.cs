@@ -107,23 +107,7 @@ public sealed class ForeignFormatUseTests
     {
         using var dir = new TempDir();
         await ShAsync(dir, $"qemu-img create -q -f {format} img {Size} && {Io(format, "img", Writes)} && qemu-img convert -O raw img expected.raw");
-        var mount = dir["disk.raw"];
-        var pid = dir["m.pid"];
-        var d = Daemon.Launch(Daemon.ExportServerPath, ["mount", dir["img"], mount, "--pidfile", pid]);
-        await using (d)
-        {
-            var deadline = DateTime.UtcNow.AddSeconds(30);
-            while (!File.Exists(pid) && DateTime.UtcNow < deadline)
-            {
-                Assert.False(d.HasExited, d.Stderr);
-                await Task.Delay(10);
-            }
-
-            (await Tool.RunAsync("cmp", mount, dir["expected.raw"])).Check("cmp with qemu-img convert");
-            await ShAsync(dir, "head -c 3000000 /dev/urandom > pat && dd if=pat of=disk.raw bs=4096 seek=7000 conv=notrunc status=none && " +
-                               "dd if=pat of=expected.raw bs=4096 seek=7000 conv=notrunc status=none");
-            Assert.Equal(0, await d.StopAsync());
-        }
+        await MountedImage.CompareAndWriteAsync(dir, dir["img"], dir["expected.raw"], 3000000, 7000);
 
         await AssertCheckCleanAsync(dir["img"], format);
         await AssertSameAsync(dir["expected.raw"], dir["img"], format);

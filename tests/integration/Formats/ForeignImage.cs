@@ -1,5 +1,6 @@
 using System.Text.Json;
 using ExportServer.IntegrationTests.Support;
+using Xunit;
 
 namespace ExportServer.IntegrationTests.Formats;
 
@@ -23,6 +24,21 @@ internal static class ForeignImage
     ];
 
     public const string Size = "64M";
+
+    /// <summary>Each foreign format with the qemu-img create options worth covering: subformats, block and cluster sizes.</summary>
+    public static TheoryData<string, string> Variants => new()
+    {
+        { "vpc", "" },
+        { "vpc", "subformat=fixed" },
+        { "vpc", "force_size=on" },
+        { "vdi", "" },
+        { "vdi", "static=on" },
+        { "vhdx", "" },
+        { "vhdx", "subformat=fixed" },
+        { "vhdx", "block_size=1M,log_size=2M,block_state_zero=off" },
+        { "qed", "" },
+        { "qed", "cluster_size=4096,table_size=2" },
+    };
 
     public static string Uri(TempDir dir) => $"nbd+unix:///disk?socket={dir["nbd.sock"]}";
 

@@ -17,24 +17,7 @@ public sealed class MountCommandTests
         (await Tool.RunAsync("qemu-io", "-f", "qcow2", "-c", "write -P 0x43 4M 2M", top)).Check("fill top");
         var expected = dir["expected.raw"];
         (await Tool.RunAsync("qemu-img", "convert", "-O", "raw", top, expected)).Check("convert");
-        var mount = dir["disk.raw"];
-
-        var pid = dir["m.pid"];
-        var d = Daemon.Launch(Daemon.ExportServerPath, ["mount", top, mount, "--pidfile", pid]);
-        await using (d)
-        {
-            var deadline = DateTime.UtcNow.AddSeconds(30);
-            while (!File.Exists(pid) && DateTime.UtcNow < deadline)
-            {
-                Assert.False(d.HasExited, d.Stderr);
-                await Task.Delay(10);
-            }
-
-            (await Tool.RunAsync("cmp", mount, expected)).Check("cmp with qemu-img convert");
-            (await Tool.ShAsync($"head -c 1000000 /dev/urandom > {dir["pat"]} && dd if={dir["pat"]} of={mount} bs=4096 seek=3000 conv=notrunc status=none && " +
-                                $"dd if={dir["pat"]} of={expected} bs=4096 seek=3000 conv=notrunc status=none")).Check("dd");
-            Assert.Equal(0, await d.StopAsync());
-        }
+        var mount = await MountedImage.CompareAndWriteAsync(dir, top, expected, 1000000, 3000);
 
         Assert.False((await Tool.RunAsync("/bin/mountpoint", "-q", mount)).ExitCode == 0, "still mounted after SIGTERM");
         (await Tool.RunAsync("qemu-img", "check", top)).Check("check");

@@ -65,22 +65,7 @@ public sealed class VmdkUsageTests
         await ShAsync(dir, $"qemu-img create -f vmdk base.vmdk 64M && {Io("vmdk", "base.vmdk", ["write -P 0x41 0 8M"])}");
         await ShAsync(dir, $"qemu-img create -f vmdk -b base.vmdk -F vmdk top.vmdk && {Io("vmdk", "top.vmdk", ["write -P 0x43 4M 2M"])}");
         await ShAsync(dir, "qemu-img convert -O raw top.vmdk expected.raw");
-        var (mount, pid) = (dir["disk.raw"], dir["m.pid"]);
-        var d = Daemon.Launch(Daemon.ExportServerPath, ["mount", dir["top.vmdk"], mount, "--pidfile", pid]);
-        await using (d)
-        {
-            var deadline = DateTime.UtcNow.AddSeconds(30);
-            while (!File.Exists(pid) && DateTime.UtcNow < deadline)
-            {
-                Assert.False(d.HasExited, d.Stderr);
-                await Task.Delay(10);
-            }
-
-            (await Tool.RunAsync("cmp", mount, dir["expected.raw"])).Check("cmp with qemu-img convert");
-            await ShAsync(dir, "head -c 1000000 /dev/urandom > pat && dd if=pat of=disk.raw bs=4096 seek=3000 conv=notrunc status=none && " +
-                               "dd if=pat of=expected.raw bs=4096 seek=3000 conv=notrunc status=none");
-            Assert.Equal(0, await d.StopAsync());
-        }
+        await MountedImage.CompareAndWriteAsync(dir, dir["top.vmdk"], dir["expected.raw"], 1000000, 3000);
 
         (await Tool.RunAsync("qemu-img", "check", dir["top.vmdk"])).Check("check");
         (await Tool.RunAsync("qemu-img", "compare", "-F", "raw", dir["top.vmdk"], dir["expected.raw"])).Check("compare");
