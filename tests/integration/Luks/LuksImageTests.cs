@@ -28,7 +28,12 @@ public sealed class LuksImageTests
     /// </summary>
     private static async Task CreateWithQemuAsync(TempDir dir, string name, string options)
     {
-        var command = $"cd '{dir.Path}' && qemu-img create -q -f luks --object '{SecretArg}' -o key-secret=s0,iter-time=10{(options.Length > 0 ? "," + options : string.Empty)} {name} {Size}";
+        await RunLuksCreateAsync($"cd '{dir.Path}' && qemu-img create -q -f luks --object '{SecretArg}' -o key-secret=s0,iter-time=10{(options.Length > 0 ? "," + options : string.Empty)} {name} {Size}");
+    }
+
+    /// <summary>Runs a `qemu-img create -f luks` shell command, retrying only qemu-img's PBKDF timing failure.</summary>
+    internal static async Task RunLuksCreateAsync(string command)
+    {
         for (var attempt = 1; ; attempt++)
         {
             var r = await Tool.ShAsync(command);

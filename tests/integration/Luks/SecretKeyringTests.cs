@@ -16,7 +16,7 @@ public sealed class SecretKeyringTests
     public async Task KeyringSecretUnlocksALuksImage()
     {
         using var dir = new TempDir();
-        (await Tool.ShAsync($"cd {dir.Path} && qemu-img create -q -f luks --object secret,id=s0,data=ring-pass -o key-secret=s0,iter-time=10 img 8M")).Check("create");
+        await LuksImageTests.RunLuksCreateAsync($"cd {dir.Path} && qemu-img create -q -f luks --object secret,id=s0,data=ring-pass -o key-secret=s0,iter-time=10 img 8M");
         var serial = await AddKeyAsync("cmluZy1wYXNz");
         try
         {
