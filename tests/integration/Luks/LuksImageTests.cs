@@ -24,7 +24,7 @@ public sealed class LuksImageTests
 
     /// <summary>
     /// qemu-img create with a short PBKDF time. qemu-img times PBKDF2 by the process's CPU time and gives
-    /// up ("Unable to get accurate CPU usage") when a busy machine gives it too little, so that one case is retried.
+    /// up ("Unable to get accurate CPU usage") when its first round measures 0 ms, so that one case is retried.
     /// </summary>
     private static async Task CreateWithQemuAsync(TempDir dir, string name, string options)
     {
@@ -37,11 +37,15 @@ public sealed class LuksImageTests
         for (var attempt = 1; ; attempt++)
         {
             var r = await Tool.ShAsync(command);
-            if (r.ExitCode == 0 || attempt == 5 || !r.Stderr.Contains("Unable to get accurate CPU usage", StringComparison.Ordinal))
+            if (r.ExitCode == 0 || attempt == 30 || !r.Stderr.Contains("Unable to get accurate CPU usage", StringComparison.Ordinal))
             {
                 r.Check(command);
                 return;
             }
+
+            // qemu-img's thread CPU clock moves in scheduler ticks: a short first PBKDF round can
+            // measure 0 ms several times in a row. Start the next attempt at another point of the tick.
+            await Task.Delay(37 * attempt);
         }
     }
 
