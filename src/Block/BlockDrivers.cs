@@ -1,5 +1,7 @@
 using ExportServer.Block.Core;
 using ExportServer.Block.Filters.Compress;
+using ExportServer.Block.Filters.CopyBeforeWrite;
+using ExportServer.Block.Filters.SnapshotAccess;
 using ExportServer.Block.Filters.Throttle;
 using ExportServer.Block.Formats.Bochs;
 using ExportServer.Block.Formats.Cloop;
@@ -47,6 +49,8 @@ public static class BlockDrivers
         graph.Register(LuksDriver.Instance);
         graph.Register(ThrottleDriver.Instance);
         graph.Register(CompressDriver.Instance);
+        graph.Register(CopyBeforeWriteDriver.Instance);
+        graph.Register(SnapshotAccessDriver.Instance);
         graph.Register(SshDriver.Instance);
         graph.Register(HttpDriver.Http);
         graph.Register(HttpDriver.Https);

@@ -52,7 +52,8 @@ public sealed class BlockOpenContext
             case null:
                 return null;
             case JsonValue v when v.TryGetValue<string>(out var name):
-                return Graph.Find(name);
+                // QEMU looks a child reference up as both a device and a node name (bdrv_lookup_bs).
+                return Graph.TryFind(name) ?? throw new BlockException(Errno.ENOENT, $"Cannot find device='{name}' nor node-name='{name}'");
             case JsonObject o:
                 var copy = (JsonObject)o.DeepClone();
                 Inherit(copy, "read-only", ReadOnly);

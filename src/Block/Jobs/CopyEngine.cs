@@ -160,7 +160,7 @@ public sealed class CopyEngine(BlockNode source, BlockNode target, DirtyBitmap b
                     {
                         reading = false;
                         await target.WriteZeroesAsync(offset, length, ZeroFlags.MayUnmap).ConfigureAwait(false);
-                        Done(length);
+                        await DoneAsync(offset, length).ConfigureAwait(false);
                         return;
                     }
                 }
@@ -180,7 +180,7 @@ public sealed class CopyEngine(BlockNode source, BlockNode target, DirtyBitmap b
                 }
 
                 await target.WriteAsync(offset, buffer).ConfigureAwait(false);
-                Done(length);
+                await DoneAsync(offset, length).ConfigureAwait(false);
                 return;
             }
             catch (Exception e) when (e is not OperationCanceledException)
@@ -211,10 +211,21 @@ public sealed class CopyEngine(BlockNode source, BlockNode target, DirtyBitmap b
         }
     }
 
-    private void Done(long length)
+    private async ValueTask DoneAsync(long offset, long length)
     {
         control.AddProgress(length);
         Copied?.Invoke(length);
+        if (options.DiscardSource)
+        {
+            try
+            {
+                await source.DiscardAsync(offset, length).ConfigureAwait(false);
+            }
+            catch (BlockException)
+            {
+                // A range that stays on the source only costs space.
+            }
+        }
     }
 
     private static async Task ReapAsync(List<Task> running, Task finished)

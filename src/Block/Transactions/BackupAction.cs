@@ -96,7 +96,8 @@ public sealed class BackupAction(
             chunkSize,
             inFlight,
             OnSourceError: request.OnSourceError,
-            OnTargetError: request.OnTargetError);
+            OnTargetError: request.OnTargetError,
+            DiscardSource: request.DiscardSource);
         if (bitmap is not null)
         {
             if (bitmapMode != BitmapSyncMode.Never)

@@ -33,4 +33,7 @@ public sealed record BackupRequest(string? JobId, string Device, string Target, 
     public string? Bitmap { get; init; }
 
     public BitmapSyncMode? BitmapMode { get; init; }
+
+    /// <summary>Discard each range on the source once it is copied (QEMU 9.1's discard-source), so a fleecing image shrinks as the backup reads it.</summary>
+    public bool DiscardSource { get; init; }
 }

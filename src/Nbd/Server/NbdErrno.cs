@@ -8,10 +8,12 @@ internal static class NbdErrno
 {
     public static uint FromErrno(Errno errno) => errno switch
     {
-        Errno.EPERM or Errno.EACCES or Errno.EROFS => NbdConstants.EPERM,
+        Errno.EPERM or Errno.EROFS => NbdConstants.EPERM,
         Errno.EIO => NbdConstants.EIO,
         Errno.ENOMEM => NbdConstants.ENOMEM,
-        Errno.EINVAL => NbdConstants.EINVAL,
+        // QEMU's server has no case for EACCES (a snapshot range given up, a read-only protocol):
+        // it falls to its default, EINVAL.
+        Errno.EINVAL or Errno.EACCES => NbdConstants.EINVAL,
         Errno.ENOSPC or Errno.EFBIG => NbdConstants.ENOSPC,
         Errno.EOVERFLOW => NbdConstants.EOVERFLOW,
         Errno.ENOTSUP => NbdConstants.ENOTSUP,

@@ -22,6 +22,7 @@ internal static class BackupJobCommands
         QmpArg.Bool("auto-dismiss"),
         QmpArg.Str("filter-node-name", true),
         QmpArg.Obj("x-perf", true),
+        QmpArg.Bool("discard-source"),
     ];
 
     /// <summary>x-perf's members (QAPI BackupPerf).</summary>
@@ -77,6 +78,7 @@ internal static class BackupJobCommands
             AutoDismiss = call.GetBool("auto-dismiss", true),
             Speed = call.GetInt("speed") ?? 0,
             Perf = Perf(call),
+            DiscardSource = call.GetBool("discard-source", false),
         };
 
     /// <summary>x-perf, its members checked as the rest of the arguments; the values are the job's to check.</summary>
