@@ -20,6 +20,11 @@ internal static class Program
             return await CreateCommand.RunAsync(createArgs, Console.Out, Console.Error, Name).ConfigureAwait(false);
         }
 
+        if (args is ["bitmap-rotate", .. var rotateArgs])
+        {
+            return await BitmapRotateCommand.RunAsync(rotateArgs, Console.Error, Name).ConfigureAwait(false);
+        }
+
         string? serveUri = null;
         if (args is ["serve" or "mount", .. var friendlyArgs])
         {

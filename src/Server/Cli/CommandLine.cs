@@ -131,6 +131,7 @@ internal sealed class CommandLine
                export-server serve IMAGE [--socket PATH | --port N] [--name NAME] [--read-only]
                export-server mount IMAGE FILE [--read-only] [--format F] [--growable]
                export-server create [-f FMT] [-b BACKING -F BACKING_FMT] [-o OPTIONS] FILE [SIZE]
+               export-server bitmap-rotate --qmp SOCKET --current NAME --new NAME [--merge NAME]... NODE...
         A storage daemon compatible with qemu-storage-daemon
 
           -h, --help             display this help and exit

@@ -21,6 +21,9 @@ internal static class BitmapCommands
 
     public static readonly QmpArg[] MergeArgs = [QmpArg.Str("node"), QmpArg.Str("target"), QmpArg.List("bitmaps")];
 
+    /// <summary>x-block-dirty-bitmap-rotate: the nodes, the recording bitmap on each, the new one's name, older ones to fold in.</summary>
+    public static readonly QmpArg[] RotateArgs = [QmpArg.List("nodes"), QmpArg.Str("current"), QmpArg.Str("new"), QmpArg.List("merge", true)];
+
     /// <summary>The bitmap actions, by their command and transaction action names.</summary>
     public static readonly Dictionary<string, QmpArg[]> Actions = new(StringComparer.Ordinal)
     {
@@ -42,6 +45,15 @@ internal static class BitmapCommands
                 return null;
             }));
         }
+
+        d.Add(new QmpCommand("x-block-dirty-bitmap-rotate", RotateArgs, async call =>
+        {
+            var merge = call.Arguments["merge"] is JsonArray m ? Names(m, "merge") : [];
+            var actions = BitmapRotation.Actions(
+                ctx.Daemon.Graph, Names((JsonArray)call.Arguments["nodes"]!, "nodes"), call.RequireString("current"), call.RequireString("new"), merge);
+            await Transaction.RunAsync(actions).ConfigureAwait(false);
+            return null;
+        }));
 
         d.Add(new QmpCommand("x-debug-block-dirty-bitmap-sha256", NameArgs, call =>
         {
@@ -95,6 +107,20 @@ internal static class BitmapCommands
         }
 
         return sources;
+    }
+
+    /// <summary>A list of strings, each checked as QEMU's input visitor checks a ['str'] member.</summary>
+    private static List<string> Names(JsonArray list, string name)
+    {
+        var names = new List<string>();
+        for (var i = 0; i < list.Count; i++)
+        {
+            names.Add(list[i] is JsonValue v && v.GetValueKind() == JsonValueKind.String
+                ? v.GetValue<string>()
+                : throw QmpException.Generic($"Invalid parameter type for '{name}[{i}]', expected: string"));
+        }
+
+        return names;
     }
 
     private static BitmapSource Source(JsonObject o, string path)
