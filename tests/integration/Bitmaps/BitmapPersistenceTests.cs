@@ -136,4 +136,43 @@ public sealed class BitmapPersistenceTests
                 (await d.BitmapsAsync())!.ToJsonString());
         }
     }
+    [Fact]
+    public async Task BitmapsThatCannotBeStoredAtCloseAreReportedAsInQemu()
+    {
+        // The image is reached through qemu-nbd, which goes away before the daemon stops: storing the
+        // persistent bitmap fails, the daemon says so in QEMU's words and still exits 0.
+        using var dir = new TempDir();
+        foreach (var qsd in new[] { true, false })
+        {
+            var image = dir[qsd ? "qsd.qcow2" : "es.qcow2"];
+            (await Tool.RunAsync("qemu-img", "create", "-f", "qcow2", image, "16M")).Check("create");
+            var nbdSock = dir["q.sock"];
+            var server = Daemon.Launch("qemu-nbd", ["-f", "raw", "--persistent", "-k", nbdSock, image]);
+            for (var i = 0; i < 100 && !File.Exists(nbdSock); i++)
+            {
+                await Task.Delay(50);
+            }
+
+            var monitor = dir["m.sock"];
+            string[] args =
+            [
+                "--chardev", $"socket,id=m0,path={monitor},server=on,wait=off", "--monitor", "chardev=m0",
+                "--blockdev", $"driver=nbd,node-name=proto,server.type=unix,server.path={nbdSock}",
+                "--blockdev", "driver=qcow2,node-name=fmt,file=proto",
+            ];
+            await using var d = qsd ? await Daemon.StartQsdAsync(dir, args) : await Daemon.StartAsync(dir, args);
+            await using (var qmp = await Qmp.QmpClient.ConnectAsync(monitor))
+            {
+                await qmp.ExecuteAsync("block-dirty-bitmap-add", (JsonObject)JsonNode.Parse("""{"node":"fmt","name":"p","persistent":true}""")!);
+            }
+
+            await server.StopAsync();
+            await server.DisposeAsync();
+            Assert.Equal(0, await d.StopAsync());
+            var program = qsd ? "qemu-storage-daemon" : Path.GetFileName(Daemon.ExportServerPath);
+            Assert.Contains($"{program}: Lost persistent bitmaps during inactivation of node 'fmt': ", d.Stderr, StringComparison.Ordinal);
+            File.Delete(nbdSock);
+            File.Delete(monitor);
+        }
+    }
 }

@@ -309,6 +309,12 @@ public sealed partial class Qcow2Node : BlockNode
         await _file.FlushAsync().ConfigureAwait(false);
     }
 
+    private static string StrError(Exception e) => Native.LibC.StrError((int)BlockException.From(e).Errno);
+
+    /// <summary>A problem met while closing, on stderr as QEMU's error_report prints it.</summary>
+    private static Task CloseWarningAsync(string message) =>
+        Console.Error.WriteLineAsync($"{Path.GetFileName(Environment.ProcessPath) ?? "export-server"}: {message}");
+
     private void DropUnusedTables()
     {
         _l2Cache.DropUnused();
@@ -334,32 +340,51 @@ public sealed partial class Qcow2Node : BlockNode
             {
                 await StoreBitmapsLockedAsync().ConfigureAwait(false);
             }
-            catch (BlockException)
+            catch (Exception e) when (e is not OperationCanceledException)
             {
                 // The image stays consistent: bitmaps not stored are still marked in use there and
                 // load as inconsistent next time, never as silently stale.
+                await CloseWarningAsync(
+                    $"Lost persistent bitmaps during inactivation of node '{NodeName}': Failed to store the bitmaps: {StrError(e)}").ConfigureAwait(false);
             }
 
-            await WriteBackLockedAsync().ConfigureAwait(false);
-            if (_file.Length > _usedEnd)
+            try
             {
-                // The growth step the file was extended by but never used. A protocol that cannot
-                // shrink (ssh) keeps it: nothing refers to it, and qemu-img check finds the image clean.
-                try
+                await WriteBackLockedAsync().ConfigureAwait(false);
+                if (_file.Length > _usedEnd)
                 {
-                    await _file.TruncateAsync(_usedEnd).ConfigureAwait(false);
+                    // The growth step the file was extended by but never used. A protocol that cannot
+                    // shrink (ssh) keeps it: nothing refers to it, and qemu-img check finds the image clean.
+                    try
+                    {
+                        await _file.TruncateAsync(_usedEnd).ConfigureAwait(false);
+                    }
+                    catch (BlockException e) when (e.Errno == Errno.ENOTSUP)
+                    {
+                    }
                 }
-                catch (BlockException e) when (e.Errno == Errno.ENOTSUP)
+
+                await _file.FlushAsync().ConfigureAwait(false);
+                if (_dirtyBitWritten)
                 {
+                    _header.IncompatibleFeatures &= ~Qcow2Format.IncompatDirty;
+                    await WriteIncompatibleFeaturesAsync().ConfigureAwait(false);
+                    _dirtyBitWritten = false;
                 }
             }
-
-            await _file.FlushAsync().ConfigureAwait(false);
-            if (_dirtyBitWritten)
+            catch (Exception e) when (e is not OperationCanceledException)
             {
-                _header.IncompatibleFeatures &= ~Qcow2Format.IncompatDirty;
-                await WriteIncompatibleFeaturesAsync().ConfigureAwait(false);
-                _dirtyBitWritten = false;
+                // As QEMU's qcow2_inactivate, a close that cannot write its tables says so and ends;
+                // the image keeps its dirty bit (or the tables it had), so the next open checks it.
+                if (_l2Cache.DirtyCount > 0)
+                {
+                    await CloseWarningAsync($"Failed to flush the L2 table cache: {StrError(e)}").ConfigureAwait(false);
+                }
+
+                if (_refCache.DirtyCount > 0)
+                {
+                    await CloseWarningAsync($"Failed to flush the refcount block cache: {StrError(e)}").ConfigureAwait(false);
+                }
             }
         }
         finally
