@@ -14,6 +14,42 @@ public abstract partial class BlockNode
 
     public IReadOnlyList<BlockDirtyBitmap> DirtyBitmaps => Volatile.Read(ref _bitmaps);
 
+    /// <summary>
+    /// Bitmaps a job or filter keeps over this node for itself (a backup's copy bitmap), newest first:
+    /// not recorded into by writes and not found by name, only shown by queries, as QEMU lists its
+    /// anonymous bitmaps.
+    /// </summary>
+    private DirtyBitmap[] _anonymous = [];
+
+    public IReadOnlyList<DirtyBitmap> AnonymousBitmaps => Volatile.Read(ref _anonymous);
+
+    /// <summary>Lists <paramref name="bits"/> among the node's anonymous bitmaps until the returned handle is disposed.</summary>
+    public IDisposable ShowAnonymousBitmap(DirtyBitmap bits)
+    {
+        lock (_gate)
+        {
+            Volatile.Write(ref _anonymous, [bits, .. _anonymous]);
+        }
+
+        return new AnonymousBitmapHandle(this, bits);
+    }
+
+    private sealed class AnonymousBitmapHandle(BlockNode node, DirtyBitmap bits) : IDisposable
+    {
+        private int _disposed;
+
+        public void Dispose()
+        {
+            if (Interlocked.Exchange(ref _disposed, 1) == 0)
+            {
+                lock (node._gate)
+                {
+                    Volatile.Write(ref node._anonymous, Array.FindAll(node._anonymous, b => !ReferenceEquals(b, bits)));
+                }
+            }
+        }
+    }
+
     public BlockDirtyBitmap? FindDirtyBitmap(string name) => Array.Find(Volatile.Read(ref _bitmaps), b => b.Name == name);
 
     /// <summary>QEMU's bdrv_get_default_bitmap_granularity: the cluster size within [4 KiB, 64 KiB], else 64 KiB.</summary>

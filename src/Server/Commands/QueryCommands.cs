@@ -42,7 +42,19 @@ internal static class QueryCommands
         Cache = new BlockdevCacheInfo(true, node.Cache.Direct, node.Cache.NoFlush),
         DetectZeroes = node.DetectZeroes switch { DetectZeroes.On => "on", DetectZeroes.Unmap => "unmap", _ => "off" },
         WriteThreshold = thresholds.Get(node),
-        DirtyBitmaps = node.DirtyBitmaps.Count == 0 ? null : node.DirtyBitmaps.Select(DirtyInfo).ToList(),
+        DirtyBitmaps = node.DirtyBitmaps.Count + node.AnonymousBitmaps.Count == 0
+            ? null
+            : [.. node.AnonymousBitmaps.Select(AnonymousInfo), .. node.DirtyBitmaps.Select(DirtyInfo)],
+    };
+
+    /// <summary>A job's or filter's own bitmap, as QEMU shows one without a name: not recording, its count what it marks.</summary>
+    private static BlockDirtyInfo AnonymousInfo(DirtyBitmap b) => new()
+    {
+        Count = b.DirtyGranules * b.Granularity,
+        Granularity = b.Granularity,
+        Recording = false,
+        Busy = false,
+        Persistent = false,
     };
 
     private static BlockDirtyInfo DirtyInfo(BlockDirtyBitmap b) => new()

@@ -119,6 +119,11 @@ public sealed class FleecingTests
             replies.Add(await d.ReplyAsync("block-export-add", Args("""{"type":"nbd","id":"e1","node-name":"cbw","name":"live","writable":true}""")));
             replies.Add(await d.ReplyAsync("block-export-add", Args("""{"type":"nbd","id":"e2","node-name":"acc","name":"snap"}""")));
 
+            // The filter's own bitmaps, shown without names as QEMU shows them: what is left to copy
+            // on the disk, what the snapshot may read and what was copied on the filter.
+            replies.Add((await d.BitmapsAsync("fmt"))!.ToJsonString());
+            replies.Add((await d.BitmapsAsync("cbw"))!.ToJsonString());
+
             var (copy, writes) = await CopyWhileWritingAsync(dir, tag, d.Uri("snap"), d.Uri("live"));
             Assert.True(writes >= 64, $"{tag}: {writes} writes");
             await AssertSameBytesAsync(before, copy, $"{tag}: the fleecing copy is the disk as it was");
@@ -147,6 +152,7 @@ public sealed class FleecingTests
 
         Assert.Equal(results[true], results[false]);
         Assert.Contains(results[false], r => r.Contains("on-cbw-error", StringComparison.Ordinal) && r.Contains("bogus", StringComparison.Ordinal));
+        Assert.Contains("""[{"recording":false,"persistent":false,"busy":false,"granularity":65536,"count":33554432}]""", results[false]);
     }
 
     [Fact]
@@ -263,6 +269,7 @@ public sealed class FleecingTests
             var (tag, image, before, tmp, replies) = run;
             replies.Add(await d.ReplyAsync("blockdev-add", Args($$$"""{"driver":"qcow2","node-name":"tmp","file":{"driver":"file","filename":"{{{tmp}}}"},"backing":"fmt"}""")));
             replies.Add(await d.ReplyAsync("blockdev-backup", Args("""{"job-id":"fleece","device":"fmt","target":"tmp","sync":"none"}""")));
+            replies.Add((await d.BitmapsAsync("fmt"))!.ToJsonString());
             replies.Add(await d.ReplyAsync("block-export-add", Args("""{"type":"nbd","id":"e1","node-name":"tmp","name":"snap"}""")));
 
             var (copy, writes) = await CopyWhileWritingAsync(dir, tag, d.Uri("snap"), d.Uri());

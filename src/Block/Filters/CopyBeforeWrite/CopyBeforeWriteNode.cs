@@ -43,6 +43,8 @@ internal sealed class CopyBeforeWriteNode : FilterNode, ISnapshotAccess
     /// <summary>Copies that outlived their cbw-timeout; closing waits for them.</summary>
     private readonly List<Task> _late = [];
 
+    private readonly IDisposable[] _shown;
+
     private Exception? _snapshotError;
 
     public CopyBeforeWriteNode(
@@ -69,6 +71,8 @@ internal sealed class CopyBeforeWriteNode : FilterNode, ISnapshotAccess
         _access.Merge(_toCopy);
         _notifier = (_, offset, length) => CopyBeforeWriteAsync(offset, length);
         source.WriteNotifiers.Add(_notifier);
+        // Shown as QEMU shows them: the copy bitmap on the source, then done and access on the filter.
+        _shown = [source.ShowAnonymousBitmap(_toCopy), ShowAnonymousBitmap(_done), ShowAnonymousBitmap(_access)];
     }
 
     /// <summary>QEMU's block-copy cluster: 64 KiB, or the target's cluster or min-cluster-size when larger.</summary>
@@ -294,6 +298,11 @@ internal sealed class CopyBeforeWriteNode : FilterNode, ISnapshotAccess
     protected override async ValueTask DisposeCoreAsync()
     {
         Child.WriteNotifiers.Remove(_notifier);
+        foreach (var shown in _shown)
+        {
+            shown.Dispose();
+        }
+
         Task[] late;
         lock (_late)
         {

@@ -22,6 +22,7 @@ public sealed class BackupJob(
     private DirtyBitmap? _bitmap;
     private CopyEngine? _engine;
     private CompressNode? _compressor;
+    private IDisposable? _shownBitmap;
 
     public override string Type => "backup";
 
@@ -69,6 +70,8 @@ public sealed class BackupJob(
         _notifier = (_, offset, length) => engine.CopyNowAsync(offset, length, BeforeWriteErrors.FailWrite);
         TakeNodes(source, target);
         source.WriteNotifiers.Add(_notifier);
+        // What is left to copy, listed on the source as QEMU lists its block-copy bitmap.
+        _shownBitmap = source.ShowAnonymousBitmap(_bitmap);
     }
 
     public override async Task RunAsync(JobControl control)
@@ -124,6 +127,7 @@ public sealed class BackupJob(
 
     public override async ValueTask CleanAsync()
     {
+        _shownBitmap?.Dispose();
         if (_notifier is not null)
         {
             source.WriteNotifiers.Remove(_notifier);

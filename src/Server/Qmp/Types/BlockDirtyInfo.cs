@@ -2,11 +2,11 @@ using System.Text.Json.Serialization;
 
 namespace ExportServer.Server.Qmp.Types;
 
-/// <summary>QAPI BlockDirtyInfo, in the order QEMU writes it; inconsistent only shown when set.</summary>
+/// <summary>QAPI BlockDirtyInfo, in the order QEMU writes it; inconsistent only shown when set, name absent for an anonymous bitmap.</summary>
 internal sealed record BlockDirtyInfo
 {
     [JsonPropertyName("name")]
-    public required string Name { get; init; }
+    public string? Name { get; init; }
 
     [JsonPropertyName("recording")]
     public bool Recording { get; init; }
