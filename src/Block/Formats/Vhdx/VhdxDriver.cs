@@ -4,7 +4,10 @@ using ExportServer.Block.Core.Options;
 
 namespace ExportServer.Block.Formats.Vhdx;
 
-/// <summary>The "vhdx" driver (Hyper-V images): option file only; creates dynamic and fixed images.</summary>
+/// <summary>
+/// The "vhdx" driver (Hyper-V images): option file, and for a differencing image backing (as qcow2's:
+/// absent = the parent its locator names, opened read-only as vhdx); creates dynamic and fixed images.
+/// </summary>
 internal sealed class VhdxDriver : IBlockDriver, IFormatProbe, IImageCreator, IImageFileCreator
 {
     /// <summary>qemu-img's options in the order its line prints them, and their blockdev-create names.</summary>
@@ -28,7 +31,24 @@ internal sealed class VhdxDriver : IBlockDriver, IFormatProbe, IImageCreator, II
     public async ValueTask<BlockNode> OpenAsync(BlockOpenContext context, OptionReader options)
     {
         var file = await context.OpenFileChildAsync(options).ConfigureAwait(false);
-        return await VhdxNode.OpenAsync(context.NodeName, context.ReadOnly, file).ConfigureAwait(false);
+        var node = await VhdxNode.OpenAsync(context.NodeName, context.ReadOnly, file).ConfigureAwait(false);
+        if (!node.Metadata.HasParentImage)
+        {
+            return node;
+        }
+
+        await HeaderBacking.AttachToAsync(
+            node, node.AttachBacking, context, options, file, VhdxNode.ParentFileName(node.Metadata, file.FileName), "vhdx", "vhdx").ConfigureAwait(false);
+        try
+        {
+            node.CheckParent();
+            return node;
+        }
+        catch
+        {
+            await node.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
     }
 
     /// <summary>BlockdevCreateOptionsVhdx: file (an existing node), size, log-size, block-size, subformat, block-state-zero.</summary>
