@@ -1,4 +1,6 @@
 using System.Security.Cryptography;
+using System.Text.Json.Nodes;
+using ExportServer.IntegrationTests.Jobs;
 using ExportServer.IntegrationTests.Support;
 using Xunit;
 using static ExportServer.IntegrationTests.Formats.ForeignImage;
@@ -124,5 +126,65 @@ public sealed class VhdxDifferencingTests
             "--nbd-server", $"addr.type=unix,addr.path={dir["nbd.sock"]}",
             "--export", "type=nbd,id=e0,node-name=n0,name=disk");
         (await Tool.ShAsync(Io("raw", Uri(dir), ["read -P 0 8M 1M", "read -P 0 2101248 512", "read -P 0x80 0 512"]).Replace("-f raw", "-r -f raw", StringComparison.Ordinal))).Check("no parent: zeroes where it showed");
+    }
+
+    /// <summary>
+    /// export-server create -f vhdx -b (which qemu-img refuses) makes a child of a vhdx parent, sized
+    /// as the parent: it shows the parent, takes writes, and leaves the parent alone.
+    /// </summary>
+    [Fact]
+    public async Task CreateMakesAChildThatShowsItsParent()
+    {
+        using var dir = new TempDir();
+        await ShAsync(dir, $"qemu-img create -q -f vhdx parent.vhdx {Size}");
+        (await Tool.ShAsync(Io("vhdx", dir["parent.vhdx"], Writes))).Check("parent writes");
+        var parentHash = SHA256.HashData(await File.ReadAllBytesAsync(dir["parent.vhdx"]));
+        var refused = await Tool.ShAsync($"cd '{dir.Path}' && qemu-img create -f vhdx -b parent.vhdx -F vhdx q.vhdx");
+        Assert.Contains("Backing file not supported for file format 'vhdx'", refused.Stderr, StringComparison.Ordinal);
+        await ShAsync(dir, $"{Daemon.ExportServerPath} create -q -f vhdx -b parent.vhdx -F vhdx child.vhdx");
+        var wrongFormat = await Tool.ShAsync($"cd '{dir.Path}' && {Daemon.ExportServerPath} create -q -u -f vhdx -b parent.vhdx -F qcow2 other.vhdx 64M");
+        Assert.Contains("the parent of a differencing image must be a vhdx image", wrongFormat.Stderr, StringComparison.Ordinal);
+
+        await ShAsync(dir, "qemu-img convert -f vhdx -O raw parent.vhdx expected.raw");
+        await using (var d = await ServeAsync(dir, "vhdx", dir["child.vhdx"], writable: true))
+        {
+            Assert.Equal(64L << 20, await ExportSizeAsync(Uri(dir)));
+            await AssertSameAsync(dir["expected.raw"], Uri(dir));
+            (await Tool.ShAsync(Io("raw", Uri(dir), Overwrites))).Check("child writes");
+        }
+
+        (await Tool.ShAsync(Io("raw", dir["expected.raw"], Overwrites))).Check("expected writes");
+        await using (var ro = await ServeAsync(dir, "vhdx", dir["child.vhdx"], writable: false))
+        {
+            await AssertSameAsync(dir["expected.raw"], Uri(dir));
+        }
+
+        Assert.Equal(parentHash, SHA256.HashData(await File.ReadAllBytesAsync(dir["parent.vhdx"])));
+    }
+
+    /// <summary>blockdev-create takes backing-file for vhdx too (beyond QEMU's BlockdevCreateOptionsVhdx); a size other than the parent's is refused.</summary>
+    [Fact]
+    public async Task BlockdevCreateMakesAChild()
+    {
+        using var dir = new TempDir();
+        await ShAsync(dir, $"qemu-img create -q -f vhdx parent.vhdx {Size}");
+        (await Tool.ShAsync(Io("vhdx", dir["parent.vhdx"], ["write -P 0x42 1M 3M"]))).Check("parent write");
+        await using var d = await JobDaemon.StartAsync(dir, "a");
+        await ForeignFormatTests.CreateJobAsync(d, "c0", new JsonObject { ["driver"] = "file", ["filename"] = dir["child.vhdx"], ["size"] = 0 });
+        await d.Qmp.ExecuteAsync("blockdev-add", new JsonObject { ["driver"] = "file", ["node-name"] = "p", ["filename"] = dir["child.vhdx"] });
+        await d.Qmp.ExecuteAsync("blockdev-create", new JsonObject
+        {
+            ["job-id"] = "bad", ["options"] = new JsonObject { ["driver"] = "vhdx", ["file"] = "p", ["size"] = 32 << 20, ["backing-file"] = "parent.vhdx" },
+        });
+        await d.WaitStatusAsync("bad", "concluded");
+        var job = ((JsonArray)await d.Qmp.ExecuteAsync("query-jobs")).Single(j => j!["id"]!.GetValue<string>() == "bad")!;
+        Assert.Equal("vhdx: a differencing image must have the size of its parent (67108864 bytes), not 33554432", job["error"]!.GetValue<string>());
+
+        await ForeignFormatTests.CreateJobAsync(d, "c1", new JsonObject { ["driver"] = "vhdx", ["file"] = "p", ["size"] = 64 << 20, ["backing-file"] = "parent.vhdx" });
+        await d.Qmp.ExecuteAsync("blockdev-del", new JsonObject { ["node-name"] = "p" });
+        await d.AddImageAsync("img", dir["child.vhdx"], "vhdx");
+        await d.ExportAsync("img");
+        (await Tool.ShAsync(Io("raw", d.NbdUri("img"), ["read -P 0x42 1M 3M", "read -P 0 0 1M", "write -P 0x43 2M 4k"]))).Check("child reads its parent");
+        (await Tool.ShAsync(Io("raw", d.NbdUri("img"), ["read -P 0x42 1M 1M", "read -P 0x43 2M 4k", "read -P 0x42 2101248 1M"]))).Check("child write over its parent");
     }
 }
