@@ -72,4 +72,16 @@ public static class BlockMapping
             offset += n;
         }
     }
+
+    /// <summary>What a layer shows where it has nothing of its own: <paramref name="backing"/>'s data, zeroes past its end or without one.</summary>
+    public static async ValueTask ReadBackingAsync(BlockNode? backing, long offset, Memory<byte> buffer)
+    {
+        var n = backing is null ? 0 : (int)Math.Clamp(backing.Length - offset, 0, buffer.Length);
+        if (n > 0)
+        {
+            await backing!.ReadAsync(offset, buffer[..n]).ConfigureAwait(false);
+        }
+
+        buffer.Span[n..].Clear();
+    }
 }

@@ -178,7 +178,7 @@ public sealed class ForeignFormatTests
         Assert.Equal("The requested image size cannot be represented in CHS geometry", job["error"]!.GetValue<string>());
     }
 
-    private static async Task CreateJobAsync(JobDaemon d, string id, JsonObject options)
+    internal static async Task CreateJobAsync(JobDaemon d, string id, JsonObject options)
     {
         await d.Qmp.ExecuteAsync("blockdev-create", new JsonObject { ["job-id"] = id, ["options"] = options });
         await d.WaitStatusAsync(id, "concluded");

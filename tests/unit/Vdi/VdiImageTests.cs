@@ -54,6 +54,35 @@ public sealed class VdiImageTests
         }
     }
 
+    /// <summary>
+    /// A block past the file's end at open is written with the data alone (the file reads zeroes
+    /// there); one a kill left holding unmapped bytes (written, not flushed) is written whole when it
+    /// is handed out again, so the rest of the new block reads as zeroes, not the old bytes.
+    /// </summary>
+    [Fact]
+    public async Task NewBlocksReadZeroesAroundTheirData()
+    {
+        var file = await CreateAsync(10 << 20);
+        var node = await VdiNode.OpenAsync("v", false, file);
+        await node.WriteAsync(0, Enumerable.Repeat((byte)0xaa, 1 << 20).ToArray());
+        var before = file.Stats.WriteBytes;
+        await node.WriteAsync((3 << 20) + 8192, Enumerable.Repeat((byte)0xbb, 4096).ToArray());
+        Assert.Equal(4096, file.Stats.WriteBytes - before);
+        var killed = file.Snapshot();
+
+        var reopened = new InMemoryFileNode("f", "/tmp/img.vdi", killed, readOnly: false);
+        node = await VdiNode.OpenAsync("v", false, reopened);
+        before = reopened.Stats.WriteBytes;
+        await node.WriteAsync((5 << 20) + 4096, Enumerable.Repeat((byte)0xcc, 4096).ToArray());
+        Assert.Equal(1 << 20, reopened.Stats.WriteBytes - before);
+        var back = new byte[1 << 20];
+        await node.ReadAsync(5 << 20, back);
+        Assert.All(back.AsSpan(0, 4096).ToArray(), b => Assert.Equal(0, b));
+        Assert.All(back.AsSpan(4096, 4096).ToArray(), b => Assert.Equal(0xcc, b));
+        Assert.All(back.AsSpan(8192).ToArray(), b => Assert.Equal(0, b));
+        await node.DisposeAsync();
+    }
+
     [Fact]
     public async Task HeaderFieldsQemuRefusesAreRefusedInItsWords()
     {

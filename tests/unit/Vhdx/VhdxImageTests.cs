@@ -18,10 +18,10 @@ public sealed class VhdxImageTests
     private const int Bat = 2 << 20;
     private const int Metadata = 3 << 20;
 
-    private static async Task<InMemoryFileNode> CreateAsync()
+    private static async Task<InMemoryFileNode> CreateAsync(bool blockStateZero = true)
     {
         var file = new InMemoryFileNode("f", "/tmp/img.vhdx", [], readOnly: false);
-        await VhdxCreator.CreateAsync(file, new VhdxCreateOptions { Size = 64 << 20, BlockSize = 1 << 20 });
+        await VhdxCreator.CreateAsync(file, new VhdxCreateOptions { Size = 64 << 20, BlockSize = 1 << 20, BlockStateZero = blockStateZero });
         return file;
     }
 
@@ -123,5 +123,59 @@ public sealed class VhdxImageTests
         BinaryPrimitives.WriteUInt32LittleEndian(image.AsSpan((1 << 20) + 12), 8192 * 4);
         Reseal(image, 1 << 20, 8192);
         Assert.StartsWith("vhdx: log is corrupt", await OpenErrorAsync(image));
+    }
+
+    /// <summary>Our 64 MiB image (blocks NOT_PRESENT) with the has-parent bit set: a differencing image without a parent attached (NOT_PRESENT reads as zeroes).</summary>
+    private static async Task<InMemoryFileNode> CreateDifferencingAsync()
+    {
+        var file = await CreateAsync(blockStateZero: false);
+        var image = file.Snapshot();
+        image[Metadata + (64 * 1024) + 4] |= 2;
+        return FileOf(image, readOnly: false);
+    }
+
+    /// <summary>
+    /// A write into a NOT_PRESENT block of a differencing image, stopped after its log entry and
+    /// before any (or all) of its three sectors (sector bitmap, BAT sector of the block, BAT sector of
+    /// the bitmap entry) reach their place: the one log entry replays all three, so the sectors
+    /// written read back and their neighbours still show the parent (zeroes here).
+    /// </summary>
+    [Fact]
+    public async Task PartialBlockAllocationIsOneLogEntry()
+    {
+        var file = await CreateDifferencingAsync();
+        var node = await VhdxNode.OpenAsync("v", false, file);
+        var snapshots = new List<byte[]>();
+        file.BeforeWrite = f => snapshots.Add(f.Snapshot());
+        await node.WriteAsync((5 << 20) + 4096, Enumerable.Repeat((byte)0x5a, 4096).ToArray());
+        file.BeforeWrite = null;
+        Assert.Equal(0u, BinaryPrimitives.ReadUInt32LittleEndian(snapshots[^3].AsSpan(Bat + (5 * 8))) & 7);
+        Assert.Equal(7u, BinaryPrimitives.ReadUInt32LittleEndian(snapshots[^1].AsSpan(Bat + (5 * 8))) & 7);
+
+        foreach (var crashed in new[] { snapshots[^3], snapshots[^1] })
+        {
+            foreach (var readOnly in new[] { true, false })
+            {
+                var reopened = await VhdxNode.OpenAsync("v", readOnly, FileOf((byte[])crashed.Clone(), readOnly));
+                var back = new byte[3 * 4096];
+                await reopened.ReadAsync(5 << 20, back);
+                Assert.All(back[..4096], b => Assert.Equal(0, b));
+                Assert.All(back[4096..8192], b => Assert.Equal(0x5a, b));
+                Assert.All(back[8192..], b => Assert.Equal(0, b));
+                var status = await reopened.GetBlockStatusAsync((5 << 20) + 4096, 1 << 20);
+                Assert.Equal(4096, status.Length);
+                await reopened.DisposeAsync();
+            }
+        }
+    }
+
+    [Fact]
+    public async Task PartiallyPresentBlockNeedsItsSectorBitmap()
+    {
+        var image = (await CreateDifferencingAsync()).Snapshot();
+        BinaryPrimitives.WriteUInt64LittleEndian(image.AsSpan(Bat), (5UL << 20) | 7);
+        Assert.Equal("vhdx: BAT entry 0 is partially present but the sector bitmap entry 4096 of its chunk is not present", await OpenErrorAsync(image));
+        BinaryPrimitives.WriteUInt64LittleEndian(image.AsSpan(Bat + (4096 * 8)), (1UL << 40) | 6);
+        Assert.StartsWith("VHDX BAT entry 4096 start offset 1099511627776 points after end of file", await OpenErrorAsync(image));
     }
 }

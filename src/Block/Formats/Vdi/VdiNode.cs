@@ -7,7 +7,9 @@ namespace ExportServer.Block.Formats.Vdi;
 /// <summary>
 /// A VDI image as a block node: guest blocks of 1 MiB mapped through the block map; an unallocated
 /// (or discarded) block reads as zeroes. A static image has every block allocated up front.
-/// An allocating write writes the whole new data block and maps it in memory; the header's count and
+/// An allocating write maps a new data block in memory and writes it: only the data when the block
+/// lies past the end the file had at open (this node grew the file there, so the rest reads as
+/// zeroes), else the whole block with zeroes around the data; the header's count and
 /// the map entries reach the file at the next flush (or close), after the data blocks are flushed, so
 /// the map never points at a block that is not on disk and a kill loses only writes not yet flushed.
 /// The header goes first, so a kill between the two leaves at worst an unused data block, never two
@@ -39,6 +41,7 @@ internal sealed class VdiNode : BlockNode, IImageInfoSource
         _header = header;
         _map = map;
         _nextDataBlock = nextDataBlock;
+        _zeroFrom = file.Length;
         Length = (long)header.DiskSize;
         Limits = new BlockLimits(OptimalTransfer: VdiFormat.BlockSize);
         Capabilities = new BlockCapabilities(WriteZeroes: true, FastZero: file.CanFastZero);
@@ -149,52 +152,80 @@ internal sealed class VdiNode : BlockNode, IImageInfoSource
         return inFile with { Flags = inFile.Flags | BlockStatusFlags.Allocated };
     }
 
+    /// <summary>
+    /// A new data block for guest block <paramref name="block"/>. Past <see cref="_zeroFrom"/> the block
+    /// is mapped under the lock and the data written after it, so allocations do not wait on each
+    /// other's data: until the data lands the block reads as zeroes, as it did unallocated, and a
+    /// flush meanwhile may record the mapping of a block of zeroes, never of stale bytes.
+    /// </summary>
     private async ValueTask AllocateAsync(int block, int inBlock, ReadOnlyMemory<byte> data)
     {
+        long host;
         await _allocation.WaitAsync().ConfigureAwait(false);
         try
         {
             if (HostOffset(((long)block * VdiFormat.BlockSize) + inBlock) is var existing and >= 0)
             {
-                await _file.WriteAsync(existing, data).ConfigureAwait(false);
-                return;
+                host = existing;
             }
-
-            if (_nextDataBlock >= _header.BlocksInImage)
+            else
             {
-                throw new BlockException(Errno.ENOSPC, "vdi: every data block of the image is in use");
-            }
+                if (_nextDataBlock >= _header.BlocksInImage)
+                {
+                    throw new BlockException(Errno.ENOSPC, "vdi: every data block of the image is in use");
+                }
 
-            var host = _header.DataOffset + ((long)_nextDataBlock * VdiFormat.BlockSize);
-            var whole = ArrayPool<byte>.Shared.Rent(VdiFormat.BlockSize);
-            try
-            {
-                whole.AsSpan(0, VdiFormat.BlockSize).Clear();
-                data.Span.CopyTo(whole.AsSpan(inBlock));
-                if (_file.Length < host + VdiFormat.BlockSize)
+                var start = _header.DataOffset + ((long)_nextDataBlock * VdiFormat.BlockSize);
+                if (start < _zeroFrom)
+                {
+                    await WriteWholeBlockAsync(start, inBlock, data).ConfigureAwait(false);
+                    Map(block);
+                    return;
+                }
+
+                if (_file.Length < start + VdiFormat.BlockSize)
                 {
                     // Whole steps, not one ftruncate per block (a journal transaction each, that
                     // allocating writes waited on); the unused rest is cut off at close.
-                    await _file.TruncateAsync(host + FileGrowthStep).ConfigureAwait(false);
+                    await _file.TruncateAsync(start + FileGrowthStep).ConfigureAwait(false);
                     _grown = true;
                 }
 
-                await _file.WriteAsync(host, whole.AsMemory(0, VdiFormat.BlockSize)).ConfigureAwait(false);
+                Map(block);
+                host = start + inBlock;
             }
-            finally
-            {
-                ArrayPool<byte>.Shared.Return(whole);
-            }
-
-            _map.Set(block, _nextDataBlock);
-            _nextDataBlock++;
-            _header.BlocksAllocated++;
-            _firstDirty = Math.Min(_firstDirty, block);
-            _lastDirty = Math.Max(_lastDirty, block);
         }
         finally
         {
             _allocation.Release();
+        }
+
+        await _file.WriteAsync(host, data).ConfigureAwait(false);
+    }
+
+    /// <summary>The next data block becomes <paramref name="block"/>'s, in memory; the caller holds the allocation lock.</summary>
+    private void Map(int block)
+    {
+        _map.Set(block, _nextDataBlock);
+        _nextDataBlock++;
+        _header.BlocksAllocated++;
+        _firstDirty = Math.Min(_firstDirty, block);
+        _lastDirty = Math.Max(_lastDirty, block);
+    }
+
+    /// <summary>A block where the file may hold old bytes (left by a kill before its mapping was flushed): written whole, zeroes around the data.</summary>
+    private async ValueTask WriteWholeBlockAsync(long start, int inBlock, ReadOnlyMemory<byte> data)
+    {
+        var whole = ArrayPool<byte>.Shared.Rent(VdiFormat.BlockSize);
+        try
+        {
+            whole.AsSpan(0, VdiFormat.BlockSize).Clear();
+            data.Span.CopyTo(whole.AsSpan(inBlock));
+            await _file.WriteAsync(start, whole.AsMemory(0, VdiFormat.BlockSize)).ConfigureAwait(false);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(whole);
         }
     }
 
@@ -231,6 +262,9 @@ internal sealed class VdiNode : BlockNode, IImageInfoSource
 
     /// <summary>Whether this node grew the file beyond its data, so that close cuts the unused rest off again.</summary>
     private bool _grown;
+
+    /// <summary>The file's length at open: from there on the file holds only what this node wrote (zeroes elsewhere).</summary>
+    private readonly long _zeroFrom;
 
     /// <summary>
     /// Writes the header and the map entries allocated since the last time, once their data is on

@@ -7,7 +7,9 @@ namespace ExportServer.Block.Formats.Vhdx;
 /// <summary>
 /// The block allocation table: a 64-bit entry per payload block (state in the low 3 bits, file
 /// offset in MiB in the upper 44), with a sector bitmap entry after every chunk of payload entries.
-/// Kept in memory whole (its length is bounded by the region, which lies in the file).
+/// Kept in memory whole (its length is bounded by the region, which lies in the file). Only a
+/// differencing image uses the bitmap entries (SB_BLOCK_PRESENT: 1 MiB of sector bitmap in the
+/// file) and the payload state PARTIALLY_PRESENT.
 /// </summary>
 internal sealed class VhdxBlockTable
 {
@@ -21,13 +23,21 @@ internal sealed class VhdxBlockTable
     public const ulong FullyPresent = 6;
     public const ulong PartiallyPresent = 7;
 
+    /// <summary>A sector bitmap entry's state when its block is in the file (SB_BLOCK_PRESENT).</summary>
+    public const ulong BitmapPresent = 6;
+
+    /// <summary>A sector bitmap block: 1 MiB, one bit per logical sector of its chunk.</summary>
+    public const int BitmapBlockSize = VhdxFormat.MiB;
+
     private readonly ulong[] _entries;
     private readonly int _chunkRatioBits;
+    private readonly bool _differencing;
 
-    private VhdxBlockTable(ulong[] entries, int chunkRatioBits, long offset, long blocks)
+    private VhdxBlockTable(ulong[] entries, int chunkRatioBits, long offset, long blocks, bool differencing)
     {
         _entries = entries;
         _chunkRatioBits = chunkRatioBits;
+        _differencing = differencing;
         Offset = offset;
         PayloadBlocks = blocks;
     }
@@ -39,20 +49,35 @@ internal sealed class VhdxBlockTable
     /// <summary>Payload blocks per sector bitmap block: 2^23 sectors' worth of bitmap.</summary>
     public static long ChunkRatio(uint blockSize, uint logicalSectorSize) => VhdxFormat.MaxSectorsPerBlock * logicalSectorSize / blockSize;
 
-    /// <summary>How many entries a non-differencing image of this geometry has (payload entries with the bitmap entries between them).</summary>
-    public static long EntryCount(ulong virtualSize, uint blockSize, uint logicalSectorSize)
+    /// <summary>
+    /// How many entries an image of this geometry has: payload entries with the bitmap entries between
+    /// them; a differencing image also has the bitmap entry after its last chunk.
+    /// </summary>
+    public static long EntryCount(ulong virtualSize, uint blockSize, uint logicalSectorSize, bool differencing = false)
     {
         var blocks = (long)((virtualSize + blockSize - 1) / blockSize);
-        return blocks == 0 ? 0 : blocks + ((blocks - 1) >> BitOperations.Log2((ulong)ChunkRatio(blockSize, logicalSectorSize)));
+        var ratio = ChunkRatio(blockSize, logicalSectorSize);
+        return blocks == 0 ? 0
+            : differencing ? (blocks + ratio - 1) / ratio * (ratio + 1)
+            : blocks + ((blocks - 1) >> BitOperations.Log2((ulong)ratio));
     }
 
     public int IndexOf(long block) => (int)(block + (block >> _chunkRatioBits));
 
+    /// <summary>The index of the bitmap entry of chunk <paramref name="chunk"/> (it follows the chunk's payload entries).</summary>
+    public int BitmapIndexOf(long chunk) => (int)((chunk << _chunkRatioBits) + (1L << _chunkRatioBits) + chunk);
+
+    /// <summary>The chunk (group of payload blocks sharing a sector bitmap block) of <paramref name="block"/>.</summary>
+    public long ChunkOf(long block) => block >> _chunkRatioBits;
+
     public ulong this[long block] => Volatile.Read(ref _entries[IndexOf(block)]);
+
+    /// <summary>The sector bitmap entry of chunk <paramref name="chunk"/>.</summary>
+    public ulong Bitmap(long chunk) => Volatile.Read(ref _entries[BitmapIndexOf(chunk)]);
 
     public static VhdxBlockTable Read(ReadOnlySpan<byte> bytes, long offset, VhdxMetadata m)
     {
-        var count = EntryCount(m.VirtualSize, m.BlockSize, m.LogicalSectorSize);
+        var count = EntryCount(m.VirtualSize, m.BlockSize, m.LogicalSectorSize, m.HasParentImage);
         if (count * 8 > bytes.Length)
         {
             throw BlockException.Invalid($"vhdx: BAT region of {bytes.Length} bytes is too small for {count} entries");
@@ -65,12 +90,14 @@ internal sealed class VhdxBlockTable
         }
 
         var blocks = (long)((m.VirtualSize + m.BlockSize - 1) / m.BlockSize);
-        return new VhdxBlockTable(entries, BitOperations.Log2((ulong)ChunkRatio(m.BlockSize, m.LogicalSectorSize)), offset, blocks);
+        return new VhdxBlockTable(entries, BitOperations.Log2((ulong)ChunkRatio(m.BlockSize, m.LogicalSectorSize)), offset, blocks, m.HasParentImage);
     }
 
     /// <summary>
     /// Checks every payload entry: a known state, and for one with storage a block inside the file
-    /// past its header section that overlaps none of <paramref name="regions"/>. Returns the end of the last block.
+    /// past its header section that overlaps none of <paramref name="regions"/>. In a differencing
+    /// image, a chunk with a PARTIALLY_PRESENT block needs its sector bitmap block, checked alike.
+    /// Returns the end of the last block.
     /// </summary>
     public long Validate(uint blockSize, long fileLength, IReadOnlyList<(long Start, long Length, string Name)> regions)
     {
@@ -80,54 +107,80 @@ internal sealed class VhdxBlockTable
             var index = IndexOf(b);
             var e = _entries[index];
             var state = e & StateMask;
-            if (state is 4 or PartiallyPresent)
+            if (state == 4 || (state == PartiallyPresent && !_differencing))
             {
                 throw BlockException.Invalid($"vhdx: BAT entry {index} has state {state}, which a payload block of an image without a parent cannot have");
             }
 
-            if (state != FullyPresent)
+            if (state == PartiallyPresent && (Bitmap(ChunkOf(b)) & StateMask) != BitmapPresent)
             {
-                continue;
+                throw BlockException.Invalid($"vhdx: BAT entry {index} is partially present but the sector bitmap entry {BitmapIndexOf(ChunkOf(b))} of its chunk is not present");
             }
 
-            var start = (long)(e & OffsetMask);
-            if (start > long.MaxValue - blockSize)
+            if (state is FullyPresent or PartiallyPresent)
             {
-                throw BlockException.Invalid($"VHDX BAT entry {index} offset overflow.");
+                end = Math.Max(end, CheckStorage(index, e, blockSize, fileLength, regions));
             }
+        }
 
-            if (start >= fileLength)
+        for (long c = 0; _differencing && c < (PayloadBlocks + (1L << _chunkRatioBits) - 1) >> _chunkRatioBits; c++)
+        {
+            var index = BitmapIndexOf(c);
+            var state = _entries[index] & StateMask;
+            if (state == BitmapPresent)
             {
-                throw BlockException.Invalid($"VHDX BAT entry {index} start offset {start} points after end of file ({fileLength}). Image has probably been truncated.");
+                end = Math.Max(end, CheckStorage(index, _entries[index], BitmapBlockSize, fileLength, regions));
             }
-
-            if (start + blockSize > fileLength)
+            else if (state != NotPresent)
             {
-                throw BlockException.Invalid($"VHDX BAT entry {index} end offset {start + blockSize} points after end of file ({fileLength}). Image has probably been truncated.");
+                throw BlockException.Invalid($"vhdx: BAT entry {index} (a sector bitmap entry) has state {state}");
             }
-
-            foreach (var (rStart, rLength, name) in regions)
-            {
-                if (start < rStart + rLength && rStart < start + blockSize)
-                {
-                    throw BlockException.Invalid($"vhdx: BAT entry {index} (block at offset 0x{start:x}) overlaps the {name}");
-                }
-            }
-
-            end = Math.Max(end, start + blockSize);
         }
 
         return end;
     }
 
+    /// <summary>The block an entry with storage points at lies inside the file and outside <paramref name="regions"/>; returns its end.</summary>
+    private static long CheckStorage(int index, ulong e, long length, long fileLength, IReadOnlyList<(long Start, long Length, string Name)> regions)
+    {
+        var start = (long)(e & OffsetMask);
+        if (start > long.MaxValue - length)
+        {
+            throw BlockException.Invalid($"VHDX BAT entry {index} offset overflow.");
+        }
+
+        if (start >= fileLength)
+        {
+            throw BlockException.Invalid($"VHDX BAT entry {index} start offset {start} points after end of file ({fileLength}). Image has probably been truncated.");
+        }
+
+        if (start + length > fileLength)
+        {
+            throw BlockException.Invalid($"VHDX BAT entry {index} end offset {start + length} points after end of file ({fileLength}). Image has probably been truncated.");
+        }
+
+        foreach (var (rStart, rLength, name) in regions)
+        {
+            if (start < rStart + rLength && rStart < start + length)
+            {
+                throw BlockException.Invalid($"vhdx: BAT entry {index} (block at offset 0x{start:x}) overlaps the {name}");
+            }
+        }
+
+        return start + length;
+    }
+
     /// <summary>Sets the entry of payload block <paramref name="block"/> in memory.</summary>
     public void Set(long block, ulong entry) => Volatile.Write(ref _entries[IndexOf(block)], entry);
 
-    /// <summary>The 4 KiB sector of the table holding <paramref name="block"/>'s entry, as stored, and its file offset.</summary>
-    public long EncodeSector(long block, Span<byte> sector)
+    /// <summary>Sets the sector bitmap entry of chunk <paramref name="chunk"/> in memory.</summary>
+    public void SetBitmap(long chunk, ulong entry) => Volatile.Write(ref _entries[BitmapIndexOf(chunk)], entry);
+
+    /// <summary>The 4 KiB sector of the table holding entry <paramref name="index"/>, as stored, and its file offset.</summary>
+    public long EncodeSector(int index, Span<byte> sector)
     {
         const int perSector = VhdxFormat.LogSectorSize / 8;
-        var first = IndexOf(block) / perSector * perSector;
+        var first = index / perSector * perSector;
         sector[..VhdxFormat.LogSectorSize].Clear();
         for (var i = first; i < Math.Min(first + perSector, _entries.Length); i++)
         {

@@ -24,6 +24,12 @@ internal sealed record VhdxCreateOptions
     /// <summary>New blocks in state ZERO rather than NOT_PRESENT (QEMU's default).</summary>
     public bool BlockStateZero { get; init; } = true;
 
+    /// <summary>The parent of a differencing image, as the image will name it (relative to its directory or absolute).</summary>
+    public string? BackingFile { get; init; }
+
+    /// <summary>The parent's data write GUID, which a differencing image records as its parent_linkage.</summary>
+    public Guid ParentLinkage { get; init; }
+
     public static VhdxCreateOptions Read(OptionReader r) => new()
     {
         Size = r.GetSize("size") ?? throw BlockException.Invalid($"Parameter '{r.FullName("size")}' is missing"),
@@ -31,6 +37,7 @@ internal sealed record VhdxCreateOptions
         BlockSize = r.GetSize("block-size") ?? 0,
         Fixed = r.GetEnum("subformat", s_subformats) ?? false,
         BlockStateZero = r.GetBool("block-state-zero", true),
+        BackingFile = r.GetString("backing-file"),
     };
 
     /// <summary>QEMU's checks at the start of vhdx_co_create, and its block size for a size.</summary>
@@ -39,6 +46,11 @@ internal sealed record VhdxCreateOptions
         if (Size > VhdxFormat.MaxImageSize)
         {
             throw BlockException.Invalid("Image size too large; max of 64TB");
+        }
+
+        if (BackingFile is not null && Fixed)
+        {
+            throw BlockException.Invalid("vhdx: a differencing image cannot be fixed");
         }
 
         if (LogSize > uint.MaxValue)

@@ -6,11 +6,47 @@ namespace ExportServer.Block.Formats.Vhdx;
 
 /// <summary>
 /// Writes new VHDX images laid out as QEMU's: file identifier, two headers, two region tables, the
-/// log at 1 MiB, then the BAT, the metadata region and, 5 MiB past the BAT, the data.
+/// log at 1 MiB, then the BAT, the metadata region and, 5 MiB past the BAT, the data. A
+/// differencing image (a backing file given) has the has-parent flag, a parent locator naming the
+/// parent by path and by its data write GUID, and every block NOT_PRESENT (showing the parent).
 /// </summary>
 internal static class VhdxCreator
 {
     private const uint SectorSize = 512;
+
+    /// <summary>
+    /// Creates the image in <paramref name="file"/>; with a backing file, first opens the parent
+    /// (relative to the new image) for its data write GUID, and the sizes must agree.
+    /// </summary>
+    public static async ValueTask CreateAsync(BlockGraph graph, BlockNode file, VhdxCreateOptions options)
+    {
+        if (options.BackingFile is { } backing)
+        {
+            // The parent's own headers and metadata only: its parents, if any, are not needed for its GUID and size.
+            var protocol = await ImageCreation.OpenProtocolAsync(graph, BackingFileName.Resolve(file.FileName, backing)).ConfigureAwait(false);
+            Guid linkage;
+            long size;
+            try
+            {
+                var parent = await VhdxNode.OpenAsync(protocol.NodeName + "-parent", true, protocol).ConfigureAwait(false);
+                (linkage, size) = (parent.DataWriteGuid, parent.Length);
+                await parent.DisposeAsync().ConfigureAwait(false);
+            }
+            finally
+            {
+                await graph.RemoveAsync(protocol.NodeName).ConfigureAwait(false);
+            }
+
+            if (size != options.Size)
+            {
+                throw BlockException.Invalid($"vhdx: a differencing image must have the size of its parent ({size} bytes), not {options.Size}");
+            }
+
+            options = options with { ParentLinkage = linkage };
+        }
+
+        await CreateAsync(file, options).ConfigureAwait(false);
+    }
 
     public static async ValueTask CreateAsync(BlockNode file, VhdxCreateOptions options)
     {
@@ -23,8 +59,10 @@ internal static class VhdxCreator
             LogicalSectorSize = SectorSize,
             PhysicalSectorSize = SectorSize,
             Page83 = Guid.NewGuid(),
+            HasParentImage = options.BackingFile is not null,
+            ParentLocator = options.BackingFile is { } backing ? Locator(backing, options.ParentLinkage) : new Dictionary<string, string>(),
         };
-        var entries = VhdxBlockTable.EntryCount(metadata.VirtualSize, blockSize, SectorSize);
+        var entries = VhdxBlockTable.EntryCount(metadata.VirtualSize, blockSize, SectorSize, metadata.HasParentImage);
         var batOffset = RoundUp(VhdxFormat.HeaderSectionEnd + options.LogSize);
         var batLength = RoundUp(entries * 8);
         var metadataOffset = RoundUp(batOffset + batLength);
@@ -55,7 +93,10 @@ internal static class VhdxCreator
         regions.Write(head.AsSpan((int)VhdxFormat.RegionTable2Offset));
         await file.WriteAsync(0, head).ConfigureAwait(false);
 
-        var state = options.BlockStateZero ? VhdxBlockTable.Zero : options.Fixed ? VhdxBlockTable.FullyPresent : VhdxBlockTable.NotPresent;
+        var state = metadata.HasParentImage ? VhdxBlockTable.NotPresent
+            : options.BlockStateZero ? VhdxBlockTable.Zero
+            : options.Fixed ? VhdxBlockTable.FullyPresent
+            : VhdxBlockTable.NotPresent;
         if (state != VhdxBlockTable.NotPresent)
         {
             var bat = new byte[batLength];
@@ -70,11 +111,18 @@ internal static class VhdxCreator
             await file.WriteAsync(batOffset, bat).ConfigureAwait(false);
         }
 
-        var region = new byte[VhdxMetadata.TableSize + 64];
+        var region = new byte[metadata.EncodedLength];
         metadata.Write(region);
         await file.WriteAsync(metadataOffset, region).ConfigureAwait(false);
         await file.FlushAsync().ConfigureAwait(false);
     }
+
+    /// <summary>The locator's entries: the parent's data write GUID and its path with Windows separators, relative or absolute as given.</summary>
+    private static Dictionary<string, string> Locator(string backing, Guid linkage) => new(StringComparer.Ordinal)
+    {
+        ["parent_linkage"] = linkage.ToString("B"),
+        [Path.IsPathRooted(backing) ? "absolute_win32_path" : "relative_path"] = backing.Replace('/', '\\'),
+    };
 
     private static long RoundUp(long value) => (value + VhdxFormat.MiB - 1) / VhdxFormat.MiB * VhdxFormat.MiB;
 }

@@ -48,6 +48,9 @@ internal static class VhdxFormat
     public static readonly Guid PhysicalSectorSize = new("cda348c7-445d-4471-9cc9-e9885251c556");
     public static readonly Guid ParentLocator = new("a8d35f2d-b30b-454d-abf7-d3d84834ab0c");
 
+    /// <summary>The locator type of a VHDX parent (the only one the specification defines).</summary>
+    public static readonly Guid VhdxParentLocatorType = new("b04aefb7-d19e-4a81-b789-25b8e9445913");
+
     /// <summary>CRC-32C (Castagnoli) of <paramref name="data"/> with the 4 bytes at <paramref name="checksumOffset"/> counted as zero.</summary>
     public static uint Checksum(ReadOnlySpan<byte> data, int checksumOffset)
     {

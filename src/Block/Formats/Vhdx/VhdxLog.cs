@@ -171,34 +171,40 @@ internal static class VhdxLog
     }
 
     /// <summary>
-    /// A log entry of one data descriptor writing <paramref name="sector"/> (4 KiB) at <paramref name="fileOffset"/>:
-    /// a sequence of its own (its tail is <paramref name="position"/>, where it goes in the log).
+    /// A log entry of one data descriptor per sector of <paramref name="sectors"/> (each 4 KiB, written at
+    /// its file offset): a sequence of its own (its tail is <paramref name="position"/>, where it goes in
+    /// the log), so the sectors reach the file together or not at all.
     /// </summary>
-    public static byte[] Build(ulong sequence, Guid logGuid, long position, long fileOffset, ReadOnlySpan<byte> sector, long fileLength)
+    public static byte[] Build(ulong sequence, Guid logGuid, long position, IReadOnlyList<(long FileOffset, byte[] Sector)> sectors, long fileLength)
     {
-        var entry = new byte[2 * Sector];
+        var headerSectors = (EntryHeaderSize + (sectors.Count * DescriptorSize) + Sector - 1) / Sector;
+        var entry = new byte[(headerSectors + sectors.Count) * Sector];
         var h = entry.AsSpan();
         BinaryPrimitives.WriteUInt32LittleEndian(h, VhdxFormat.LogEntrySignature);
         BinaryPrimitives.WriteUInt32LittleEndian(h[8..], (uint)entry.Length);
         BinaryPrimitives.WriteUInt32LittleEndian(h[12..], (uint)position);
         BinaryPrimitives.WriteUInt64LittleEndian(h[16..], sequence);
-        BinaryPrimitives.WriteUInt32LittleEndian(h[24..], 1);
+        BinaryPrimitives.WriteUInt32LittleEndian(h[24..], (uint)sectors.Count);
         logGuid.TryWriteBytes(h.Slice(32, 16));
         BinaryPrimitives.WriteUInt64LittleEndian(h[48..], (ulong)fileLength);
         BinaryPrimitives.WriteUInt64LittleEndian(h[56..], (ulong)fileLength);
 
-        var d = h.Slice(EntryHeaderSize, DescriptorSize);
-        BinaryPrimitives.WriteUInt32LittleEndian(d, VhdxFormat.DataDescriptorSignature);
-        sector.Slice(4092, 4).CopyTo(d[4..]);
-        sector[..8].CopyTo(d[8..]);
-        BinaryPrimitives.WriteUInt64LittleEndian(d[16..], (ulong)fileOffset);
-        BinaryPrimitives.WriteUInt64LittleEndian(d[24..], sequence);
+        for (var i = 0; i < sectors.Count; i++)
+        {
+            var (fileOffset, sector) = sectors[i];
+            var d = h.Slice(EntryHeaderSize + (i * DescriptorSize), DescriptorSize);
+            BinaryPrimitives.WriteUInt32LittleEndian(d, VhdxFormat.DataDescriptorSignature);
+            sector.AsSpan(4092, 4).CopyTo(d[4..]);
+            sector.AsSpan(0, 8).CopyTo(d[8..]);
+            BinaryPrimitives.WriteUInt64LittleEndian(d[16..], (ulong)fileOffset);
+            BinaryPrimitives.WriteUInt64LittleEndian(d[24..], sequence);
 
-        var s = h.Slice(Sector, Sector);
-        sector.CopyTo(s);
-        BinaryPrimitives.WriteUInt32LittleEndian(s, VhdxFormat.DataSectorSignature);
-        BinaryPrimitives.WriteUInt32LittleEndian(s[4..], (uint)(sequence >> 32));
-        BinaryPrimitives.WriteUInt32LittleEndian(s[4092..], (uint)sequence);
+            var s = h.Slice((headerSectors + i) * Sector, Sector);
+            sector.AsSpan(0, Sector).CopyTo(s);
+            BinaryPrimitives.WriteUInt32LittleEndian(s, VhdxFormat.DataSectorSignature);
+            BinaryPrimitives.WriteUInt32LittleEndian(s[4..], (uint)(sequence >> 32));
+            BinaryPrimitives.WriteUInt32LittleEndian(s[4092..], (uint)sequence);
+        }
 
         BinaryPrimitives.WriteUInt32LittleEndian(h[4..], VhdxFormat.Checksum(entry, 4));
         return entry;

@@ -140,6 +140,11 @@ internal sealed record VhdxMetadata
             throw BlockException.Invalid("vhdx: parent locator is shorter than its header");
         }
 
+        if (new Guid(item.AsSpan(0, 16)) is var type && type != VhdxFormat.VhdxParentLocatorType)
+        {
+            throw BlockException.NotSupported($"vhdx: parent locator type {type} is not the VHDX parent locator");
+        }
+
         var count = BinaryPrimitives.ReadUInt16LittleEndian(item.AsSpan(18));
         for (var i = 0; i < count; i++)
         {
@@ -161,27 +166,25 @@ internal sealed record VhdxMetadata
         return result;
     }
 
-    /// <summary>Encodes the table and the five required items into <paramref name="region"/> (the first 64 KiB plus the items after it).</summary>
+    /// <summary>The bytes <see cref="Write"/> fills: the table, the five required items and, for a differencing image, the parent locator.</summary>
+    public int EncodedLength => TableSize + 64 + (HasParentImage ? EncodeLocator().Length : 0);
+
+    /// <summary>Encodes the table and the items into <paramref name="region"/> (<see cref="EncodedLength"/> bytes).</summary>
     public void Write(Span<byte> region)
     {
-        region[..(TableSize + 64)].Clear();
+        region[..EncodedLength].Clear();
         BinaryPrimitives.WriteUInt64LittleEndian(region, VhdxFormat.MetadataSignature);
-        BinaryPrimitives.WriteUInt16LittleEndian(region[10..], (ushort)s_required.Length);
+        BinaryPrimitives.WriteUInt16LittleEndian(region[10..], (ushort)(s_required.Length + (HasParentImage ? 1 : 0)));
         var offset = TableSize;
         int[] lengths = [8, 8, 16, 4, 4];
         for (var i = 0; i < s_required.Length; i++)
         {
-            var e = region.Slice(TableHeaderSize + (i * EntrySize), EntrySize);
-            s_required[i].TryWriteBytes(e[..16]);
-            BinaryPrimitives.WriteUInt32LittleEndian(e[16..], (uint)offset);
-            BinaryPrimitives.WriteUInt32LittleEndian(e[20..], (uint)lengths[i]);
-            BinaryPrimitives.WriteUInt32LittleEndian(e[24..], i == 0 ? RequiredBit : RequiredBit | 2);
-            var item = region.Slice(offset, lengths[i]);
+            var item = WriteEntry(region, i, s_required[i], offset, lengths[i], i == 0 ? RequiredBit : RequiredBit | 2);
             switch (i)
             {
                 case 0:
                     BinaryPrimitives.WriteUInt32LittleEndian(item, BlockSize);
-                    BinaryPrimitives.WriteUInt32LittleEndian(item[4..], IsFixed ? LeaveBlocksAllocated : 0);
+                    BinaryPrimitives.WriteUInt32LittleEndian(item[4..], (IsFixed ? LeaveBlocksAllocated : 0) | (HasParentImage ? HasParent : 0));
                     break;
                 case 1:
                     BinaryPrimitives.WriteUInt64LittleEndian(item, VirtualSize);
@@ -199,5 +202,46 @@ internal sealed record VhdxMetadata
 
             offset += lengths[i];
         }
+
+        if (HasParentImage)
+        {
+            var locator = EncodeLocator();
+            locator.CopyTo(WriteEntry(region, s_required.Length, VhdxFormat.ParentLocator, TableSize + 64, locator.Length, RequiredBit | 2));
+        }
+    }
+
+    /// <summary>Table entry <paramref name="index"/> (item id, offset, length, flags); returns the item's bytes.</summary>
+    private static Span<byte> WriteEntry(Span<byte> region, int index, Guid id, int offset, int length, uint flags)
+    {
+        var e = region.Slice(TableHeaderSize + (index * EntrySize), EntrySize);
+        id.TryWriteBytes(e[..16]);
+        BinaryPrimitives.WriteUInt32LittleEndian(e[16..], (uint)offset);
+        BinaryPrimitives.WriteUInt32LittleEndian(e[20..], (uint)length);
+        BinaryPrimitives.WriteUInt32LittleEndian(e[24..], flags);
+        return region.Slice(offset, length);
+    }
+
+    /// <summary>The parent locator item: its type, the entry count, 12-byte entries, then the keys and values in UTF-16.</summary>
+    private byte[] EncodeLocator()
+    {
+        var entries = ParentLocator.ToList();
+        var strings = new List<byte>();
+        var item = new byte[20 + (12 * entries.Count)];
+        VhdxFormat.VhdxParentLocatorType.TryWriteBytes(item);
+        BinaryPrimitives.WriteUInt16LittleEndian(item.AsSpan(18), (ushort)entries.Count);
+        for (var i = 0; i < entries.Count; i++)
+        {
+            var e = item.AsSpan(20 + (i * 12), 12);
+            var key = Encoding.Unicode.GetBytes(entries[i].Key);
+            var value = Encoding.Unicode.GetBytes(entries[i].Value);
+            BinaryPrimitives.WriteUInt32LittleEndian(e, (uint)(item.Length + strings.Count));
+            strings.AddRange(key);
+            BinaryPrimitives.WriteUInt32LittleEndian(e[4..], (uint)(item.Length + strings.Count));
+            strings.AddRange(value);
+            BinaryPrimitives.WriteUInt16LittleEndian(e[8..], (ushort)key.Length);
+            BinaryPrimitives.WriteUInt16LittleEndian(e[10..], (ushort)value.Length);
+        }
+
+        return [.. item, .. strings];
     }
 }

@@ -23,13 +23,17 @@ internal sealed partial class VhdxNode
         {
             var n = BlockMapping.ChunkAt(offset, buffer.Length, _blockSize);
             var host = HostOffset(offset);
-            if (host < 0)
+            if (host >= 0)
             {
-                await AllocateAsync(offset, buffer[..n]).ConfigureAwait(false);
+                await _file.WriteAsync(host, buffer[..n]).ConfigureAwait(false);
+            }
+            else if (_differencing)
+            {
+                await WriteDifferencingAsync(offset, buffer[..n]).ConfigureAwait(false);
             }
             else
             {
-                await _file.WriteAsync(host, buffer[..n]).ConfigureAwait(false);
+                await AllocateAsync(offset, buffer[..n]).ConfigureAwait(false);
             }
 
             offset += n;
@@ -42,8 +46,10 @@ internal sealed partial class VhdxNode
     /// already reads as zeroes and keeps its state; a fully present one has its file zero the range.
     /// </summary>
     protected override ValueTask WriteZeroesCoreAsync(long offset, long length, ZeroFlags flags) =>
-        BlockMapping.WriteZeroesAsync(offset, length, _blockSize, HostOffset,
-            (o, n) => _file.WriteZeroesAsync(HostOffset(o), n, flags));
+        _differencing
+            ? ZeroDifferencingAsync(offset, length, flags)
+            : BlockMapping.WriteZeroesAsync(offset, length, _blockSize, HostOffset,
+                (o, n) => _file.WriteZeroesAsync(HostOffset(o), n, flags));
 
     private async ValueTask AllocateAsync(long offset, ReadOnlyMemory<byte> data)
     {
@@ -56,29 +62,49 @@ internal sealed partial class VhdxNode
                 return;
             }
 
-            await StartLogAsync().ConfigureAwait(false);
-            var block = offset / _blockSize;
-            var start = (_file.Length + VhdxFormat.MiB - 1) / VhdxFormat.MiB * VhdxFormat.MiB;
-            await _file.TruncateAsync(start + _blockSize).ConfigureAwait(false);
-            await _file.WriteAsync(start + (offset % _blockSize), data).ConfigureAwait(false);
-            await _file.FlushAsync().ConfigureAwait(false);
-
-            var previous = _table[block];
-            _table.Set(block, (ulong)start | VhdxBlockTable.FullyPresent);
-            try
-            {
-                await WriteThroughLogAsync(block).ConfigureAwait(false);
-            }
-            catch
-            {
-                _table.Set(block, previous);
-                throw;
-            }
+            await AllocateFullLockedAsync(offset, data).ConfigureAwait(false);
         }
         finally
         {
             _meta.Release();
         }
+    }
+
+    /// <summary>A new FULLY_PRESENT block holding <paramref name="data"/> (the rest reads as zeroes); the caller holds the metadata lock.</summary>
+    private async ValueTask AllocateFullLockedAsync(long offset, ReadOnlyMemory<byte> data)
+    {
+        await StartLogAsync().ConfigureAwait(false);
+        var block = offset / _blockSize;
+        var start = await GrowAsync(_blockSize).ConfigureAwait(false);
+        await _file.WriteAsync(start + (offset % _blockSize), data).ConfigureAwait(false);
+        await _file.FlushAsync().ConfigureAwait(false);
+
+        var previous = _table[block];
+        _table.Set(block, (ulong)start | VhdxBlockTable.FullyPresent);
+        try
+        {
+            await WriteThroughLogAsync([TableSector(_table.IndexOf(block))]).ConfigureAwait(false);
+        }
+        catch
+        {
+            _table.Set(block, previous);
+            throw;
+        }
+    }
+
+    /// <summary>Room for <paramref name="length"/> bytes at the next MiB past the end of the file (reading as zeroes); returns its offset.</summary>
+    private async ValueTask<long> GrowAsync(long length)
+    {
+        var start = (_file.Length + VhdxFormat.MiB - 1) / VhdxFormat.MiB * VhdxFormat.MiB;
+        await _file.TruncateAsync(start + length).ConfigureAwait(false);
+        return start;
+    }
+
+    /// <summary>The 4 KiB sector of the BAT holding entry <paramref name="index"/>, as it is in memory, and its file offset.</summary>
+    private (long At, byte[] Sector) TableSector(int index)
+    {
+        var sector = new byte[VhdxFormat.LogSectorSize];
+        return (_table.EncodeSector(index, sector), sector);
     }
 
     /// <summary>Before the first change: new file and data write GUIDs and a log GUID in both headers.</summary>
@@ -100,23 +126,24 @@ internal sealed partial class VhdxNode
         _logSequence = 1;
     }
 
-    /// <summary>The BAT sector of <paramref name="block"/>: a log entry, flushed, then the sector in place.</summary>
-    private async ValueTask WriteThroughLogAsync(long block)
+    /// <summary>Metadata sectors (4 KiB each, with their file offsets): one log entry, flushed, then each sector in place.</summary>
+    private async ValueTask WriteThroughLogAsync(IReadOnlyList<(long At, byte[] Sector)> sectors)
     {
-        var sector = new byte[VhdxFormat.LogSectorSize];
-        var at = _table.EncodeSector(block, sector);
-        var entry = VhdxLog.Build(_logSequence, _header.LogGuid, _logPosition, at, sector, _file.Length);
+        var entry = VhdxLog.Build(_logSequence, _header.LogGuid, _logPosition, sectors, _file.Length);
         if (_logPosition + entry.Length > _header.LogLength)
         {
             _logPosition = 0;
-            entry = VhdxLog.Build(_logSequence, _header.LogGuid, _logPosition, at, sector, _file.Length);
+            entry = VhdxLog.Build(_logSequence, _header.LogGuid, _logPosition, sectors, _file.Length);
         }
 
         await _file.WriteAsync((long)_header.LogOffset + _logPosition, entry).ConfigureAwait(false);
         await _file.FlushAsync().ConfigureAwait(false);
         _logPosition += entry.Length;
         _logSequence++;
-        await _file.WriteAsync(at, sector).ConfigureAwait(false);
+        foreach (var (at, sector) in sectors)
+        {
+            await _file.WriteAsync(at, sector).ConfigureAwait(false);
+        }
     }
 
     /// <summary>A read-only node that replayed its log in memory cannot become writable: the file still holds the log.</summary>

@@ -36,8 +36,14 @@ internal sealed partial class VhdxNode : BlockNode, IImageInfoSource
         _table = table;
         _blockSize = metadata.BlockSize;
         Length = (long)metadata.VirtualSize;
-        Limits = new BlockLimits(OptimalTransfer: (int)Math.Min(_blockSize, 4 * VhdxFormat.MiB));
-        Capabilities = new BlockCapabilities(WriteZeroes: true, FastZero: file.CanFastZero);
+        _differencing = metadata.HasParentImage;
+        _sectorSize = metadata.LogicalSectorSize;
+
+        // A differencing image tells this file from its parent per logical sector, so requests come whole sectors.
+        Limits = new BlockLimits(
+            RequestAlignment: _differencing ? (int)_sectorSize : 1,
+            OptimalTransfer: (int)Math.Min(_blockSize, 4 * VhdxFormat.MiB));
+        Capabilities = new BlockCapabilities(WriteZeroes: true, FastZero: file.CanFastZero, Backing: _differencing);
         AttachChild("file", ChildRole.File, file, ChildUse.Metadata);
     }
 
@@ -47,6 +53,9 @@ internal sealed partial class VhdxNode : BlockNode, IImageInfoSource
     public BlockDriverInfo? DriverInfo => new(_blockSize, false);
 
     internal VhdxMetadata Metadata => _metadata;
+
+    /// <summary>The data write GUID of the current header: what a child records as its parent_linkage.</summary>
+    internal Guid DataWriteGuid => _header.DataWriteGuid;
 
     public static async ValueTask<VhdxNode> OpenAsync(string nodeName, bool readOnly, BlockNode file)
     {
@@ -80,13 +89,8 @@ internal sealed partial class VhdxNode : BlockNode, IImageInfoSource
         var metadataBytes = new byte[regions.Metadata.Length];
         await source.ReadAsync(regions.Metadata.Offset, metadataBytes).ConfigureAwait(false);
         var metadata = VhdxMetadata.Read(metadataBytes);
-        if (metadata.HasParentImage)
-        {
-            var parent = metadata.ParentLocator.GetValueOrDefault("relative_path") ?? metadata.ParentLocator.GetValueOrDefault("absolute_win32_path") ?? "?";
-            throw BlockException.NotSupported($"vhdx: differencing images are not supported (parent '{parent}')");
-        }
-
-        var batBytes = new byte[Math.Min(regions.Bat.Length, VhdxBlockTable.EntryCount(metadata.VirtualSize, metadata.BlockSize, metadata.LogicalSectorSize) * 8)];
+        var batBytes = new byte[Math.Min(regions.Bat.Length,
+            VhdxBlockTable.EntryCount(metadata.VirtualSize, metadata.BlockSize, metadata.LogicalSectorSize, metadata.HasParentImage) * 8)];
         await source.ReadAsync(regions.Bat.Offset, batBytes).ConfigureAwait(false);
         var table = VhdxBlockTable.Read(batBytes, regions.Bat.Offset, metadata);
         table.Validate(metadata.BlockSize, source.Length,
@@ -206,8 +210,12 @@ internal sealed partial class VhdxNode : BlockNode, IImageInfoSource
     }
 
     protected override ValueTask ReadCoreAsync(long offset, Memory<byte> buffer) =>
-        BlockMapping.ReadAsync(_source, offset, buffer, _blockSize, HostOffset);
+        _differencing
+            ? ReadDifferencingAsync(offset, buffer)
+            : BlockMapping.ReadAsync(_source, offset, buffer, _blockSize, HostOffset);
 
     protected override ValueTask<BlockStatus> GetBlockStatusCoreAsync(long offset, long length) =>
-        ValueTask.FromResult(BlockMapping.Status(offset, length, _blockSize, HostOffset));
+        _differencing
+            ? DifferencingStatusAsync(offset, length)
+            : ValueTask.FromResult(BlockMapping.Status(offset, length, _blockSize, HostOffset));
 }
