@@ -15,7 +15,14 @@ namespace ExportServer.Nbd.Client;
 /// </summary>
 public sealed partial class NbdDriver
 {
-    /// <summary>Connections opened when multi-conn is not given and the server allows several.</summary>
+    /// <summary>
+    /// Connections opened when multi-conn is not given and the server allows several. Measured by
+    /// mirroring a 1 GiB qcow2 to READY into a raw export on 127.0.0.1 (three rounds, medians, on a
+    /// shared two-core machine): into qemu-nbd -e 8, 18.4 s with one connection, 15.9 s with two, 14.1 s
+    /// with four; into our own daemon (7.2, 6.9, 7.2 s) and qemu-storage-daemon (16.9, 16.9, 18.1 s) the
+    /// count made no difference beyond noise. Four helps where the server gains from parallel
+    /// connections and costs nothing measurable elsewhere.
+    /// </summary>
     public const int DefaultMultiConn = 4;
 
     /// <summary>The most connections one node opens.</summary>
