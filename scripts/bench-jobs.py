@@ -2,7 +2,8 @@
 """Block-job benchmark for scripts/bench: one daemon implementation at a time.
 
 usage: bench-jobs.py DAEMON WORKDIR
-Prints 'name value' lines: seconds for mirror-to-READY (local qcow2, remote NBD) and for a full
+Prints 'name value' lines: seconds for mirror-to-READY (local qcow2, remote NBD on a unix socket
+and on TCP, where export-server's nbd node uses multi-conn) and for a full
 backup (until the job completes, and until the target is on disk), and the mean / 99th percentile
 latency (ms) of 4 KiB writes a client makes through the source's NBD export while the local mirror
 runs. The client writes at a fixed pace (one write per millisecond at most), so both
@@ -148,6 +149,26 @@ q.wait_event("BLOCK_JOB_READY")
 print("mirror-remote", round(time.perf_counter() - t, 3))
 q.cmd("block-job-cancel", device="r")
 q.wait_event("BLOCK_JOB_COMPLETED")
-for p in (a, b):
+q.cmd("blockdev-del", **{"node-name": "remote"})
+b.terminate()
+b.wait()
+
+# The same to a remote export on TCP (127.0.0.1): export-server's nbd node opens its default
+# multi-conn connections to a server that advertises NBD_FLAG_CAN_MULTI_CONN; QEMU's opens one.
+with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+c, qc = start("c", "--blockdev", f"driver=file,node-name=rf,filename={work}/remote.raw",
+              "--nbd-server", f"addr.type=inet,addr.host=127.0.0.1,addr.port={port}",
+              "--export", "type=nbd,id=e1,node-name=rf,name=dst,writable=on")
+q.cmd("blockdev-add", driver="nbd", **{"node-name": "tcp"}, export="dst", server={"type": "inet", "host": "127.0.0.1", "port": str(port)})
+os.sync()
+t = time.perf_counter()
+q.cmd("blockdev-mirror", **{"job-id": "t"}, device="src", target="tcp", sync="full")
+q.wait_event("BLOCK_JOB_READY")
+print("mirror-remote-tcp", round(time.perf_counter() - t, 3))
+q.cmd("block-job-cancel", device="t")
+q.wait_event("BLOCK_JOB_COMPLETED")
+for p in (a, c):
     p.terminate()
     p.wait()

@@ -51,6 +51,9 @@ internal sealed partial class NbdClient : IAsyncDisposable
 
     public NbdExportInfo Info { get; private set; } = null!;
 
+    /// <summary>Requests holding a slot now (sent or about to be).</summary>
+    public int InFlight => MaxInFlight - _slots.CurrentCount;
+
     /// <summary>The connection ended without this side closing it (server gone, network error, protocol violation).</summary>
     public bool IsBroken
     {

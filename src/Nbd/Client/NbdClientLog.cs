@@ -16,4 +16,7 @@ internal static partial class NbdClientLog
 
     [LoggerMessage(Level = LogLevel.Information, Message = "nbd-client[{Node}]: reconnected to {Server}")]
     public static partial void Reconnected(ILogger logger, string node, string server);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "nbd-client[{Node}]: {Opened} of {Wanted} connections opened: {Reason}")]
+    public static partial void FewerConnections(ILogger logger, string node, int opened, int wanted, string reason);
 }

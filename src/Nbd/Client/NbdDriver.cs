@@ -10,6 +10,8 @@ namespace ExportServer.Nbd.Client;
 /// <summary>
 /// QEMU's driver=nbd with the options of BlockdevOptionsNbd: server (SocketAddress), export,
 /// reconnect-delay and open-timeout (seconds), tls-creds and tls-hostname. x-dirty-bitmap is refused.
+/// Beyond QEMU, multi-conn: how many connections the node opens to an export whose server advertises
+/// NBD_FLAG_CAN_MULTI_CONN (NbdDriver.MultiConn.cs).
 /// </summary>
 public sealed partial class NbdDriver : IBlockDriver
 {
@@ -40,6 +42,7 @@ public sealed partial class NbdDriver : IBlockDriver
             throw BlockException.NotSupported($"Parameter '{options.FullName("x-dirty-bitmap")}' is not supported");
         }
 
+        var multiConn = ReadMultiConn(options);
         var reconnectDelay = TimeSpan.FromSeconds(ReadSeconds(options, "reconnect-delay"));
         var openTimeout = TimeSpan.FromSeconds(ReadSeconds(options, "open-timeout"));
         if (credsId is not null)
@@ -66,8 +69,9 @@ public sealed partial class NbdDriver : IBlockDriver
             readOnly = true;
         }
 
+        var clients = await ConnectMoreAsync(context.NodeName, address, export, client, multiConn, options.FullName(MultiConnKey)).ConfigureAwait(false);
         address.Tls?.Credentials.AddUser();
-        return new NbdNode(context.NodeName, readOnly, address, export, reconnectDelay, client, _log);
+        return new NbdNode(context.NodeName, readOnly, address, export, reconnectDelay, clients, _log);
     }
 
     private static long ReadSeconds(OptionReader options, string key)

@@ -7,41 +7,36 @@ namespace ExportServer.Nbd.Client;
 
 /// <summary>
 /// A remote NBD export as a protocol node (QEMU's driver=nbd). Limits and capabilities come from the
-/// handshake. When the connection is lost, a background loop reconnects; requests wait for it up to
-/// reconnect-delay from the moment of the loss (and are then sent again), or fail at once with EIO
-/// when the delay is 0 or has passed.
+/// handshake. With multi-conn the node holds several connections to the export and spreads requests
+/// over them; each connection reconnects on its own when lost (<see cref="NbdConnectionSlot"/>).
 /// </summary>
 internal sealed class NbdNode : BlockNode
 {
     /// <summary>NBD's default maximum payload (NBD_MAX_BUFFER_SIZE in QEMU).</summary>
     private const int MaxBuffer = 32 * 1024 * 1024;
 
-    private static readonly TimeSpan s_firstRetry = TimeSpan.FromMilliseconds(50);
+    /// <summary>The first pause between connection attempts; it doubles up to <see cref="s_lastRetry"/>.</summary>
+    internal static readonly TimeSpan FirstRetry = TimeSpan.FromMilliseconds(50);
+
     private static readonly TimeSpan s_lastRetry = TimeSpan.FromSeconds(2);
     private static readonly TimeSpan s_handshakeLimit = TimeSpan.FromSeconds(10);
 
     private readonly NbdServerAddress _address;
-    private readonly string _export;
-    private readonly TimeSpan _reconnectDelay;
-    private readonly ILogger _log;
-    private readonly object _gate = new();
     private readonly CancellationTokenSource _closing = new();
     private readonly string _fileName;
     private readonly long _maxRange;
-    private NbdClient _client;
-    private Task<NbdClient>? _reconnecting;
-    private long _lostAt;
+    private readonly NbdConnectionSlot[] _slots;
+    private int _next;
 
-    public NbdNode(string nodeName, bool readOnly, NbdServerAddress address, string export, TimeSpan reconnectDelay, NbdClient client, ILogger log)
+    /// <summary>A node over <paramref name="clients"/>, connections to one export that all negotiated the same size.</summary>
+    public NbdNode(string nodeName, bool readOnly, NbdServerAddress address, string export, TimeSpan reconnectDelay, IReadOnlyList<NbdClient> clients, ILogger log)
         : base(nodeName, readOnly)
     {
         _address = address;
-        _export = export;
-        _reconnectDelay = reconnectDelay;
-        _client = client;
-        _log = log;
         _fileName = address.FileName(export);
-        var info = client.Info;
+        var info = clients[0].Info;
+        var remote = new NbdRemote(nodeName, address, export, _fileName, info.Size, reconnectDelay, log);
+        _slots = clients.Select(c => new NbdConnectionSlot(remote, c, _closing.Token)).ToArray();
         Info = info;
         Length = (long)info.Size;
         var min = (int)info.MinimumBlock;
@@ -71,6 +66,11 @@ internal sealed class NbdNode : BlockNode
     /// <summary>The export as negotiated on the first connection; reconnections must match its size.</summary>
     public NbdExportInfo Info { get; }
 
+    /// <summary>Connections the node holds (1 unless multi-conn).</summary>
+    public int ConnectionCount => _slots.Length;
+
+    /// <summary>Requests in flight on each connection now.</summary>
+    public int[] ConnectionLoads => _slots.Select(s => s.Load).ToArray();
 
     /// <summary>
     /// Connects and negotiates the export, retrying any failure (no server yet, no such export yet) until
@@ -79,7 +79,7 @@ internal sealed class NbdNode : BlockNode
     public static async Task<NbdClient> ConnectAsync(NbdServerAddress address, string export, TimeSpan openTimeout, CancellationToken ct)
     {
         var deadline = Environment.TickCount64 + (long)openTimeout.TotalMilliseconds;
-        var pause = s_firstRetry;
+        var pause = FirstRetry;
         while (true)
         {
             try
@@ -91,10 +91,13 @@ internal sealed class NbdNode : BlockNode
             catch (BlockException) when (Environment.TickCount64 < deadline && !ct.IsCancellationRequested)
             {
                 await Task.Delay(pause, ct).ConfigureAwait(false);
-                pause = pause * 2 < s_lastRetry ? pause * 2 : s_lastRetry;
+                pause = NextPause(pause);
             }
         }
     }
+
+    /// <summary>The pause after <paramref name="pause"/> between connection attempts.</summary>
+    internal static TimeSpan NextPause(TimeSpan pause) => pause * 2 < s_lastRetry ? pause * 2 : s_lastRetry;
 
     protected override ValueTask ReadCoreAsync(long offset, Memory<byte> buffer) =>
         RunAsync(static (c, s) => c.ReadAsync(s.Offset, s.Buffer), (Offset: offset, Buffer: buffer));
@@ -133,8 +136,33 @@ internal sealed class NbdNode : BlockNode
         }
     }
 
-    protected override ValueTask FlushCoreAsync() =>
-        Info.Has(NbdConstants.FlagSendFlush) ? RunAsync(static (c, _) => c.FlushAsync(), 0) : ValueTask.CompletedTask;
+    /// <summary>
+    /// A flush goes to every connection and completes when all have answered. With multi-conn the spec
+    /// makes a flush on one connection cover the writes answered on any of them; it is sent on each
+    /// anyway, so that a server whose caches are per connection in spite of the flag still gets every
+    /// connection's writes to disk. Flushes are rare (a job's end, a guest's flush): the cost is small.
+    /// </summary>
+    protected override async ValueTask FlushCoreAsync()
+    {
+        if (!Info.Has(NbdConstants.FlagSendFlush))
+        {
+            return;
+        }
+
+        if (_slots.Length == 1)
+        {
+            await _slots[0].RunAsync(static (c, _) => c.FlushAsync(), 0).ConfigureAwait(false);
+            return;
+        }
+
+        var flushes = new Task[_slots.Length];
+        for (var i = 0; i < flushes.Length; i++)
+        {
+            flushes[i] = _slots[i].RunAsync(static (c, _) => c.FlushAsync(), 0).AsTask();
+        }
+
+        await Task.WhenAll(flushes).ConfigureAwait(false);
+    }
 
     /// <summary>base:allocation mapped as QEMU does: a hole has no data, zero reads as zeroes; everything is allocated here.</summary>
     protected override async ValueTask<BlockStatus> GetBlockStatusCoreAsync(long offset, long length)
@@ -162,147 +190,43 @@ internal sealed class NbdNode : BlockNode
         return new BlockStatus(extentLength / a * a, flags);
     }
 
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
-    private async ValueTask RunAsync<TState>(Func<NbdClient, TState, ValueTask> op, TState state)
+    /// <summary>
+    /// Runs a request on the connection with the fewest requests in flight among those that are up,
+    /// looking from a rotating start so that equal loads take turns; when none is up, on the one the
+    /// rotation names, which waits for its reconnection.
+    /// </summary>
+    private ValueTask RunAsync<TState>(Func<NbdClient, TState, ValueTask> op, TState state)
     {
-        while (true)
+        var slots = _slots;
+        if (slots.Length == 1)
         {
-            var client = await GetClientAsync().ConfigureAwait(false);
-            try
-            {
-                await op(client, state).ConfigureAwait(false);
-                return;
-            }
-            catch (BlockException) when (client.IsBroken)
-            {
-                StartReconnect(client);
-                if (_reconnectDelay <= TimeSpan.Zero)
-                {
-                    throw;
-                }
-            }
-        }
-    }
-
-    private ValueTask<NbdClient> GetClientAsync()
-    {
-        Task<NbdClient> reconnecting;
-        long deadline;
-        lock (_gate)
-        {
-            if (_reconnecting is null && !_client.IsBroken)
-            {
-                return ValueTask.FromResult(_client);
-            }
-
-            StartReconnect(_client);
-            reconnecting = _reconnecting ?? throw new BlockException(Errno.ESHUTDOWN, $"Node '{NodeName}' is closing");
-            deadline = _lostAt + (long)_reconnectDelay.TotalMilliseconds;
+            return slots[0].RunAsync(op, state);
         }
 
-        return WaitForReconnectAsync(reconnecting, deadline);
-    }
-
-    private async ValueTask<NbdClient> WaitForReconnectAsync(Task<NbdClient> reconnecting, long deadline)
-    {
-        var remaining = deadline - Environment.TickCount64;
-        if (remaining > 0)
+        var start = (int)((uint)Interlocked.Increment(ref _next) % (uint)slots.Length);
+        NbdConnectionSlot? best = null;
+        var bestLoad = int.MaxValue;
+        for (var i = 0; i < slots.Length && bestLoad > 0; i++)
         {
-            try
+            var slot = slots[(start + i) % slots.Length];
+            var load = slot.Load;
+            if (slot.IsUp && load < bestLoad)
             {
-                return await reconnecting.WaitAsync(TimeSpan.FromMilliseconds(remaining)).ConfigureAwait(false);
-            }
-            catch (TimeoutException)
-            {
-                // Fall through to the error below.
-            }
-            catch (OperationCanceledException e)
-            {
-                throw new BlockException(Errno.ESHUTDOWN, $"Node '{NodeName}' is closing", e);
+                (best, bestLoad) = (slot, load);
             }
         }
-        else if (reconnecting.IsCompletedSuccessfully)
-        {
-            return reconnecting.Result;
-        }
 
-        throw BlockException.Io($"Node '{NodeName}': NBD connection to {_fileName} lost, reconnecting");
-    }
-
-    /// <summary>Starts the background reconnection once per lost connection.</summary>
-    private void StartReconnect(NbdClient broken)
-    {
-        lock (_gate)
-        {
-            if (!ReferenceEquals(_client, broken) || _reconnecting is not null || _closing.IsCancellationRequested)
-            {
-                return;
-            }
-
-            _lostAt = Environment.TickCount64;
-            NbdClientLog.ConnectionLost(_log, NodeName, _fileName);
-            _reconnecting = ReconnectAsync(broken);
-        }
-    }
-
-    private async Task<NbdClient> ReconnectAsync(NbdClient broken)
-    {
-        await Task.Yield();
-        await broken.DisposeAsync().ConfigureAwait(false);
-        var pause = s_firstRetry;
-        while (true)
-        {
-            _closing.Token.ThrowIfCancellationRequested();
-            try
-            {
-                var client = await ConnectAsync(_address, _export, TimeSpan.Zero, _closing.Token).ConfigureAwait(false);
-                if (client.Info.Size != Info.Size)
-                {
-                    await client.DisposeAsync().ConfigureAwait(false);
-                    throw BlockException.Io($"export size changed from {Info.Size} to {client.Info.Size}");
-                }
-
-                lock (_gate)
-                {
-                    _client = client;
-                    _reconnecting = null;
-                }
-
-                NbdClientLog.Reconnected(_log, NodeName, _fileName);
-                return client;
-            }
-            catch (BlockException e)
-            {
-                NbdClientLog.ReconnectFailed(_log, NodeName, e.Message);
-            }
-
-            await Task.Delay(pause, _closing.Token).ConfigureAwait(false);
-            pause = pause * 2 < s_lastRetry ? pause * 2 : s_lastRetry;
-        }
+        return (best ?? slots[start]).RunAsync(op, state);
     }
 
     protected override async ValueTask DisposeCoreAsync()
     {
-        Task<NbdClient>? reconnecting;
-        lock (_gate)
+        _closing.Cancel();
+        foreach (var slot in _slots)
         {
-            _closing.Cancel();
-            reconnecting = _reconnecting;
+            await slot.DisposeAsync().ConfigureAwait(false);
         }
 
-        if (reconnecting is not null)
-        {
-            try
-            {
-                await reconnecting.ConfigureAwait(false);
-            }
-            catch (OperationCanceledException)
-            {
-                // Closing stopped the reconnection.
-            }
-        }
-
-        await _client.DisposeAsync().ConfigureAwait(false);
         _closing.Dispose();
         _address.Tls?.Credentials.RemoveUser();
     }

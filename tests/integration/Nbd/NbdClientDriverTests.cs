@@ -117,4 +117,43 @@ public sealed class NbdClientDriverTests
         Assert.Equal(seen[1], seen[3]);
         Assert.Equal("GenericError: Could not open image: Permission denied", seen[0]);
     }
+
+    /// <summary>
+    /// qemu-nbd without -e allows one client and does not advertise multi-conn: the node opens one
+    /// connection by default, and multi-conn=2 is refused with the reason; the daemon stays up.
+    /// </summary>
+    [Fact]
+    public async Task MultiConnIsRefusedByAServerThatDoesNotAllowIt()
+    {
+        using var dir = new TempDir();
+        (await Tool.RunAsync("qemu-img", "create", "-f", "raw", dir["r.raw"], "1M")).Check("create");
+        await using var nbd = Daemon.Launch("/usr/bin/qemu-nbd", ["-f", "raw", "-k", dir["n.sock"], "-x", "x", "--persistent", dir["r.raw"]]);
+        for (var i = 0; i < 300 && !File.Exists(dir["n.sock"]); i++)
+        {
+            await Task.Delay(10);
+        }
+
+        await using var daemon = await JobDaemon.StartAsync(dir, "a");
+        JsonObject Node(string name, int? multiConn)
+        {
+            var o = new JsonObject
+            {
+                ["driver"] = "nbd", ["node-name"] = name, ["export"] = "x",
+                ["server"] = new JsonObject { ["type"] = "unix", ["path"] = dir["n.sock"] },
+            };
+            if (multiConn is { } n)
+            {
+                o["multi-conn"] = n;
+            }
+
+            return o;
+        }
+
+        Assert.Equal(
+            ("GenericError", "Parameter 'multi-conn': the NBD server does not allow more than one connection to export 'x' (no NBD_FLAG_CAN_MULTI_CONN)"),
+            await daemon.Qmp.ErrorAsync("blockdev-add", Node("two", 2)));
+        await daemon.Qmp.ExecuteAsync("blockdev-add", Node("one", null));
+        await daemon.Qmp.ExecuteAsync("block-export-add", new JsonObject { ["type"] = "nbd", ["id"] = "e", ["node-name"] = "one", ["name"] = "one", ["writable"] = true });
+        (await Tool.RunAsync("qemu-io", "-f", "raw", "-c", "write -P 0x17 0 64k", "-c", "read -P 0x17 0 64k", daemon.NbdUri("one"))).Check("through the one connection");
+    }
 }

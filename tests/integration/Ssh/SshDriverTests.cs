@@ -141,4 +141,66 @@ public sealed class SshDriverTests
         var nodes = (JsonArray)await qmp.ExecuteAsync("query-named-block-nodes");
         Assert.Contains(nodes, n => n?["node-name"]?.GetValue<string>() == "s" && n["drv"]?.GetValue<string>() == "ssh");
     }
+
+    /// <summary>Without an agent, the default identity file under $HOME/.ssh authenticates.</summary>
+    [Fact]
+    public async Task AnIdentityFileAuthenticatesWithoutAnAgent()
+    {
+        using var dir = new TempDir();
+        await using var ssh = await SshServer.StartAsync(dir);
+        var remote = dir["remote.raw"];
+        (await Tool.ShAsync($"head -c 2M /dev/urandom > {remote}")).Check("fill");
+        var home = dir["home"];
+        Directory.CreateDirectory(Path.Combine(home, ".ssh"));
+        File.Copy(dir["client_key"], Path.Combine(home, ".ssh", "id_ed25519"));
+        var sock = dir["nbd.sock"];
+        await using var d = await Daemon.StartAsync("/usr/bin/env", dir,
+        [
+            "-u", "SSH_AUTH_SOCK", $"HOME={home}", Daemon.ExportServerPath,
+            "--blockdev", ssh.NodeOptions(remote).Replace("driver=ssh,", "driver=ssh,node-name=s0,", StringComparison.Ordinal),
+            "--nbd-server", $"addr.type=unix,addr.path={sock}",
+            "--export", "type=nbd,id=e0,node-name=s0,name=disk",
+        ]);
+        (await Tool.RunAsync("qemu-img", "compare", "-U", "-f", "raw", "-F", "raw", $"nbd+unix:///disk?socket={sock}", remote)).Check("compare");
+
+        // Without the file (and without an agent) the same node is refused.
+        var r = await Tool.RunAsync("/usr/bin/env", ["-u", "SSH_AUTH_SOCK", $"HOME={dir["nohome"]}", Daemon.ExportServerPath, "--blockdev", ssh.NodeOptions(remote) + ",node-name=s1"], TimeSpan.FromSeconds(30));
+        Assert.Equal(1, r.ExitCode);
+        Assert.EndsWith("failed to authenticate using publickey authentication", r.Stderr.TrimEnd());
+    }
+
+    /// <summary>
+    /// The SSH sessions die under a reader (sshd's session processes killed): the NBD client gets EIO,
+    /// and the daemon stays up and keeps serving its other export.
+    /// </summary>
+    [Fact]
+    public async Task ADroppedConnectionIsEioAndTheDaemonStaysUp()
+    {
+        using var dir = new TempDir();
+        await using var ssh = await SshServer.StartAsync(dir);
+        var remote = dir["remote.raw"];
+        (await Tool.ShAsync($"head -c 8M /dev/urandom > {remote}")).Check("fill");
+        var sock = dir["nbd.sock"];
+        await using var d = await StartAsync(dir, ssh,
+            "--blockdev", ssh.NodeOptions(remote).Replace("driver=ssh,", "driver=ssh,node-name=s0,", StringComparison.Ordinal),
+            "--blockdev", "driver=null-co,node-name=n0,size=1048576",
+            "--nbd-server", $"addr.type=unix,addr.path={sock}",
+            "--export", "type=nbd,id=e0,node-name=s0,name=disk",
+            "--export", "type=nbd,id=e1,node-name=n0,name=null");
+        var uri = $"nbd+unix:///disk?socket={sock}";
+        var reads = Enumerable.Range(0, 400).SelectMany(i => new[] { "-c", $"read {(i % 8) << 20} 1M" });
+        var reader = Tool.RunAsync("qemu-io", ["-r", "-f", "raw", .. reads, uri], TimeSpan.FromSeconds(120));
+        await Task.Delay(500);
+        var sessions = (await Tool.RunAsync("pgrep", "-P", ssh.Pid.ToString())).Check("sshd sessions").Stdout
+            .Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.NotEmpty(sessions);
+        (await Tool.RunAsync("kill", ["-KILL", .. sessions])).Check("kill the sessions");
+
+        var result = await reader;
+        Assert.Contains("Input/output error", result.Stdout + result.Stderr);
+        var after = await Tool.RunAsync("qemu-io", "-r", "-f", "raw", "-c", "read 0 64k", uri);
+        Assert.Contains("Input/output error", after.Stdout + after.Stderr);
+        Assert.False(d.HasExited);
+        (await Tool.RunAsync("nbdinfo", "--size", $"nbd+unix:///null?socket={sock}")).Check("the other export still serves");
+    }
 }

@@ -25,6 +25,9 @@ internal sealed class SshServer : IAsyncDisposable
 
     public int Port { get; }
 
+    /// <summary>The listening sshd; each client session runs in a child of it.</summary>
+    public int Pid => _sshd.Id;
+
     /// <summary>The SSH_AUTH_SOCK of the agent that holds the client key.</summary>
     public string AgentSocket { get; }
 

@@ -29,6 +29,11 @@ internal sealed class SparseNode : BlockNode
 
     public TaskCompletionSource Gate { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
+    /// <summary>Reads that have reached <see cref="Gate"/>.</summary>
+    public int GatedReads => _gatedReads;
+
+    private int _gatedReads;
+
     public override string DriverName => "sparse";
 
     /// <summary>When set, the driver refuses efficient zeroing (ENOTSUP), as a file system without fallocate would.</summary>
@@ -42,6 +47,7 @@ internal sealed class SparseNode : BlockNode
         LastReadScheduler = TaskScheduler.Current;
         if (offset == GatedOffset)
         {
+            Interlocked.Increment(ref _gatedReads);
             await Gate.Task;
         }
 

@@ -85,4 +85,39 @@ public sealed class NbdClientProtocolTests : IDisposable
         Assert.Equal(0, await peer.ReceiveAsync(new byte[1]));
         Assert.False(client.IsBroken);
     }
+
+    /// <summary>
+    /// A server without NBD_FLAG_CAN_MULTI_CONN gets one connection: by default silently, and an explicit
+    /// multi-conn above 1 is refused (after the one connection, closed again).
+    /// </summary>
+    [Fact]
+    public async Task WithoutTheMultiConnFlagOneConnectionAndAnExplicitRequestIsRefused()
+    {
+        var graph = new BlockGraph();
+        NbdDriver.Register(graph);
+        using (var server = new ScriptedServer(SocketPath, 1 << 20))
+        {
+            var e = await Assert.ThrowsAsync<BlockException>(() => graph.AddAsync(NbdTestOptions.Unix(SocketPath, "x", ("multi-conn", 2L))).AsTask().WaitAsync(TimeSpan.FromSeconds(10)));
+            Assert.Equal(Errno.EINVAL, e.Errno);
+            Assert.Equal("Parameter 'multi-conn': the NBD server does not allow more than one connection to export 'x' (no NBD_FLAG_CAN_MULTI_CONN)", e.Message);
+            var peer = await server.Connection;
+            Assert.Equal(C.CmdDisc, (await ScriptedServer.ReadRequestAsync(peer).WaitAsync(TimeSpan.FromSeconds(10))).Type);
+        }
+
+        File.Delete(SocketPath);
+        using (var server = new ScriptedServer(SocketPath, 1 << 20))
+        {
+            var node = (NbdNode)await graph.AddAsync(NbdTestOptions.Unix(SocketPath, "x")).AsTask().WaitAsync(TimeSpan.FromSeconds(10));
+            Assert.Equal(1, node.ConnectionCount);
+            var peer = await server.Connection;
+
+            // Closing flushes the node first: the one connection gets the FLUSH, then DISC.
+            var closing = graph.CloseAllAsync().AsTask();
+            var flush = await ScriptedServer.ReadRequestAsync(peer).WaitAsync(TimeSpan.FromSeconds(10));
+            Assert.Equal(C.CmdFlush, flush.Type);
+            await ScriptedServer.SendSimpleReplyAsync(peer, 0, flush.Cookie);
+            Assert.Equal(C.CmdDisc, (await ScriptedServer.ReadRequestAsync(peer).WaitAsync(TimeSpan.FromSeconds(10))).Type);
+            await closing.WaitAsync(TimeSpan.FromSeconds(10));
+        }
+    }
 }

@@ -256,4 +256,67 @@ public sealed class NbdClientServerTests : IAsyncLifetime
         Assert.Equal(Errno.EIO, e.Errno);
         Assert.Contains("Failed to connect", e.Message);
     }
+
+    /// <summary>Our server advertises multi-conn: the node opens four connections by default, multi-conn=N opens N.</summary>
+    [Theory]
+    [InlineData(null, 4)]
+    [InlineData(1L, 1)]
+    [InlineData(3L, 3)]
+    public async Task MultiConnOpensThatManyConnections(long? requested, int expected)
+    {
+        var node = (NbdNode)await (requested is { } n ? OpenAsync("mem", ("multi-conn", n)) : OpenAsync("mem"));
+        Assert.Equal(expected, node.ConnectionCount);
+        Assert.Equal(expected, _server.ClientCount("mem"));
+        await _graph.RemoveAsync(node.NodeName);
+        var deadline = Environment.TickCount64 + 5000;
+        while (_server.ClientCount("mem") > 0 && Environment.TickCount64 < deadline)
+        {
+            await Task.Delay(20);
+        }
+
+        Assert.Equal(0, _server.ClientCount("mem"));
+    }
+
+    [Theory]
+    [InlineData(0L)]
+    [InlineData(17L)]
+    public async Task MultiConnOutOfRangeIsRefused(long n)
+    {
+        var e = await Assert.ThrowsAsync<BlockException>(() => OpenAsync("mem", ("multi-conn", n)));
+        Assert.Equal("Parameter 'multi-conn' expects a value between 1 and 16", e.Message);
+        Assert.Equal(0, _server.ClientCount("mem"));
+    }
+
+    /// <summary>Requests in flight together are spread over the connections; a flush reaches the server once per connection.</summary>
+    [Fact]
+    public async Task RequestsSpreadOverTheConnectionsAndAFlushGoesToEach()
+    {
+        var node = (NbdNode)await OpenAsync("sparse", ("multi-conn", 4L));
+        _sparse.GatedOffset = 0;
+        var pending = Enumerable.Range(0, 8).Select(_ => node.ReadAsync(0, new byte[4096]).AsTask()).ToArray();
+        try
+        {
+            // Eight requests on four idle connections: two on each.
+            Assert.Equal([2, 2, 2, 2], node.ConnectionLoads);
+            var deadline = Environment.TickCount64 + 5000;
+            while (_sparse.GatedReads < 8 && Environment.TickCount64 < deadline)
+            {
+                await Task.Delay(10);
+            }
+
+            Assert.Equal(8, _sparse.GatedReads);
+        }
+        finally
+        {
+            _sparse.Gate.TrySetResult();
+        }
+
+        await Task.WhenAll(pending);
+
+        var memory = (NbdNode)await OpenAsync("mem", ("multi-conn", 4L));
+        var before = _memory.FlushCount;
+        await memory.WriteAsync(0, new byte[4096]);
+        await memory.FlushAsync();
+        Assert.Equal(before + 4, _memory.FlushCount);
+    }
 }

@@ -101,8 +101,10 @@ internal sealed class SshNode : BlockNode
 
     /// <summary>
     /// Every write has been answered by the server before it completed, so nothing is left to send.
-    /// The server's own fsync (the fsync@openssh.com extension) is not reachable through SSH.NET's
-    /// public interface; QEMU's driver likewise succeeds without it when a server lacks it.
+    /// The server's own fsync (the fsync@openssh.com extension) cannot be asked for: SSH.NET 2026.0
+    /// knows no such request, not even internally (its extended requests are posix-rename, statvfs
+    /// and hardlink), and its SFTP session, where a new request type would go, is internal. QEMU's
+    /// driver likewise succeeds without it when a server lacks the extension.
     /// </summary>
     protected override ValueTask FlushCoreAsync()
     {
