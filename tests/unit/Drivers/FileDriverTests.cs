@@ -177,6 +177,31 @@ public sealed class FileDriverTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task AHolePunchedInsideAKnownDataRunIsSeen()
+    {
+        const BlockStatusFlags hole = BlockStatusFlags.Zero | BlockStatusFlags.Allocated;
+        const BlockStatusFlags data = BlockStatusFlags.Data | BlockStatusFlags.Allocated;
+        var path = _bed.CreateSparseFile("p.img", 8 * MiB);
+        var node = await OpenFileAsync(path, ""","discard":"unmap" """);
+        await node.WriteAsync(MiB, Enumerable.Repeat((byte)3, 4 * MiB).ToArray());
+
+        // The first query finds the run 1-5 MiB; the second is answered from what the first found.
+        Assert.Equal(new BlockStatus(MiB, hole), await node.GetBlockStatusAsync(0, 8 * MiB));
+        Assert.Equal(new BlockStatus(2 * MiB, data), await node.GetBlockStatusAsync(3 * MiB, 5 * MiB));
+
+        await node.DiscardAsync(2 * MiB, MiB);
+        Assert.Equal(new BlockStatus(MiB, data), await node.GetBlockStatusAsync(MiB, 7 * MiB));
+        Assert.Equal(new BlockStatus(MiB, hole), await node.GetBlockStatusAsync(2 * MiB, 6 * MiB));
+
+        await node.WriteZeroesAsync(3 * MiB + 4096, 4096, ZeroFlags.MayUnmap);
+        Assert.Equal(new BlockStatus(4096, data), await node.GetBlockStatusAsync(3 * MiB, 5 * MiB));
+
+        await node.TruncateAsync(3 * MiB + 4096);
+        await node.TruncateAsync(8 * MiB);
+        Assert.Equal(new BlockStatus(5 * MiB - 4096, hole), await node.GetBlockStatusAsync(3 * MiB + 4096, 5 * MiB - 4096));
+    }
+
+    [Fact]
     public async Task TruncateResizesTheFile()
     {
         var path = _bed.CreateFile("t.img", MiB);

@@ -204,7 +204,9 @@ internal sealed partial class FileNode
     private async ValueTask<bool> FAllocateAsync(int mode, long offset, long length)
     {
         using var fd = Lease();
+        ForgetDataRegion();
         var errno = await Task.Run(() => LibC.FAllocate(fd.Fd, mode, offset, length) == 0 ? 0 : Marshal.GetLastPInvokeError()).ConfigureAwait(false);
+        ForgetDataRegion();
         return errno switch
         {
             0 => true,
@@ -228,12 +230,23 @@ internal sealed partial class FileNode
         }
     }
 
-    /// <summary>Holes (SEEK_HOLE) read as zeroes, the rest is data; everything belongs to this layer.</summary>
+    /// <summary>
+    /// Holes (SEEK_HOLE) read as zeroes, the rest is data; everything belongs to this layer. A query
+    /// inside the last data run found is answered without a system call, and a query that starts in a
+    /// hole looks up the data run after it, so walking a sparse file costs two seeks a data run.
+    /// </summary>
     protected override ValueTask<BlockStatus> GetBlockStatusCoreAsync(long offset, long length)
     {
         const BlockStatusFlags data = BlockStatusFlags.Data | BlockStatusFlags.Allocated;
         const BlockStatusFlags hole = BlockStatusFlags.Zero | BlockStatusFlags.Allocated;
 
+        var known = Volatile.Read(ref _dataRegion);
+        if (known is not null && known.Contains(offset))
+        {
+            return ValueTask.FromResult(new BlockStatus(Math.Min(known.End - offset, length), data));
+        }
+
+        var generation = Volatile.Read(ref _dataRegionGeneration);
         using var fd = Lease();
         var dataStart = LibC.LSeek(fd.Fd, offset, LibC.SEEK_DATA);
         if (dataStart < 0)
@@ -243,10 +256,16 @@ internal sealed partial class FileNode
             return ValueTask.FromResult(new BlockStatus(length, flags));
         }
 
+        // With O_DIRECT an answer stays a multiple of the alignment: a partial block counts as data.
         long a = Limits.RequestAlignment;
+        var holeStart = LibC.LSeek(fd.Fd, Math.Max(dataStart, offset), LibC.SEEK_HOLE);
+        if (holeStart > dataStart)
+        {
+            RememberDataRegion(new DataExtent(dataStart, (holeStart + a - 1) / a * a), generation);
+        }
+
         if (dataStart > offset)
         {
-            // With O_DIRECT an answer stays a multiple of the alignment: a partial block counts as data.
             var holeLength = Math.Min(dataStart - offset, length) / a * a;
             if (holeLength > 0)
             {
@@ -254,9 +273,33 @@ internal sealed partial class FileNode
             }
         }
 
-        var holeStart = LibC.LSeek(fd.Fd, Math.Max(dataStart, offset), LibC.SEEK_HOLE);
         var dataEnd = holeStart > offset ? (holeStart + a - 1) / a * a : offset + length;
         return ValueTask.FromResult(new BlockStatus(Math.Min(dataEnd - offset, length), data));
+    }
+
+    /// <summary>Keeps a run found by a lookup, unless a punch, zeroing or resize began since the lookup began.</summary>
+    private void RememberDataRegion(DataExtent run, long generation)
+    {
+        lock (_dataRegionLock)
+        {
+            if (_dataRegionGeneration == generation)
+            {
+                Volatile.Write(ref _dataRegion, run);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Drops the remembered run. Called before a change that can turn data into a hole (so no lookup
+    /// running across it stores what it saw) and after it (so no lookup that ran during it survives).
+    /// </summary>
+    private void ForgetDataRegion()
+    {
+        lock (_dataRegionLock)
+        {
+            _dataRegionGeneration++;
+            Volatile.Write(ref _dataRegion, null);
+        }
     }
 
     protected override async ValueTask TruncateCoreAsync(long length)
@@ -268,7 +311,9 @@ internal sealed partial class FileNode
         }
 
         using var fd = Lease();
+        ForgetDataRegion();
         var errno = await Task.Run(() => LibC.FTruncate(fd.Fd, length) == 0 ? 0 : Marshal.GetLastPInvokeError()).ConfigureAwait(false);
+        ForgetDataRegion();
         if (errno != 0)
         {
             throw Failure("Failed to resize", errno);

@@ -25,6 +25,14 @@ internal sealed partial class FileNode : BlockNode
     private readonly WriteBehind? _writeBehind;
     private SafeFileHandle _handle;
 
+    /// <summary>The last data run block status found, as QEMU's file-posix remembers it; null when unknown.</summary>
+    private DataExtent? _dataRegion;
+
+    /// <summary>Counts the forgets of <see cref="_dataRegion"/>; a lookup stores its run only if none came between.</summary>
+    private long _dataRegionGeneration;
+
+    private readonly Lock _dataRegionLock = new();
+
     public FileNode(
         string nodeName, string driverName, string fileName, SafeFileHandle handle, bool readOnly, bool isRegular, CacheOptions cache,
         bool locked, bool forceShare)
