@@ -53,17 +53,19 @@ internal sealed record Luks2Metadata
         }
 
         var keyslotsSize = config.Size("keyslots_size");
-        if (keyslotsSize % 4096 != 0 || keyslotsSize > fileLength)
+        if (keyslotsSize % 4096 != 0)
         {
-            throw Luks2Json.Corrupt($"{config.Path}.keyslots_size", $"{keyslotsSize} is not a multiple of 4096 within the file");
+            throw Luks2Json.Corrupt($"{config.Path}.keyslots_size", $"{keyslotsSize} is not a multiple of 4096");
         }
 
+        // The key slots area follows both headers.
         var keyslotsStart = 2 * areaSize;
-        var metadataEnd = keyslotsStart + keyslotsSize;
-        if (metadataEnd > fileLength)
+        if (keyslotsSize > fileLength - keyslotsStart)
         {
-            throw Luks2Json.Corrupt($"{config.Path}.keyslots_size", $"puts the end of the key slots area (0x{metadataEnd:x}) beyond the end of the file (0x{fileLength:x})");
+            throw Luks2Json.Corrupt($"{config.Path}.keyslots_size", $"0x{keyslotsSize:x} from 0x{keyslotsStart:x} runs beyond the end of the file (0x{fileLength:x})");
         }
+
+        var metadataEnd = keyslotsStart + keyslotsSize;
 
         var requirements = config.Has("requirements") && config.Object("requirements").Has("mandatory")
             ? config.Object("requirements").Strings("mandatory")
