@@ -91,8 +91,8 @@ public sealed class Luks2ImageTests
             + $"--key-size {keyBytes * 8} --volume-key-file vk {options} --key-file - img");
     }
 
-    private static Task CipherAsync(TempDir dir, string op, string cipher, int sectorSize, string raw) =>
-        ShAsync(dir, $"/usr/bin/python3 luks2.py {op} img vk '{cipher}' {DataOffset} {sectorSize} {DiskSize} {raw}");
+    private static Task CipherAsync(TempDir dir, string op, string cipher, int sectorSize, string raw, long length = DiskSize) =>
+        ShAsync(dir, $"/usr/bin/python3 luks2.py {op} img vk '{cipher}' {DataOffset} {sectorSize} {length} {raw}");
 
     private static Task<Daemon> ServeAsync(TempDir dir, bool writable, string secret = Passphrase)
     {
@@ -232,6 +232,39 @@ public sealed class Luks2ImageTests
         Assert.NotEqual(0, await luks1.WaitForExitAsync(TimeSpan.FromSeconds(30)));
         Assert.Contains("driver=luks", luks1.Stderr, StringComparison.Ordinal);
         await luks1.DisposeAsync();
+    }
+
+    /// <summary>
+    /// block_resize grows a dynamic segment (whole 4096-byte sectors only); data written past the old end
+    /// decrypts in the independent cipher, and cryptsetup still unlocks the grown file.
+    /// </summary>
+    [Fact]
+    public async Task ResizeGrowsTheDynamicSegment()
+    {
+        using var dir = new TempDir();
+        await FormatAsync(dir, "--pbkdf pbkdf2 --pbkdf-force-iterations 1000 --sector-size 4096", 64);
+        const long grown = 40 << 20;
+        await using (var d = await JobDaemon.StartAsync(dir, "a", false, "--object", SecretArg))
+        {
+            await d.Qmp.ExecuteAsync("blockdev-add", new JsonObject
+            {
+                ["driver"] = "luks", ["node-name"] = "l", ["key-secret"] = "s0",
+                ["file"] = new JsonObject { ["driver"] = "file", ["filename"] = dir["img"] },
+            });
+            Assert.Equal("The new size must be a multiple of 4096",
+                (await d.Qmp.ErrorAsync("block_resize", new JsonObject { ["node-name"] = "l", ["size"] = grown + 512 })).Desc);
+            await d.Qmp.ExecuteAsync("block_resize", new JsonObject { ["node-name"] = "l", ["size"] = grown });
+            await d.ExportAsync("l");
+            Assert.Equal(grown, await ExportSizeAsync(d.NbdUri("l")));
+            (await Tool.ShAsync(Io("raw", d.NbdUri("l"), ["write -P 0x5e 39M 1M"]))).Check("write past the old end");
+            await d.Qmp.ExecuteAsync("quit");
+            await d.Process.WaitForExitAsync(TimeSpan.FromSeconds(10));
+        }
+
+        Assert.Equal(DataOffset + grown, new FileInfo(dir["img"]).Length);
+        await CipherAsync(dir, "decrypt", "aes-xts-plain64", 4096, "back.raw", grown);
+        Assert.True(File.ReadAllBytes(dir["back.raw"]).AsSpan(39 << 20, 1 << 20).IndexOfAnyExcept((byte)0x5e) < 0, "the written pattern does not decrypt");
+        await ShAsync(dir, $"printf '%s' '{Passphrase}' | cryptsetup luksOpen --test-passphrase --key-file - img");
     }
 
     /// <summary>A damaged primary header is passed over for the secondary (the data still reads); the file's headers are left as they were.</summary>
