@@ -45,6 +45,10 @@ public sealed class FormatProberTests
         var luks = new byte[512];
         new byte[] { 0x4c, 0x55, 0x4b, 0x53, 0xba, 0xbe, 0, 1 }.CopyTo(luks, 0);
         Assert.Equal("luks", probes.Probe(luks));
+
+        // LUKS2 is opened with driver=luks but never probed, as QEMU probes LUKS1 only.
+        luks[7] = 2;
+        Assert.Equal("raw", probes.Probe(luks));
         Assert.Equal("vmdk", probes.Probe(Encoding.ASCII.GetBytes("# Disk DescriptorFile\nversion=1\n")));
         var bochs = new byte[512];
         Encoding.ASCII.GetBytes("Bochs Virtual HD Image").CopyTo(bochs, 0);

@@ -89,6 +89,15 @@ internal sealed record LuksCipherSpec(int AesKeyBytes, LuksCipherMode Mode, Luks
         return new LuksCipherSpec(aesBytes, mode, ivGen, ivHash);
     }
 
+    /// <summary>A LUKS2 "encryption" field: the cipher name and the mode in one string ("aes-xts-plain64").</summary>
+    public static LuksCipherSpec FromLuks2(string encryption, int keyBytes)
+    {
+        var dash = encryption.IndexOf('-', StringComparison.Ordinal);
+        return dash < 0 || encryption.Length > 64
+            ? throw BlockException.Invalid($"Unsupported cipher '{Luks2Json.Shorten(encryption)}'")
+            : FromHeader(encryption[..dash], encryption[(dash + 1)..], keyBytes);
+    }
+
     /// <summary>From QEMU's create options (defaults aes-256, xts, plain64; ESSIV's hash defaults to sha256).</summary>
     public static LuksCipherSpec FromOptions(string? cipherAlg, string? cipherMode, string? ivgenAlg, string? ivgenHashAlg)
     {

@@ -5,7 +5,10 @@ using ExportServer.Block.Core.Options;
 
 namespace ExportServer.Block.Formats.Luks;
 
-/// <summary>The "luks" driver: LUKS1 images opened with a passphrase secret (key-secret), created as QEMU creates them.</summary>
+/// <summary>
+/// The "luks" driver: LUKS1 images opened with a passphrase secret (key-secret), created as QEMU creates
+/// them; LUKS2 images (cryptsetup's default) opened too, though only LUKS1 is probed, as QEMU probes.
+/// </summary>
 internal sealed class LuksDriver : IBlockDriver, IFormatProbe, IImageCreator, IImageFileCreator
 {
     /// <summary>qemu-img's options in the order its line prints them (block_crypto_create_opts_luks).</summary>
@@ -50,12 +53,17 @@ internal sealed class LuksDriver : IBlockDriver, IFormatProbe, IImageCreator, II
         }
     }
 
-    /// <summary>Reads the header, unlocks the master key with <paramref name="passphrase"/> and makes the node.</summary>
+    /// <summary>Reads the header (LUKS1, or LUKS2 by its version field), unlocks the master key with <paramref name="passphrase"/> and makes the node.</summary>
     public static async ValueTask<LuksNode> OpenNodeAsync(string nodeName, bool readOnly, BlockNode file, byte[] passphrase)
     {
         var fileLength = file.Length;
         var bytes = new byte[LuksFormat.HeaderSize];
         await file.ReadAsync(0, bytes.AsMemory(0, (int)Math.Min(fileLength, bytes.Length))).ConfigureAwait(false);
+        if (Luks2BinaryHeader.IsLuks2(bytes))
+        {
+            return await Luks2Image.OpenNodeAsync(nodeName, readOnly, file, passphrase).ConfigureAwait(false);
+        }
+
         var header = LuksHeader.Read(bytes, fileLength);
         var hash = LuksHash.Parse(header.HashSpec);
         var spec = LuksCipherSpec.FromHeader(header.CipherName, header.CipherMode, header.KeyBytes);
@@ -67,7 +75,8 @@ internal sealed class LuksDriver : IBlockDriver, IFormatProbe, IImageCreator, II
         }).ConfigureAwait(false);
         try
         {
-            return new LuksNode(nodeName, readOnly, file, header, spec, new LuksSectorCipher(spec, key));
+            var payload = new LuksPayload(header.PayloadOffset, null, 1);
+            return new LuksNode(nodeName, readOnly, file, payload, new LuksSectorCipher(spec, key), header.Describe(spec));
         }
         finally
         {

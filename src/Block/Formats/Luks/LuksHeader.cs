@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.Text;
+using System.Text.Json.Nodes;
 using ExportServer.Block.Core;
 
 namespace ExportServer.Block.Formats.Luks;
@@ -143,6 +144,30 @@ internal sealed record LuksHeader
         };
     }
 
+    /// <summary>QEMU's QCryptoBlockInfoLUKS of this header: every slot, iterations and stripes for the active ones.</summary>
+    public JsonObject Describe(LuksCipherSpec spec)
+    {
+        var slots = new JsonArray();
+        foreach (var slot in Slots)
+        {
+            var entry = new JsonObject { ["active"] = slot.Active };
+            if (slot.Active)
+            {
+                entry["iters"] = slot.Iterations;
+            }
+
+            entry["key-offset"] = (long)slot.KeyOffsetSector * LuksFormat.SectorSize;
+            if (slot.Active)
+            {
+                entry["stripes"] = slot.Stripes;
+            }
+
+            slots.Add((JsonNode)entry);
+        }
+
+        return LuksInfo.Describe(spec, HashSpec, Uuid, slots, PayloadOffset, DigestIterations);
+    }
+
     public void Write(Span<byte> b)
     {
         b[..LuksFormat.HeaderSize].Clear();
@@ -169,7 +194,8 @@ internal sealed record LuksHeader
         }
     }
 
-    private static string Text(ReadOnlySpan<byte> field)
+    /// <summary>A NUL-padded ASCII field.</summary>
+    public static string Text(ReadOnlySpan<byte> field)
     {
         var end = field.IndexOf((byte)0);
         return Encoding.ASCII.GetString(end < 0 ? field : field[..end]);

@@ -5,9 +5,10 @@ using ExportServer.Block.Core;
 namespace ExportServer.Block.Formats.Luks;
 
 /// <summary>
-/// A LUKS image as a block node: the payload after the header and key material, each 512-byte
-/// sector encrypted with the master key and an IV from its number counted from the payload start.
-/// Requests are whole sectors (the common path aligns them); a write encrypts into a pooled copy.
+/// A LUKS image as a block node: the payload after the header and key material, each sector (512
+/// bytes, or a LUKS2 segment's 4096) encrypted with the master key and an IV from its place counted
+/// from the payload start. Requests are whole sectors (the common path aligns them); a write encrypts
+/// into a pooled copy.
 /// </summary>
 internal sealed class LuksNode : BlockNode, IImageInfoSource
 {
@@ -15,20 +16,20 @@ internal sealed class LuksNode : BlockNode, IImageInfoSource
     private const int MaxRequest = 1024 * 1024;
 
     private readonly BlockNode _file;
-    private readonly LuksHeader _header;
-    private readonly LuksCipherSpec _spec;
+    private readonly LuksPayload _payload;
     private readonly LuksSectorCipher _cipher;
+    private readonly JsonObject _info;
 
-    public LuksNode(string nodeName, bool readOnly, BlockNode file, LuksHeader header, LuksCipherSpec spec, LuksSectorCipher cipher)
+    public LuksNode(string nodeName, bool readOnly, BlockNode file, LuksPayload payload, LuksSectorCipher cipher, JsonObject info)
         : base(nodeName, readOnly)
     {
         _file = file;
-        _header = header;
-        _spec = spec;
+        _payload = payload;
         _cipher = cipher;
-        Length = Math.Max(0, file.Length - header.PayloadOffset);
+        _info = info;
+        Length = payload.LengthIn(file.Length);
         Limits = new BlockLimits(RequestAlignment: cipher.SectorSize, MaxTransfer: MaxRequest);
-        Capabilities = new BlockCapabilities(Fua: true, Truncate: file.CanTruncate);
+        Capabilities = new BlockCapabilities(Fua: true, Truncate: file.CanTruncate && payload.FixedLength is null);
         AttachChild("file", ChildRole.File, file, ChildUse.Metadata);
     }
 
@@ -38,57 +39,13 @@ internal sealed class LuksNode : BlockNode, IImageInfoSource
     public BlockDriverInfo? DriverInfo => ImageInfoQuery.DriverInfo(_file);
 
     /// <summary>QEMU's QCryptoBlockInfoLUKS.</summary>
-    public FormatSpecificInfo? SpecificInfo => new("luks", Describe());
-
-    private JsonObject Describe()
-    {
-        var slots = new JsonArray();
-        foreach (var slot in _header.Slots)
-        {
-            var entry = new JsonObject { ["active"] = slot.Active };
-            if (slot.Active)
-            {
-                entry["iters"] = slot.Iterations;
-            }
-
-            entry["key-offset"] = (long)slot.KeyOffsetSector * LuksFormat.SectorSize;
-            if (slot.Active)
-            {
-                entry["stripes"] = slot.Stripes;
-            }
-
-            slots.Add((JsonNode)entry);
-        }
-
-        var data = new JsonObject
-        {
-            ["ivgen-alg"] = _spec.IvGen == LuksIvGen.None ? null : _spec.IvGenName,
-            ["hash-alg"] = _header.HashSpec,
-            ["cipher-alg"] = _spec.CipherAlg,
-            ["uuid"] = _header.Uuid,
-            ["cipher-mode"] = _spec.ModeName,
-            ["slots"] = slots,
-            ["payload-offset"] = _header.PayloadOffset,
-            ["master-key-iters"] = _header.DigestIterations,
-        };
-        if (_spec.IvHash is { } ivHash)
-        {
-            data["ivgen-hash-alg"] = ivHash.Name;
-        }
-
-        if (_spec.IvGen == LuksIvGen.None)
-        {
-            data.Remove("ivgen-alg");
-        }
-
-        return data;
-    }
+    public FormatSpecificInfo? SpecificInfo => new("luks", (JsonObject)_info.DeepClone());
 
     private long Sector(long offset) => offset / _cipher.SectorSize;
 
     protected override async ValueTask ReadCoreAsync(long offset, Memory<byte> buffer)
     {
-        await _file.ReadAsync(_header.PayloadOffset + offset, buffer).ConfigureAwait(false);
+        await _file.ReadAsync(_payload.Offset + offset, buffer).ConfigureAwait(false);
         _cipher.Decrypt(Sector(offset), buffer.Span);
     }
 
@@ -100,7 +57,7 @@ internal sealed class LuksNode : BlockNode, IImageInfoSource
             var data = copy.AsMemory(0, buffer.Length);
             buffer.CopyTo(data);
             _cipher.Encrypt(Sector(offset), data.Span);
-            await _file.WriteAsync(_header.PayloadOffset + offset, data, flags & WriteFlags.Fua).ConfigureAwait(false);
+            await _file.WriteAsync(_payload.Offset + offset, data, flags & WriteFlags.Fua).ConfigureAwait(false);
         }
         finally
         {
@@ -110,12 +67,17 @@ internal sealed class LuksNode : BlockNode, IImageInfoSource
 
     protected override async ValueTask TruncateCoreAsync(long length)
     {
+        if (_payload.FixedLength is not null)
+        {
+            throw BlockException.NotSupported("luks: a LUKS2 segment of fixed size cannot be resized");
+        }
+
         if (length % _cipher.SectorSize != 0)
         {
             throw BlockException.Invalid($"The new size must be a multiple of {_cipher.SectorSize}");
         }
 
-        await _file.TruncateAsync(_header.PayloadOffset + length).ConfigureAwait(false);
+        await _file.TruncateAsync(_payload.Offset + length).ConfigureAwait(false);
         Length = length;
     }
 

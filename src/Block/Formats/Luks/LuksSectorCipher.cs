@@ -95,13 +95,18 @@ internal sealed class LuksSectorCipher : IDisposable
         }
     }
 
-    /// <summary>The IVs of <paramref name="ivs"/>.Length / 16 sectors from <paramref name="sector"/> on.</summary>
+    /// <summary>
+    /// The IVs of <paramref name="ivs"/>.Length / 16 sectors from <paramref name="sector"/> on. As dm-crypt
+    /// does without iv_large_sectors (and LUKS2 never sets it), an IV counts 512-byte units, so the IVs of
+    /// 4096-byte sectors go 0, 8, 16, ….
+    /// </summary>
     private void MakeIvs(long sector, Span<byte> ivs)
     {
         ivs.Clear();
+        var step = _sectorSize / LuksFormat.SectorSize;
         for (var i = 0; i < ivs.Length / Block; i++)
         {
-            var s = sector + i;
+            var s = (sector + i) * step;
             if (_spec.IvGen == LuksIvGen.Plain)
             {
                 BinaryPrimitives.WriteUInt32LittleEndian(ivs[(i * Block)..], (uint)s);
