@@ -7,6 +7,7 @@ using ExportServer.Block.Formats.Bochs;
 using ExportServer.Block.Formats.Cloop;
 using ExportServer.Block.Formats.Luks;
 using ExportServer.Block.Formats.MagicOnly;
+using ExportServer.Block.Formats.Parallels;
 using ExportServer.Block.Formats.Qcow2;
 using ExportServer.Block.Formats.Qed;
 using ExportServer.Block.Formats.Raw;
@@ -46,6 +47,7 @@ public static class BlockDrivers
         graph.Register(QedDriver.Instance);
         graph.Register(BochsDriver.Instance);
         graph.Register(CloopDriver.Instance);
+        graph.Register(ParallelsDriver.Instance);
         graph.Register(LuksDriver.Instance);
         graph.Register(ThrottleDriver.Instance);
         graph.Register(CompressDriver.Instance);

@@ -68,6 +68,7 @@ public sealed class ForeignFormatUseTests
     [InlineData("vdi")]
     [InlineData("vhdx")]
     [InlineData("qed")]
+    [InlineData("parallels")]
     public async Task Qcow2OverlayOverTheFormatReadsAsQemuImgReadsIt(string format)
     {
         using var dir = new TempDir();
@@ -88,6 +89,7 @@ public sealed class ForeignFormatUseTests
     [InlineData("vdi")]
     [InlineData("vhdx")]
     [InlineData("qed")]
+    [InlineData("parallels")]
     public async Task ServeProbesTheFormat(string format)
     {
         using var dir = new TempDir();
@@ -103,6 +105,7 @@ public sealed class ForeignFormatUseTests
     [InlineData("vdi")]
     [InlineData("vhdx")]
     [InlineData("qed")]
+    [InlineData("parallels")]
     public async Task MountedImageReadsAndWritesAsQemuImgDoes(string format)
     {
         using var dir = new TempDir();
@@ -122,6 +125,8 @@ public sealed class ForeignFormatUseTests
     [InlineData("vhdx", "drive-mirror")]
     [InlineData("qed", "drive-backup")]
     [InlineData("qed", "drive-mirror")]
+    [InlineData("parallels", "drive-backup")]
+    [InlineData("parallels", "drive-mirror")]
     public async Task JobTargetsInTheFormat(string format, string command)
     {
         using var dir = new TempDir();
