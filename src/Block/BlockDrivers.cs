@@ -5,6 +5,7 @@ using ExportServer.Block.Filters.SnapshotAccess;
 using ExportServer.Block.Filters.Throttle;
 using ExportServer.Block.Formats.Bochs;
 using ExportServer.Block.Formats.Cloop;
+using ExportServer.Block.Formats.Dmg;
 using ExportServer.Block.Formats.Luks;
 using ExportServer.Block.Formats.MagicOnly;
 using ExportServer.Block.Formats.Parallels;
@@ -48,6 +49,7 @@ public static class BlockDrivers
         graph.Register(BochsDriver.Instance);
         graph.Register(CloopDriver.Instance);
         graph.Register(ParallelsDriver.Instance);
+        graph.Register(DmgDriver.Instance);
         graph.Register(LuksDriver.Instance);
         graph.Register(ThrottleDriver.Instance);
         graph.Register(CompressDriver.Instance);
