@@ -72,6 +72,7 @@ public sealed class ForeignFormatTests
     [InlineData("vpc")]
     [InlineData("vdi")]
     [InlineData("vhdx")]
+    [InlineData("qed")]
     public async Task ZeroWritesAllocateNothing(string format)
     {
         using var dir = new TempDir();
