@@ -17,6 +17,7 @@ public sealed class ForeignFormatUseTests
     [InlineData("vdi", "")]
     [InlineData("vhdx", "")]
     [InlineData("qed", "")]
+    [InlineData("parallels", "")]
     public async Task KilledWriterLeavesAnImageQemuImgReads(string format, string options)
     {
         using var dir = new TempDir();
@@ -51,6 +52,15 @@ public sealed class ForeignFormatUseTests
                 {
                     Assert.Equal(0, await reopened.StopAsync());
                 }
+            }
+
+            if (format == "parallels")
+            {
+                // A parallels image killed while open for writing is still marked in use (and has the
+                // file grown ahead of its data): QEMU and we refuse to write it until qemu-img repairs it.
+                var refused = await Tool.RunAsync("qemu-img", "check", "-f", format, image);
+                Assert.Contains("image was not closed correctly", refused.Stderr);
+                (await Tool.RunAsync("qemu-img", "check", "-r", "all", "-f", format, image)).Check($"round {round}: repair");
             }
 
             if (format != "vhdx" || round % 2 == 1)

@@ -50,7 +50,7 @@ internal sealed class ParallelsNode : BlockNode
         _preallocByZeroes = preallocByZeroes;
         _preallocSize = preallocSize;
         Length = (long)header.Sectors * ParallelsFormat.SectorSize;
-        Limits = new BlockLimits(RequestAlignment: ParallelsFormat.SectorSize, OptimalTransfer: (int)Math.Min(_clusterSize, 1 << 30));
+        Limits = new BlockLimits(OptimalTransfer: (int)Math.Min(_clusterSize, 1 << 30));
         Capabilities = new BlockCapabilities(Backing: true);
         AttachChild("file", ChildRole.File, file, ChildUse.Metadata);
     }
@@ -132,10 +132,13 @@ internal sealed class ParallelsNode : BlockNode
 
     private int ChunkAt(long offset, long length) => BlockMapping.ChunkAt(offset, length, _clusterSize);
 
-    /// <summary>The host offset of a mapped cluster, checked: data outside the data area or the file is an I/O error, not a read of the BAT.</summary>
+    /// <summary>
+    /// The host offset of a mapped cluster, checked: data outside the data area or the file is an I/O
+    /// error, not a read of the BAT (the file always covers the clusters this node maps: it grows first).
+    /// </summary>
     private long CheckedHost(long offset, long host, int length)
     {
-        if (host < _dataStart || host + length > Math.Max(_file.Length, Volatile.Read(ref _dataEnd)))
+        if (host < _dataStart || host + length > _file.Length)
         {
             throw BlockException.Io($"parallels: cluster {offset / _clusterSize} of '{FileName}' is outside the image (offset 0x{host:x})");
         }
