@@ -139,6 +139,38 @@ public sealed class ParallelsTests
         Assert.Contains("Preallocation mode 'full' is not supported for parallels", refused.Stderr);
     }
 
+    /// <summary>
+    /// In a chain: a backing node given by the backing option (the header names none) shows through
+    /// unmapped clusters, and a partial write copies the rest of its cluster from it; qemu-img, given
+    /// the same chain, reads the result as the same write on raw.
+    /// </summary>
+    [Fact]
+    public async Task BackingNodeShowsThroughAndIsCopiedOnWrite()
+    {
+        using var dir = new TempDir();
+        await ShAsync(dir, $"qemu-img create -q -f raw base {Size} && {Io("raw", "base", Writes)}");
+        await ShAsync(dir, $"qemu-img create -q -f parallels -o cluster_size=64K top {Size}");
+        string[] writes = ["write -P 0x99 1000 5000", "write -P 0x9a 20M 70000"];
+        await using (var d = await Daemon.StartAsync(dir,
+                         "--blockdev", $"driver=raw,node-name=b0,read-only=on,file.driver=file,file.filename={dir["base"]},file.read-only=on",
+                         "--blockdev", $"driver=parallels,node-name=n0,backing=b0,file.driver=file,file.filename={dir["top"]}",
+                         "--nbd-server", $"addr.type=unix,addr.path={dir["nbd.sock"]}",
+                         "--export", "type=nbd,id=e0,node-name=n0,name=disk,writable=on"))
+        {
+            await AssertSameAsync(dir["base"], Uri(dir));
+            (await Tool.ShAsync(Io("raw", Uri(dir), writes))).Check("writes");
+            Assert.Equal(0, await d.StopAsync());
+        }
+
+        await ShAsync(dir, $"cp base expected.raw && {Io("raw", "expected.raw", writes)}");
+        await AssertCheckCleanAsync(dir["top"], "parallels");
+        var chain = $"json:{{\"driver\":\"parallels\",\"file\":{{\"driver\":\"file\",\"filename\":\"{dir["top"]}\"}},\"backing\":{{\"driver\":\"raw\",\"file\":{{\"driver\":\"file\",\"filename\":\"{dir["base"]}\"}}}}}}";
+        var cmp = await Tool.RunAsync("qemu-img", "compare", "-U", "-f", "raw", dir["expected.raw"], chain);
+        Assert.True(cmp.ExitCode == 0, cmp.Stdout + cmp.Stderr);
+        // The top holds three clusters of its own: the two partial writes' clusters (the second spans two).
+        Assert.Equal(4L * 65536, new FileInfo(dir["top"]).Length);
+    }
+
     /// <summary>Damaged headers are refused with QEMU's message: (offset, 32-bit little-endian value).</summary>
     [Theory]
     [InlineData(0, 0x68746957u + 1)]
