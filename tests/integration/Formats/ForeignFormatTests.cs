@@ -33,6 +33,8 @@ public sealed class ForeignFormatTests
     [InlineData("vhdx", "")]
     [InlineData("vhdx", "subformat=fixed")]
     [InlineData("qed", "")]
+    [InlineData("parallels", "")]
+    [InlineData("parallels", "cluster_size=4K")]
     public async Task ConvertedImagesReadAsTheirSource(string format, string options)
     {
         using var dir = new TempDir();
@@ -70,6 +72,7 @@ public sealed class ForeignFormatTests
     [InlineData("vpc")]
     [InlineData("vdi")]
     [InlineData("vhdx")]
+    [InlineData("qed")]
     public async Task ZeroWritesAllocateNothing(string format)
     {
         using var dir = new TempDir();
@@ -115,6 +118,8 @@ public sealed class ForeignFormatTests
     [InlineData("vhdx", "log_size=3M,block_state_zero=off", "2G")]
     [InlineData("qed", "", "10M")]
     [InlineData("qed", "cluster_size=4096,table_size=2", "10000k")]
+    [InlineData("parallels", "", "10M")]
+    [InlineData("parallels", "cluster_size=64K", "10000k")]
     public async Task CreatedImagesOpenInQemuImg(string format, string options, string size)
     {
         using var dir = new TempDir();
@@ -140,6 +145,8 @@ public sealed class ForeignFormatTests
     [InlineData("vhdx", """{"subformat": "fixed", "block-size": 1048576, "log-size": 2097152, "block-state-zero": false}""", 10485760)]
     [InlineData("qed", "{}", 10485760)]
     [InlineData("qed", """{"cluster-size": 4096, "table-size": 2}""", 10485760)]
+    [InlineData("parallels", "{}", 10485760)]
+    [InlineData("parallels", """{"cluster-size": 65536}""", 10485760)]
     public async Task BlockdevCreateMakesImagesQemuImgOpens(string format, string extra, long size)
     {
         using var dir = new TempDir();

@@ -17,6 +17,7 @@ public sealed class ForeignFormatUseTests
     [InlineData("vdi", "")]
     [InlineData("vhdx", "")]
     [InlineData("qed", "")]
+    [InlineData("parallels", "")]
     public async Task KilledWriterLeavesAnImageQemuImgReads(string format, string options)
     {
         using var dir = new TempDir();
@@ -53,6 +54,15 @@ public sealed class ForeignFormatUseTests
                 }
             }
 
+            if (format == "parallels")
+            {
+                // A parallels image killed while open for writing is still marked in use (and has the
+                // file grown ahead of its data): QEMU and we refuse to write it until qemu-img repairs it.
+                var refused = await Tool.RunAsync("qemu-img", "check", "-f", format, image);
+                Assert.Contains("image was not closed correctly", refused.Stderr);
+                (await Tool.RunAsync("qemu-img", "check", "-r", "all", "-f", format, image)).Check($"round {round}: repair");
+            }
+
             if (format != "vhdx" || round % 2 == 1)
             {
                 await AssertCheckCleanAsync(image, format);
@@ -68,6 +78,7 @@ public sealed class ForeignFormatUseTests
     [InlineData("vdi")]
     [InlineData("vhdx")]
     [InlineData("qed")]
+    [InlineData("parallels")]
     public async Task Qcow2OverlayOverTheFormatReadsAsQemuImgReadsIt(string format)
     {
         using var dir = new TempDir();
@@ -88,6 +99,7 @@ public sealed class ForeignFormatUseTests
     [InlineData("vdi")]
     [InlineData("vhdx")]
     [InlineData("qed")]
+    [InlineData("parallels")]
     public async Task ServeProbesTheFormat(string format)
     {
         using var dir = new TempDir();
@@ -103,6 +115,7 @@ public sealed class ForeignFormatUseTests
     [InlineData("vdi")]
     [InlineData("vhdx")]
     [InlineData("qed")]
+    [InlineData("parallels")]
     public async Task MountedImageReadsAndWritesAsQemuImgDoes(string format)
     {
         using var dir = new TempDir();
@@ -122,6 +135,8 @@ public sealed class ForeignFormatUseTests
     [InlineData("vhdx", "drive-mirror")]
     [InlineData("qed", "drive-backup")]
     [InlineData("qed", "drive-mirror")]
+    [InlineData("parallels", "drive-backup")]
+    [InlineData("parallels", "drive-mirror")]
     public async Task JobTargetsInTheFormat(string format, string command)
     {
         using var dir = new TempDir();

@@ -38,6 +38,8 @@ internal static class ForeignImage
         { "vhdx", "block_size=1M,log_size=2M,block_state_zero=off" },
         { "qed", "" },
         { "qed", "cluster_size=4096,table_size=2" },
+        { "parallels", "" },
+        { "parallels", "cluster_size=64K" },
     };
 
     public static string Uri(TempDir dir) => $"nbd+unix:///disk?socket={dir["nbd.sock"]}";

@@ -31,6 +31,34 @@ public sealed class QedTests
     }
 
     /// <summary>
+    /// Zero writes through the export over a backing file: whole clusters become zero clusters that
+    /// hide the backing data (no data cluster is added), partial ones are written; qemu-img reads the
+    /// result as the same writes on raw, checks it clean and maps the zeroed clusters as zero.
+    /// </summary>
+    [Fact]
+    public async Task ZeroWritesMakeZeroClustersOverTheBackingFile()
+    {
+        using var dir = new TempDir();
+        await ShAsync(dir, $"qemu-img create -q -f raw base {Size} && {Io("raw", "base", ["write -P 0x5a 0 8M", "write -P 0x5b 40M 4M"])}");
+        await ShAsync(dir, $"qemu-img create -q -f qed -b base -F raw top.qed && {Io("qed", "top.qed", ["write -P 0x66 1M 1M"])}");
+        string[] zeroes = ["write -z 0 512K", "write -z 1536K 64K", "write -z 3000000 100000", "write -z 40M 4M"];
+        await ShAsync(dir, $"cp base expected.raw && {Io("raw", "expected.raw", ["write -P 0x66 1M 1M", .. zeroes])}");
+        var before = new FileInfo(dir["top.qed"]).Length;
+        await using (var d = await ServeAsync(dir, "qed", dir["top.qed"], writable: true))
+        {
+            (await Tool.ShAsync(Io("raw", Uri(dir), zeroes))).Check("zero writes");
+            Assert.Equal(0, await d.StopAsync());
+        }
+
+        // Two partial clusters (around 3000000 and 3100000) are written as data; nothing else grows the file.
+        Assert.Equal(before + (2 * 65536), new FileInfo(dir["top.qed"]).Length);
+        await AssertCheckCleanAsync(dir["top.qed"], "qed");
+        await AssertSameAsync(dir["expected.raw"], dir["top.qed"], "qed");
+        var map = (await Tool.RunAsync("qemu-img", "map", "-f", "qed", "--output=json", dir["top.qed"])).Check("map").Stdout;
+        Assert.Contains("{ \"start\": 41943040, \"length\": 4194304, \"depth\": 0, \"present\": true, \"zero\": true, \"data\": false", map.Replace("\n", " "));
+    }
+
+    /// <summary>
     /// An image left with need-check, an L2 entry beyond the end of the file and a leaked cluster at
     /// the end: opened read-only it is served as is; opened read-write it is repaired (the entry
     /// cleared, the tail cut, the flag cleared) and qemu-img finds nothing wrong.

@@ -1,4 +1,3 @@
-using System.IO.Compression;
 using ExportServer.Block.Core;
 
 namespace ExportServer.Block.Formats.Cloop;
@@ -93,24 +92,9 @@ internal sealed class CloopNode : BlockNode
         await _file.ReadAsync(start, compressed).ConfigureAwait(false);
         var output = _cached ?? new byte[_header.BlockSize];
         _cachedBlock = -1;
-        try
+        if (!ZlibInflate.Exact(compressed, output))
         {
-            using var inflater = new ZLibStream(new MemoryStream(compressed), CompressionMode.Decompress);
-            var total = 0;
-            int read;
-            while (total < output.Length && (read = inflater.Read(output, total, output.Length - total)) > 0)
-            {
-                total += read;
-            }
-
-            if (total != output.Length || inflater.Read(new byte[1], 0, 1) != 0)
-            {
-                throw BlockException.Io($"cloop: block {block} of '{FileName}' does not inflate to {_header.BlockSize} bytes");
-            }
-        }
-        catch (InvalidDataException e)
-        {
-            throw BlockException.Io($"cloop: block {block} of '{FileName}' is not a valid zlib stream", e);
+            throw BlockException.Io($"cloop: block {block} of '{FileName}' is not a zlib stream of {_header.BlockSize} bytes");
         }
 
         _cached = output;

@@ -15,11 +15,6 @@ internal static class MagicOnlyFormats
     public static IReadOnlyList<MagicOnlyProbe> All { get; } =
     [
         new("qcow", Certain, (h, _) => StartsWith(h, [0x51, 0x46, 0x49, 0xfb]) && h.Length >= 8 && BinaryPrimitives.ReadUInt32BigEndian(h[4..]) == 1),
-        new("parallels", Certain, (h, _) => (StartsWith(h, "WithoutFreeSpace"u8) || StartsWith(h, "WithouFreSpacExt"u8)) &&
-                                           h.Length >= 20 && BinaryPrimitives.ReadUInt32LittleEndian(h[16..]) == 2),
-
-        // dmg has no magic at the start; QEMU goes by the file name, with a low score.
-        new("dmg", 2, (_, f) => f is not null && f.EndsWith(".dmg", StringComparison.Ordinal)),
     ];
 
     private static bool StartsWith(ReadOnlySpan<byte> head, ReadOnlySpan<byte> magic) =>

@@ -45,7 +45,7 @@ internal sealed partial class QedNode : BlockNode, IImageInfoSource
         _l1Shift = _clusterBits + System.Numerics.BitOperations.Log2((uint)header.TableEntries);
         Length = (long)header.ImageSize;
         Limits = new BlockLimits(OptimalTransfer: (int)header.ClusterSize);
-        Capabilities = new BlockCapabilities(Truncate: true, Backing: true);
+        Capabilities = new BlockCapabilities(WriteZeroes: true, Truncate: true, Backing: true);
         AttachChild("file", ChildRole.File, file, ChildUse.Metadata);
     }
 
