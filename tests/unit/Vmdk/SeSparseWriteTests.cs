@@ -189,6 +189,40 @@ public sealed class SeSparseWriteTests
     }
 
     [Fact]
+    public async Task ATableOutsideItsAreaIsRefusedWritable()
+    {
+        await using var bed = new DriverTestBed();
+        var (descriptor, extent, layout) = await MakeAsync(bed, withParent: false);
+        using (var f = new FileStream(extent, FileMode.Open))
+        {
+            Put64(f, layout.Directory + 16, 0x1000000000000004);                  // the grain tables area holds 4
+        }
+
+        var e = await bed.AddFailsAsync(Open(descriptor));
+        Assert.Contains("grain directory entry 2 names a table outside the grain tables area", e.Message);
+        await bed.AddAsync(Open(descriptor, readOnly: true));
+    }
+
+    [Fact]
+    public async Task AGrainOutsideItsAreaIsNotWrittenInPlace()
+    {
+        await using var bed = new DriverTestBed();
+        var (descriptor, extent, layout) = await MakeAsync(bed, withParent: false, grainSlots: 4097);
+        var bytes = await File.ReadAllBytesAsync(extent);
+        var node = await bed.AddAsync(Open(descriptor));
+        var e = await Assert.ThrowsAsync<BlockException>(async () => await node.WriteAsync(0, new byte[512]));
+        Assert.Contains("names grain 5000 outside the grains area (4097 grains)", e.Message);
+        await node.WriteAsync((64L << 20) - 4096, new byte[4096]);               // grain 4096, inside
+        var back = new byte[4096];
+        await node.ReadAsync(0, back);
+        Assert.All(back, b => Assert.Equal(Pattern(5000), b));
+        await bed.Graph.CloseAllAsync();
+        Array.Clear(bytes, (int)layout.Grain(4096), 4096);
+        var now = await File.ReadAllBytesAsync(extent);
+        Assert.True(bytes.AsSpan().SequenceEqual(now), "the extent changed elsewhere than in grain 4096");
+    }
+
+    [Fact]
     public async Task AReadOnlyNodeRefusesWrites()
     {
         await using var bed = new DriverTestBed();

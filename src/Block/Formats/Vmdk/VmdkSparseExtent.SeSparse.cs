@@ -44,7 +44,35 @@ internal sealed partial class VmdkSparseExtent
         var grains = _layout.SeSparseGrainsOffset;
         _nextGrain = grains + AlignUp(Math.Max(0, File.Length - grains), _layout.GrainBytes);
         _usedEnd = File.Length;
-        _seSparseRefusal = SeSparseOverlap();
+        _seSparseRefusal = SeSparseOverlap() ?? TableOutsideArea();
+    }
+
+    /// <summary>A directory entry naming a table past the grain tables area: writing that table back could overwrite anything.</summary>
+    private string? TableOutsideArea()
+    {
+        for (var i = 0; i < _directory.Length; i++)
+        {
+            if (_directory[i] != 0 && (_directory[i] - _layout.SeSparseTablesOffset) / _layout.TableBytes >= _layout.SeSparseTableSlots)
+            {
+                return $"vmdk: cannot write to the seSparse extent '{File.FileName}': grain directory entry {i} names a table outside the grain tables area";
+            }
+        }
+
+        return null;
+    }
+
+    /// <summary>
+    /// An in-place write must land in the grains area: an entry naming a grain elsewhere (which a
+    /// read accepts, as QEMU does) would overwrite metadata.
+    /// </summary>
+    private void CheckSeSparseGrain(long host, long offset)
+    {
+        var index = (host - _layout.SeSparseGrainsOffset) / _layout.GrainBytes;
+        if (host < _layout.SeSparseGrainsOffset || index >= _layout.SeSparseGrainSlots)
+        {
+            throw BlockException.Io(
+                $"vmdk: the grain table entry for offset {Start + offset} of '{File.FileName}' names grain {index} outside the grains area ({_layout.SeSparseGrainSlots} grains); not written");
+        }
     }
 
     private string? SeSparseOverlap()

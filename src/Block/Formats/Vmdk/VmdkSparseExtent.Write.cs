@@ -45,6 +45,11 @@ internal sealed partial class VmdkSparseExtent
         var m = await MapAsync(offset, data.Length).ConfigureAwait(false);
         if (m.Kind == VmdkGrainKind.Data)
         {
+            if (_layout.Kind == VmdkSparseKind.SeSparse)
+            {
+                CheckSeSparseGrain(m.HostOffset - (offset % _layout.GrainBytes), offset);
+            }
+
             await File.WriteAsync(m.HostOffset, data).ConfigureAwait(false);
             return;
         }
