@@ -32,8 +32,9 @@ internal sealed partial class VmdkDriver : IBlockDriver
 
     /// <summary>
     /// Extents QEMU opens only read-only: hosted sparse version 3 without compression (changed
-    /// block tracking). seSparse extents, read-only in QEMU, are written here; one whose areas
-    /// overlap is refused writable (read-only instead with auto-read-only).
+    /// block tracking). seSparse extents, read-only in QEMU, are written here; one whose layout
+    /// cannot be written safely (overlapping areas, a table outside its area) is refused writable
+    /// (read-only instead with auto-read-only).
     /// </summary>
     private static bool ApplyReadOnlyExtents(BlockOpenContext context, VmdkExtent[] extents)
     {

@@ -6,9 +6,9 @@ namespace ExportServer.Block.Formats.Vmdk;
 /// <summary>
 /// Writes to a seSparse extent. Grain tables are handed out in order from the grain tables area
 /// (the volatile header's free_gt_number counts them) and grains from the end of the grains area
-/// in use. A new grain's data is written first; its table entry and, for a new table, the table,
-/// the volatile header and then the directory entry follow at the next write-back, each step after
-/// a flush of the one before. A kill at any point therefore leaves entries that name only written
+/// in use. A new grain's data is written first; at the next write-back, after a flush, come the
+/// changed tables (new ones whole) and the volatile header, and after a second flush the directory
+/// entries of new tables. A kill at any point therefore leaves entries that name only written
 /// data and directory entries that name only written tables. VMware's free-space bitmap, back-map
 /// and journal are not kept: grains we allocate are not marked in them.
 /// </summary>
@@ -25,7 +25,7 @@ internal sealed partial class VmdkSparseExtent
     /// <summary>The next grain table number to hand out.</summary>
     private long _nextTable;
 
-    /// <summary>Why the layout cannot be written safely (areas that overlap), or null.</summary>
+    /// <summary>Why the layout cannot be written safely (overlapping areas, a table outside its area), or null.</summary>
     private string? _seSparseRefusal;
 
     /// <summary>
@@ -101,7 +101,7 @@ internal sealed partial class VmdkSparseExtent
     }
 
     /// <summary>The allocated-grain entry for grain <paramref name="index"/>: its low 12 bits in bits 48-59, the rest in bits 0-47.</summary>
-    internal static ulong SeSparseGrainEntry(long index) =>
+    private static ulong SeSparseGrainEntry(long index) =>
         SeSparseAllocated | ((ulong)(index & 0xfff) << 48) | ((ulong)index >> 12);
 
     /// <summary>The next table of the grain tables area, empty and dirty in the cache. The caller holds <see cref="_meta"/>.</summary>
