@@ -6,6 +6,7 @@ namespace ExportServer.IntegrationTests.Support;
 /// A libnbd client that writes patterns into fresh slots of an export until it is cut off, logging
 /// each write once it is durable (sent with FUA, or followed by an acknowledged flush); then the
 /// durable writes are read back from the image with qemu-io. For kill -9 tests of format drivers.
+/// Optionally it also logs each write before sending it, so a test can tell old, new and garbage apart.
 /// </summary>
 internal sealed class DurableWriter
 {
@@ -15,6 +16,7 @@ internal sealed class DurableWriter
         import nbd, random, sys
         uri, seed, first, stop, step, slot = sys.argv[1], int(sys.argv[2]), *map(int, sys.argv[3:7])
         offsets, sizes = [int(x) for x in sys.argv[7].split(",")], [int(x) for x in sys.argv[8].split(",")]
+        tries = open(sys.argv[9], "w") if len(sys.argv) > 9 else None
         rnd = random.Random(seed)
         h = nbd.NBD(); h.connect_uri(uri)
         slots = list(range(first, stop, step)); rnd.shuffle(slots)
@@ -23,6 +25,7 @@ internal sealed class DurableWriter
             off = s * slot + rnd.choice(offsets)
             size = rnd.choice(sizes)
             pat = rnd.randrange(1, 255)
+            if tries: print(f"{off} {size} {pat}", file=tries, flush=True)
             if n % 7 == 0:
                 h.pwrite(bytes([pat]) * size, off, nbd.CMD_FLAG_FUA)
                 print(f"{off} {size} {pat}", flush=True)
@@ -39,10 +42,12 @@ internal sealed class DurableWriter
     private readonly long _slotSize;
     private readonly string _offsets;
     private readonly string _sizes;
+    private readonly bool _logAttempts;
 
     /// <summary>A writer into slots of <paramref name="slotSize"/> bytes, at one of <paramref name="offsets"/> in its slot, of one of <paramref name="sizes"/>.</summary>
-    public DurableWriter(TempDir dir, long slotSize, int[] offsets, int[] sizes)
+    public DurableWriter(TempDir dir, long slotSize, int[] offsets, int[] sizes, bool logAttempts = false)
     {
+        _logAttempts = logAttempts;
         _dir = dir;
         _slotSize = slotSize;
         _offsets = string.Join(',', offsets);
@@ -53,10 +58,13 @@ internal sealed class DurableWriter
     /// <summary>The writes known durable so far, over every round.</summary>
     public List<(long Offset, int Size, int Pattern)> Durable { get; } = new();
 
+    /// <summary>Every write sent (or about to be sent) so far, when attempts are logged.</summary>
+    public List<(long Offset, int Size, int Pattern)> Attempted { get; } = new();
+
     /// <summary>Starts round <paramref name="round"/> against <paramref name="uri"/> over slots range(first, stop, step).</summary>
     public Task<Tool.Result> StartRound(string uri, int round, long first, long stop, long step) =>
         Tool.ShAsync(
-            $"/usr/bin/python3 {_dir["writer.py"]} '{uri}' {round} {first} {stop} {step} {_slotSize} {_offsets} {_sizes} > {_dir[$"log{round}.txt"]} 2>>{_dir["writer.err"]}",
+            $"/usr/bin/python3 {_dir["writer.py"]} '{uri}' {round} {first} {stop} {step} {_slotSize} {_offsets} {_sizes} {(_logAttempts ? _dir[$"try{round}.txt"] : string.Empty)} > {_dir[$"log{round}.txt"]} 2>>{_dir["writer.err"]}",
             TimeSpan.FromMinutes(2));
 
     /// <summary>
@@ -81,12 +89,19 @@ internal sealed class DurableWriter
     public async Task EndRoundAsync(Task<Tool.Result> writer, int round)
     {
         await writer;
-        foreach (var line in (await File.ReadAllLinesAsync(_dir[$"log{round}.txt"])).Where(l => l.Length > 0))
+        Durable.AddRange(await ReadLogAsync(_dir[$"log{round}.txt"]));
+        if (_logAttempts)
         {
-            var f = line.Split(' ');
-            Durable.Add((long.Parse(f[0]), int.Parse(f[1]), int.Parse(f[2])));
+            Attempted.AddRange(await ReadLogAsync(_dir[$"try{round}.txt"]));
         }
     }
+
+    private static async Task<IEnumerable<(long Offset, int Size, int Pattern)>> ReadLogAsync(string path) =>
+        (await File.ReadAllLinesAsync(path)).Where(l => l.Length > 0).Select(line =>
+        {
+            var f = line.Split(' ');
+            return (long.Parse(f[0]), int.Parse(f[1]), int.Parse(f[2]));
+        });
 
     /// <summary>Every durable write reads back from <paramref name="image"/>, opened by qemu-io as <paramref name="format"/>.</summary>
     public async Task VerifyAsync(string format, string image, int atLeast)

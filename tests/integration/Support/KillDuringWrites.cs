@@ -12,10 +12,11 @@ internal static class KillDuringWrites
     /// <paramref name="image"/> writable as "disk" on <paramref name="uri"/>); <paramref name="check"/>
     /// asserts the image is sound after each kill. Then reads every durable write back with qemu-io.
     /// </summary>
-    public static async Task RunAsync(TempDir dir, string image, string format, string uri, Func<Task<Daemon>> start, int rounds, int seed, Func<int, Task> check)
+    public static async Task RunAsync(
+        TempDir dir, string image, string format, string uri, Func<Task<Daemon>> start, int rounds, int seed, Func<int, Task> check, DurableWriter? writer = null)
     {
         // Each round writes its own 4000 slots, at sizes within and across clusters and partial clusters.
-        var writer = new DurableWriter(dir, 196608, [0, 512, 4096, 65536 - 1024], [512, 4096, 65536, 100000, 131072]);
+        writer ??= new DurableWriter(dir, 196608, [0, 512, 4096, 65536 - 1024], [512, 4096, 65536, 100000, 131072]);
         var rnd = new Random(seed);
         for (var round = 0; round < rounds; round++)
         {

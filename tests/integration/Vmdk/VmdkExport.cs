@@ -8,12 +8,12 @@ internal static class VmdkExport
 {
     public static string Uri(TempDir dir) => Qcow2Export.Uri(dir);
 
-    public static Task<Daemon> StartAsync(TempDir dir, string image, bool writable, string format = "vmdk")
+    public static Task<Daemon> StartAsync(TempDir dir, string image, bool writable, string format = "vmdk", string discard = "ignore")
     {
         var mode = writable ? string.Empty : ",read-only=on";
         return Daemon.StartAsync(dir,
             "--blockdev", $"driver=file,node-name=f0,filename={image}{mode}",
-            "--blockdev", $"driver={format},node-name=v0,file=f0{mode}",
+            "--blockdev", $"driver={format},node-name=v0,file=f0,discard={discard}{mode}",
             "--nbd-server", $"addr.type=unix,addr.path={dir["nbd.sock"]}",
             "--export", $"type=nbd,id=e0,node-name=v0,name=disk,writable={(writable ? "on" : "off")}");
     }

@@ -3,7 +3,10 @@ using ExportServer.Block.Core;
 
 namespace ExportServer.Block.Formats.Vmdk;
 
-/// <summary>The volatile header of a seSparse extent: its magic and whether a journal waits to be replayed.</summary>
+/// <summary>
+/// The volatile header of a seSparse extent: its magic, the next free grain table number (tables
+/// are handed out in order from the grain tables area) and whether a journal waits to be replayed.
+/// </summary>
 internal sealed record SeSparseVolatileHeader
 {
     public const int Size = 512;
@@ -47,5 +50,14 @@ internal sealed record SeSparseVolatileHeader
             FreeGrainTableNumber = BinaryPrimitives.ReadUInt64LittleEndian(b[OffFreeGrainTableNumber..]),
             NextTransaction = BinaryPrimitives.ReadUInt64LittleEndian(b[OffNextTransaction..]),
         };
+    }
+
+    /// <summary>The whole header, with no journal to replay (we write none).</summary>
+    public void Write(Span<byte> b)
+    {
+        b[..Size].Clear();
+        BinaryPrimitives.WriteUInt64LittleEndian(b[OffMagic..], Magic);
+        BinaryPrimitives.WriteUInt64LittleEndian(b[OffFreeGrainTableNumber..], FreeGrainTableNumber);
+        BinaryPrimitives.WriteUInt64LittleEndian(b[OffNextTransaction..], NextTransaction);
     }
 }

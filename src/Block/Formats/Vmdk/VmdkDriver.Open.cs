@@ -245,7 +245,7 @@ internal sealed partial class VmdkDriver
             throw BlockException.Invalid($"vmdk: seSparse volatile header (volatile_header_offset 0x{volatileOffset:x}) of '{name}' lies beyond the end of the file ({file.Length} bytes)");
         }
 
-        SeSparseVolatileHeader.Read(await ReadAsync(file, volatileOffset, SeSparseVolatileHeader.Size).ConfigureAwait(false), name);
+        var volatileHeader = SeSparseVolatileHeader.Read(await ReadAsync(file, volatileOffset, SeSparseVolatileHeader.Size).ConfigureAwait(false), name);
         var grainBytes = (long)header.GrainSize * VmdkFormat.SectorSize;
         var tableEntries = (int)(header.GrainTableSize * VmdkFormat.SectorSize / 8);
         if (header.Capacity > long.MaxValue / VmdkFormat.SectorSize)
@@ -264,6 +264,10 @@ internal sealed partial class VmdkDriver
             DirectoryEntries = directoryBytes / 8,
             SeSparseTablesOffset = Bytes(header.GrainTablesOffset, "grain_tables_offset", file),
             SeSparseGrainsOffset = Bytes(header.GrainsOffset, "grains_offset", file),
+            SeSparseTableSlots = (long)Math.Min(header.GrainTablesSize / header.GrainTableSize, int.MaxValue),
+            SeSparseGrainSlots = (long)Math.Min(header.GrainsSize / header.GrainSize, 1UL << 59),
+            SeSparseVolatile = volatileHeader,
+            SeSparseVolatileOffset = volatileOffset,
         };
         return await VmdkSparseExtent.OpenAsync(file, start, type, layout).ConfigureAwait(false);
     }

@@ -31,8 +31,10 @@ internal sealed partial class VmdkDriver : IBlockDriver
     }
 
     /// <summary>
-    /// Extents QEMU opens only read-only: seSparse (no write support; read-only instead with
-    /// auto-read-only) and hosted sparse version 3 without compression (changed block tracking).
+    /// Extents QEMU opens only read-only: hosted sparse version 3 without compression (changed
+    /// block tracking). seSparse extents, read-only in QEMU, are written here; one whose layout
+    /// cannot be written safely (overlapping areas, a table outside its area) is refused writable
+    /// (read-only instead with auto-read-only).
     /// </summary>
     private static bool ApplyReadOnlyExtents(BlockOpenContext context, VmdkExtent[] extents)
     {
@@ -43,7 +45,7 @@ internal sealed partial class VmdkDriver : IBlockDriver
                 throw BlockException.Invalid("VMDK version 3 must be read only");
             }
 
-            if (extent.Layout.Kind == VmdkSparseKind.SeSparse)
+            if (extent.Layout.Kind == VmdkSparseKind.SeSparse && extent.WriteRefusal is not null)
             {
                 return context.AutoReadOnly ? true : throw new BlockException(Errno.EACCES, extent.WriteRefusal!);
             }

@@ -53,7 +53,7 @@ internal sealed partial class VmdkNode
             {
                 CheckWritable(sparse);
                 var readsZero = m.Kind == VmdkGrainKind.Zero || (m.Kind == VmdkGrainKind.Unallocated && BackingChild is null);
-                if (!readsZero && !(m.Length == sparse.Layout.GrainBytes && await sparse.TryZeroGrainAsync(offset - extent.Start).ConfigureAwait(false)))
+                if (!readsZero && !(m.Length == sparse.Layout.GrainBytes && await sparse.TryZeroGrainAsync(offset - extent.Start, (flags & ZeroFlags.MayUnmap) != 0).ConfigureAwait(false)))
                 {
                     var zeroes = ArrayPool<byte>.Shared.Rent((int)m.Length);
                     try
@@ -74,6 +74,30 @@ internal sealed partial class VmdkNode
 
             offset += m.Length;
             length -= m.Length;
+        }
+    }
+
+    /// <summary>
+    /// Discard, with discard=unmap: whole allocated grains of seSparse extents become unmapped
+    /// (reading as zeroes); other extents have no way to give grains back and are left alone.
+    /// </summary>
+    protected override async ValueTask DiscardCoreAsync(long offset, long length)
+    {
+        if (!DiscardUnmap)
+        {
+            return;
+        }
+
+        foreach (var extent in _extents.OfType<VmdkSparseExtent>().Where(e => e.Layout.Kind == VmdkSparseKind.SeSparse))
+        {
+            var start = Math.Max(offset, extent.Start);
+            var end = Math.Min(offset + length, extent.End);
+            if (start < end)
+            {
+                CheckWritable(extent);
+                await UpdateCidAsync().ConfigureAwait(false);
+                await extent.UnmapAsync(start - extent.Start, end - start).ConfigureAwait(false);
+            }
         }
     }
 

@@ -28,7 +28,7 @@ internal sealed partial class VmdkSparseExtent
     /// <summary>Why this extent cannot be written, or null.</summary>
     public string? WriteRefusal => _layout switch
     {
-        { Kind: VmdkSparseKind.SeSparse } => "No write support for seSparse images available",
+        { Kind: VmdkSparseKind.SeSparse } => _seSparseRefusal,
         { ReadOnlyVersion: true } => "VMDK version 3 must be read only",
         { DirectoryAtEnd: true } => $"vmdk: cannot write to the stream-optimized image '{File.FileName}': its grain directory is at its end",
         _ => null,
@@ -45,6 +45,11 @@ internal sealed partial class VmdkSparseExtent
         var m = await MapAsync(offset, data.Length).ConfigureAwait(false);
         if (m.Kind == VmdkGrainKind.Data)
         {
+            if (_layout.Kind == VmdkSparseKind.SeSparse)
+            {
+                CheckSeSparseGrain(m.HostOffset - (offset % _layout.GrainBytes), offset);
+            }
+
             await File.WriteAsync(m.HostOffset, data).ConfigureAwait(false);
             return;
         }
@@ -69,7 +74,7 @@ internal sealed partial class VmdkSparseExtent
             data.CopyTo(grain[(int)(offset - grainStart)..]);
             var host = await ReserveAsync(grainStart, _layout.GrainBytes).ConfigureAwait(false);
             await File.WriteAsync(host, grain).ConfigureAwait(false);
-            await SetEntryAsync(grainStart, (ulong)(host / VmdkFormat.SectorSize)).ConfigureAwait(false);
+            await SetEntryAsync(grainStart, GrainEntry(host)).ConfigureAwait(false);
         }
         finally
         {
@@ -77,22 +82,32 @@ internal sealed partial class VmdkSparseExtent
         }
     }
 
+    /// <summary>The table entry naming a grain written at <paramref name="host"/>.</summary>
+    private ulong GrainEntry(long host) =>
+        _layout.Kind == VmdkSparseKind.SeSparse
+            ? SeSparseGrainEntry((host - _layout.SeSparseGrainsOffset) / _layout.GrainBytes)
+            : (ulong)(host / VmdkFormat.SectorSize);
+
     /// <summary>
-    /// Makes whole grains [offset, offset+length) read as zeroes by their table entries when the
-    /// extent has zeroed grains; false when it cannot (the caller writes zeroes instead).
+    /// Makes the whole grain at <paramref name="offset"/> read as zeroes by its table entry when the
+    /// extent has zeroed grains (seSparse: a zero entry, or an unmapped one when
+    /// <paramref name="unmap"/>); false when it cannot (the caller writes zeroes instead).
     /// </summary>
-    public async ValueTask<bool> TryZeroGrainAsync(long offset)
+    public async ValueTask<bool> TryZeroGrainAsync(long offset, bool unmap)
     {
-        if (!_layout.ZeroGrains || _layout.Compressed || offset % _layout.GrainBytes != 0)
+        var seSparse = _layout.Kind == VmdkSparseKind.SeSparse;
+        if (!(_layout.ZeroGrains || seSparse) || _layout.Compressed || offset % _layout.GrainBytes != 0)
         {
             return false;
         }
+
+        var zeroEntry = !seSparse ? VmdkFormat.ZeroGrainEntry : unmap ? SeSparseUnmapped : SeSparseZero;
 
         using var range = await _grainLocks.AcquireAsync(offset, _layout.GrainBytes).ConfigureAwait(false);
         var m = await MapAsync(offset, _layout.GrainBytes).ConfigureAwait(false);
         if (m.Kind != VmdkGrainKind.Zero)
         {
-            await SetEntryAsync(offset, VmdkFormat.ZeroGrainEntry).ConfigureAwait(false);
+            await SetEntryAsync(offset, zeroEntry).ConfigureAwait(false);
         }
 
         return true;
@@ -106,12 +121,23 @@ internal sealed partial class VmdkSparseExtent
         {
             await GetTableLockedAsync(grainStart / _layout.TableSpan, allocate: true).ConfigureAwait(false);
             var host = _nextGrain;
-            if ((host + bytes) / VmdkFormat.SectorSize > VmdkFormat.MaxExtentSectors)
+            if (_layout.Kind == VmdkSparseKind.SeSparse)
+            {
+                if ((host - _layout.SeSparseGrainsOffset) / _layout.GrainBytes >= _layout.SeSparseGrainSlots)
+                {
+                    throw new BlockException(Errno.ENOSPC,
+                        $"vmdk: the grains area of the seSparse extent '{File.FileName}' is full ({_layout.SeSparseGrainSlots} grains)");
+                }
+            }
+            else if ((host + bytes) / VmdkFormat.SectorSize > VmdkFormat.MaxExtentSectors)
             {
                 throw new BlockException(Errno.ENOSPC, $"vmdk: extent '{File.FileName}' is full (grain offsets are 32-bit sector numbers)");
             }
 
-            _nextGrain = AlignUp(host + bytes, _layout.Compressed ? VmdkFormat.SectorSize : _layout.GrainBytes);
+            // seSparse grains count from the grains area, which need not be grain-aligned in the file.
+            _nextGrain = _layout.Kind == VmdkSparseKind.SeSparse
+                ? host + bytes
+                : AlignUp(host + bytes, _layout.Compressed ? VmdkFormat.SectorSize : _layout.GrainBytes);
             await EnsureLengthLockedAsync(host + bytes).ConfigureAwait(false);
             return host;
         }
@@ -216,7 +242,10 @@ internal sealed partial class VmdkSparseExtent
         }
     }
 
-    /// <summary>Flushes the grains written so far, then writes every dirty table and its redundant copy.</summary>
+    /// <summary>
+    /// Flushes the grains written so far, then writes every dirty table and its redundant copy
+    /// (seSparse: then the directory entries of new tables).
+    /// </summary>
     private async ValueTask WriteBackLockedAsync()
     {
         var dirty = _lru.Where(t => t.Dirty).ToList();
@@ -238,5 +267,7 @@ internal sealed partial class VmdkSparseExtent
 
             table.Dirty = false;
         }
+
+        await WritePendingDirectoryLockedAsync().ConfigureAwait(false);
     }
 }

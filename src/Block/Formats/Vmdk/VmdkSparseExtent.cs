@@ -32,6 +32,10 @@ internal sealed partial class VmdkSparseExtent : VmdkExtent
         _redundant = redundant;
         _cacheCapacity = (int)Math.Clamp(CacheBytes / layout.TableBytes, 16, int.MaxValue);
         _nextGrain = AlignUp(file.Length, layout.GrainBytes);
+        if (layout.Kind == VmdkSparseKind.SeSparse)
+        {
+            InitSeSparse();
+        }
     }
 
     public VmdkSparseLayout Layout => _layout;
@@ -227,6 +231,11 @@ internal sealed partial class VmdkSparseExtent : VmdkExtent
             if (!allocate)
             {
                 return null;
+            }
+
+            if (_layout.Kind == VmdkSparseKind.SeSparse)
+            {
+                return await AllocateSeSparseTableLockedAsync(index).ConfigureAwait(false);
             }
 
             offset = await AllocateTableLockedAsync(index).ConfigureAwait(false);

@@ -51,6 +51,17 @@ internal sealed record VmdkSparseLayout
 
     public long SeSparseGrainsOffset { get; init; }
 
+    /// <summary>seSparse: how many grain tables the grain tables area holds.</summary>
+    public long SeSparseTableSlots { get; init; }
+
+    /// <summary>seSparse: how many grains the grains area holds.</summary>
+    public long SeSparseGrainSlots { get; init; }
+
+    /// <summary>seSparse: the volatile header as read at open, and where it lies (bytes).</summary>
+    public SeSparseVolatileHeader? SeSparseVolatile { get; init; }
+
+    public long SeSparseVolatileOffset { get; init; }
+
     public int EntrySize => Kind == VmdkSparseKind.SeSparse ? 8 : 4;
 
     public int TableBytes => TableEntries * EntrySize;
