@@ -39,40 +39,8 @@ internal sealed class LuksDriver : IBlockDriver, IFormatProbe, IImageCreator, II
             throw BlockException.Invalid($"Parameter '{options.FullName("key-secret")}' is required for cipher");
         }
 
-        var passphrase = LuksCreator.Passphrase(context.Graph.Objects, secretId);
-        try
-        {
-            return await OpenNodeAsync(context.NodeName, context.ReadOnly, file, passphrase).ConfigureAwait(false);
-        }
-        finally
-        {
-            CryptographicOperations.ZeroMemory(passphrase);
-        }
-    }
-
-    /// <summary>Reads the header, unlocks the master key with <paramref name="passphrase"/> and makes the node.</summary>
-    public static async ValueTask<LuksNode> OpenNodeAsync(string nodeName, bool readOnly, BlockNode file, byte[] passphrase)
-    {
-        var fileLength = file.Length;
-        var bytes = new byte[LuksFormat.HeaderSize];
-        await file.ReadAsync(0, bytes.AsMemory(0, (int)Math.Min(fileLength, bytes.Length))).ConfigureAwait(false);
-        var header = LuksHeader.Read(bytes, fileLength);
-        var hash = LuksHash.Parse(header.HashSpec);
-        var spec = LuksCipherSpec.FromHeader(header.CipherName, header.CipherMode, header.KeyBytes);
-        var (key, _) = await LuksKeys.UnlockAsync(header, spec, hash, passphrase, async (offset, length) =>
-        {
-            var material = new byte[length];
-            await file.ReadAsync(offset, material).ConfigureAwait(false);
-            return material;
-        }).ConfigureAwait(false);
-        try
-        {
-            return new LuksNode(nodeName, readOnly, file, header, spec, new LuksSectorCipher(spec, key));
-        }
-        finally
-        {
-            CryptographicOperations.ZeroMemory(key);
-        }
+        var (volume, cipher) = await LuksVolume.OpenAsync(file, 0, file.Length, context.Graph.Objects, secretId).ConfigureAwait(false);
+        return new LuksNode(context.NodeName, context.ReadOnly, file, volume, cipher);
     }
 
     /// <summary>BlockdevCreateOptionsLUKS: file (an existing node), size, preallocation and the crypto options.</summary>
@@ -89,7 +57,7 @@ internal sealed class LuksDriver : IBlockDriver, IFormatProbe, IImageCreator, II
 
     private static async ValueTask CreateOnAsync(BlockGraph graph, BlockNode file, LuksCreateOptions create)
     {
-        var passphrase = LuksCreator.Passphrase(graph.Objects, create.KeySecret);
+        var passphrase = LuksCreator.Passphrase(graph.Objects, create.Crypto.KeySecret);
         try
         {
             await LuksCreator.CreateAsync(file, create, passphrase).ConfigureAwait(false);

@@ -1,6 +1,6 @@
 using System.Buffers;
-using System.Text.Json.Nodes;
 using ExportServer.Block.Core;
+using ExportServer.Block.Core.Options;
 
 namespace ExportServer.Block.Formats.Luks;
 
@@ -9,24 +9,22 @@ namespace ExportServer.Block.Formats.Luks;
 /// sector encrypted with the master key and an IV from its number counted from the payload start.
 /// Requests are whole sectors (the common path aligns them); a write encrypts into a pooled copy.
 /// </summary>
-internal sealed class LuksNode : BlockNode, IImageInfoSource
+internal sealed class LuksNode : BlockNode, IImageInfoSource, IAmendableNode
 {
     /// <summary>The largest request the node takes at once (QEMU's crypto driver bounds its bounce buffer so).</summary>
     private const int MaxRequest = 1024 * 1024;
 
     private readonly BlockNode _file;
-    private readonly LuksHeader _header;
-    private readonly LuksCipherSpec _spec;
+    private readonly LuksVolume _volume;
     private readonly LuksSectorCipher _cipher;
 
-    public LuksNode(string nodeName, bool readOnly, BlockNode file, LuksHeader header, LuksCipherSpec spec, LuksSectorCipher cipher)
+    public LuksNode(string nodeName, bool readOnly, BlockNode file, LuksVolume volume, LuksSectorCipher cipher)
         : base(nodeName, readOnly)
     {
         _file = file;
-        _header = header;
-        _spec = spec;
+        _volume = volume;
         _cipher = cipher;
-        Length = Math.Max(0, file.Length - header.PayloadOffset);
+        Length = Math.Max(0, file.Length - volume.Header.PayloadOffset);
         Limits = new BlockLimits(RequestAlignment: cipher.SectorSize, MaxTransfer: MaxRequest);
         Capabilities = new BlockCapabilities(Fua: true, Truncate: file.CanTruncate);
         AttachChild("file", ChildRole.File, file, ChildUse.Metadata);
@@ -38,57 +36,26 @@ internal sealed class LuksNode : BlockNode, IImageInfoSource
     public BlockDriverInfo? DriverInfo => ImageInfoQuery.DriverInfo(_file);
 
     /// <summary>QEMU's QCryptoBlockInfoLUKS.</summary>
-    public FormatSpecificInfo? SpecificInfo => new("luks", Describe());
+    public FormatSpecificInfo? SpecificInfo => new("luks", _volume.Describe());
 
-    private JsonObject Describe()
+    public bool Encrypted => true;
+
+    /// <summary>Key slots added or erased (QAPI BlockdevAmendOptionsLUKS).</summary>
+    public ValueTask AmendAsync(OptionReader options, NamedObjects objects, bool force)
     {
-        var slots = new JsonArray();
-        foreach (var slot in _header.Slots)
+        if (IsReadOnly)
         {
-            var entry = new JsonObject { ["active"] = slot.Active };
-            if (slot.Active)
-            {
-                entry["iters"] = slot.Iterations;
-            }
-
-            entry["key-offset"] = (long)slot.KeyOffsetSector * LuksFormat.SectorSize;
-            if (slot.Active)
-            {
-                entry["stripes"] = slot.Stripes;
-            }
-
-            slots.Add((JsonNode)entry);
+            throw new BlockException(Errno.EPERM, $"Node '{NodeName}' is read only");
         }
 
-        var data = new JsonObject
-        {
-            ["ivgen-alg"] = _spec.IvGen == LuksIvGen.None ? null : _spec.IvGenName,
-            ["hash-alg"] = _header.HashSpec,
-            ["cipher-alg"] = _spec.CipherAlg,
-            ["uuid"] = _header.Uuid,
-            ["cipher-mode"] = _spec.ModeName,
-            ["slots"] = slots,
-            ["payload-offset"] = _header.PayloadOffset,
-            ["master-key-iters"] = _header.DigestIterations,
-        };
-        if (_spec.IvHash is { } ivHash)
-        {
-            data["ivgen-hash-alg"] = ivHash.Name;
-        }
-
-        if (_spec.IvGen == LuksIvGen.None)
-        {
-            data.Remove("ivgen-alg");
-        }
-
-        return data;
+        return _volume.AmendAsync(options, objects, force);
     }
 
     private long Sector(long offset) => offset / _cipher.SectorSize;
 
     protected override async ValueTask ReadCoreAsync(long offset, Memory<byte> buffer)
     {
-        await _file.ReadAsync(_header.PayloadOffset + offset, buffer).ConfigureAwait(false);
+        await _file.ReadAsync(_volume.Header.PayloadOffset + offset, buffer).ConfigureAwait(false);
         _cipher.Decrypt(Sector(offset), buffer.Span);
     }
 
@@ -100,7 +67,7 @@ internal sealed class LuksNode : BlockNode, IImageInfoSource
             var data = copy.AsMemory(0, buffer.Length);
             buffer.CopyTo(data);
             _cipher.Encrypt(Sector(offset), data.Span);
-            await _file.WriteAsync(_header.PayloadOffset + offset, data, flags & WriteFlags.Fua).ConfigureAwait(false);
+            await _file.WriteAsync(_volume.Header.PayloadOffset + offset, data, flags & WriteFlags.Fua).ConfigureAwait(false);
         }
         finally
         {
@@ -115,7 +82,7 @@ internal sealed class LuksNode : BlockNode, IImageInfoSource
             throw BlockException.Invalid($"The new size must be a multiple of {_cipher.SectorSize}");
         }
 
-        await _file.TruncateAsync(_header.PayloadOffset + length).ConfigureAwait(false);
+        await _file.TruncateAsync(_volume.Header.PayloadOffset + length).ConfigureAwait(false);
         Length = length;
     }
 
