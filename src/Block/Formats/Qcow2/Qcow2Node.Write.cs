@@ -317,8 +317,9 @@ public sealed partial class Qcow2Node
             var usedEnd = _usedEnd;
             host = await AllocateClustersLockedAsync(needNew).ConfigureAwait(false);
 
-            // Clusters past the end of what the image ever used read as zeroes: no need to copy zeroes into them.
-            fresh = host >= usedEnd;
+            // Clusters past the end of what the image ever used read as zeroes: no need to copy zeroes into
+            // them, unless the image is encrypted (zeroes on disk decrypt to noise).
+            fresh = host >= usedEnd && _crypto is null;
         }
         finally
         {

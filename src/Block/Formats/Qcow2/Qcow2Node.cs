@@ -144,7 +144,7 @@ public sealed partial class Qcow2Node : BlockNode
         {
             var secret = options.EncryptKeySecret ?? throw BlockException.Invalid("Parameter 'encrypt.key-secret' is required for cipher");
             crypto = await Qcow2Encryption.OpenAsync(file, header, objects ?? new NamedObjects(), secret).ConfigureAwait(false);
-            if (crypto.IsLegacyAes && !readOnly)
+            if (crypto.IsLegacyAes)
             {
                 readOnly = true;
                 await CloseWarningAsync(
