@@ -231,6 +231,19 @@ public sealed class EncryptedQcow2Tests
         Assert.DoesNotContain(wrong, nodes, StringComparison.Ordinal);
         Assert.DoesNotContain(Passphrase, nodes, StringComparison.Ordinal);
 
+        // Creation: a secret is needed, and preallocated clusters (zeroes that would decrypt to noise) are refused.
+        Assert.Null(await d.BlockdevCreateAsync("c0", new JsonObject { ["driver"] = "file", ["filename"] = dir["new.qcow2"], ["size"] = 0 }));
+        await d.Qmp.ExecuteAsync("blockdev-add", new JsonObject { ["driver"] = "file", ["node-name"] = "np", ["filename"] = dir["new.qcow2"] });
+        Assert.Equal("Parameter 'encrypt.key-secret' is required for cipher", await d.BlockdevCreateAsync("c1", new JsonObject
+        {
+            ["driver"] = "qcow2", ["file"] = "np", ["size"] = 1 << 20, ["encrypt"] = new JsonObject { ["format"] = "luks" },
+        }));
+        Assert.Equal("Preallocation is not supported with encryption here (use preallocation=off)", await d.BlockdevCreateAsync("c2", new JsonObject
+        {
+            ["driver"] = "qcow2", ["file"] = "np", ["size"] = 1 << 20, ["preallocation"] = "metadata",
+            ["encrypt"] = new JsonObject { ["format"] = "luks", ["key-secret"] = "s0" },
+        }));
+
         // Compressed clusters would leave the data unencrypted: refused, as qemu-img convert -c refuses it.
         await d.Qmp.ExecuteAsync("blockdev-add", new JsonObject { ["driver"] = "qcow2", ["node-name"] = "src", ["file"] = "pp" });
         await d.Qmp.ExecuteAsync("blockdev-backup", new JsonObject
@@ -338,7 +351,7 @@ public sealed class EncryptedQcow2Tests
             "--blockdev", $"driver=qcow2,node-name=n0,file.driver=file,file.filename={dir["img"]},encrypt.format=aes,encrypt.key-secret=s0",
             "--nbd-server", $"addr.type=unix,addr.path={dir["w.sock"]}", "--export", "type=nbd,id=e0,node-name=n0,writable=on"]);
         Assert.NotEqual(0, await writable.WaitForExitAsync(TimeSpan.FromSeconds(30)));
-        Assert.Contains("read-only", writable.Stderr, StringComparison.OrdinalIgnoreCase);
+        Assert.Contains("Cannot export read-only node as writable", writable.Stderr, StringComparison.Ordinal);
         await writable.DisposeAsync();
 
         var create = await Tool.RunAsync(Daemon.ExportServerPath, "create", "--object", SecretArg, "-f", "qcow2", "-o", "encryption=on,encrypt.key-secret=s0", dir["new.qcow2"], "1M");
