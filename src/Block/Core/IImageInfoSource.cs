@@ -15,6 +15,9 @@ public interface IImageInfoSource
     /// <summary>The backing file the image names, whether or not a backing node is attached.</summary>
     BackingFileName? BackingFile => null;
 
+    /// <summary>Whether the image's data is encrypted (QEMU's bs->encrypted, 'encrypted' in BlockDeviceInfo).</summary>
+    bool Encrypted => false;
+
     /// <summary>The bytes the node's own storage takes on disk; null to sum the children's (QEMU's default for formats).</summary>
     long? AllocatedSize => null;
 }

@@ -3,14 +3,16 @@ using System.Text.Json.Nodes;
 using ExportServer.Block;
 using ExportServer.Block.Core;
 using ExportServer.Block.Core.Options;
+using ExportServer.Server.Daemon;
 using ExportServer.Server.Qmp;
 
 namespace ExportServer.Server.Cli;
 
 /// <summary>
-/// <c>export-server create [-q] [-u] [-f FMT] [-b BACKING -F BACKING_FMT] [-o OPT=VAL,...] FILE [SIZE]</c>:
+/// <c>export-server create [-q] [-u] [--object OBJ] [-f FMT] [-b BACKING -F BACKING_FMT] [-o OPT=VAL,...] FILE [SIZE]</c>:
 /// qemu-img create's arguments, "Formatting ..." line and errors, for every format whose driver creates images. Without
-/// a SIZE the backing image's size is used (opened read-only, so it must exist unless -u is given).
+/// a SIZE the backing image's size is used (opened read-only, so it must exist unless -u is given). Objects
+/// (secrets for encrypted images) are made before the image, as qemu-img's --object.
 /// </summary>
 internal static class CreateCommand
 {
@@ -21,6 +23,7 @@ internal static class CreateCommand
         var quiet = false;
         var unsafeBacking = false;
         var options = new Dictionary<string, string>(StringComparer.Ordinal);
+        var objects = new List<string>();
         try
         {
             string? size = null;
@@ -35,6 +38,7 @@ internal static class CreateCommand
                     case "-o": ParseOptions(Value(), options); break;
                     case "-q": quiet = true; break;
                     case "-u": unsafeBacking = true; break;
+                    case "--object": objects.Add(Value()); break;
                     default:
                         if (args[i].StartsWith('-') && args[i].Length > 1)
                         {
@@ -81,6 +85,11 @@ internal static class CreateCommand
             BlockDrivers.RegisterBuiltIn(graph);
             try
             {
+                foreach (var text in objects)
+                {
+                    AddObject(graph, KeyvalParser.Parse(text, "qom-type"));
+                }
+
                 await CreateAsync(graph, format, file, options, unsafeBacking, quiet ? TextWriter.Null : stdout).ConfigureAwait(false);
             }
             finally
@@ -134,6 +143,22 @@ internal static class CreateCommand
         stdout.WriteLine($"Formatting '{file}', fmt={format} {ImageCreation.Describe(creator, options)}");
         options[CreateOption.Size] = (size.Value + 511) & ~511L;
         await creator.CreateFileAsync(graph, file, options).ConfigureAwait(false);
+    }
+
+    /// <summary>An --object of one of the daemon's kinds, entered among the graph's named objects.</summary>
+    private static void AddObject(BlockGraph graph, JsonObject properties)
+    {
+        var r = new OptionReader(properties);
+        var type = r.RequireString("qom-type");
+        var id = r.RequireString("id");
+        var kind = ObjectTypes.All.FirstOrDefault(t => t.QomType == type)
+                   ?? throw BlockException.Invalid($"Parameter 'qom-type' does not accept value '{type}'");
+        if (graph.Objects.Contains(id))
+        {
+            throw BlockException.Invalid($"attempt to add duplicate property '{id}' to object (type 'container')");
+        }
+
+        kind.Add(graph.Objects, id, r);
     }
 
     /// <summary>Opens the backing image read-only (relative to the new image's directory) for its size.</summary>

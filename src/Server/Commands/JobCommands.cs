@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using ExportServer.Block.Core;
+using ExportServer.Block.Core.Options;
 using ExportServer.Block.Jobs;
 using ExportServer.Server.Qmp;
 using ExportServer.Server.Qmp.Types;
@@ -23,6 +24,32 @@ internal static class JobCommands
 
             ImageCreation.FindCreator(ctx.Daemon.Graph, options);
             ctx.Jobs.Start(call.RequireString("job-id"), "create", () => ImageCreation.CreateAsync(ctx.Daemon.Graph, options));
+            return Empty();
+        }));
+        d.Add(new QmpCommand(
+            "x-blockdev-amend", [QmpArg.Str("job-id"), QmpArg.Str("node-name"), QmpArg.Obj("options"), QmpArg.Bool("force")], call =>
+        {
+            var node = GraphCommands.Lookup(ctx.Daemon, null, call.RequireString("node-name"));
+            var options = ((JsonObject)call.Arguments["options"]!).DeepClone().AsObject();
+            var driver = options["driver"]?.GetValue<string>() ?? throw QmpException.Generic("Parameter 'options.driver' is missing");
+            if (!ctx.Daemon.Graph.HasDriver(driver))
+            {
+                throw QmpException.Generic($"Block driver '{driver}' not found or not supported");
+            }
+
+            if (node.DriverName != driver)
+            {
+                throw QmpException.Generic("x-blockdev-amend doesn't support changing the block driver");
+            }
+
+            if (node is not IAmendableNode amendable)
+            {
+                throw QmpException.Generic("Driver does not support x-blockdev-amend");
+            }
+
+            options.Remove("driver");
+            var force = call.GetBool("force", false);
+            ctx.Jobs.Start(call.RequireString("job-id"), "amend", () => amendable.AmendAsync(new OptionReader(options, "options."), ctx.Daemon.Graph.Objects, force));
             return Empty();
         }));
         d.Add(new QmpCommand("query-jobs", [], _ =>

@@ -36,6 +36,7 @@ internal static class QueryCommands
         NodeName = node.NodeName,
         ReadOnly = node.IsReadOnly,
         Driver = node.DriverName,
+        Encrypted = IsEncrypted(node),
         BackingFile = node.BackingChild?.Node.FileName,
         BackingFileDepth = flat ? 0 : ShownDepth(node),
         Image = Image(node, flat),
@@ -92,6 +93,9 @@ internal static class QueryCommands
     /// and unless flat, the layers below nested (see <see cref="ShownBelow"/>). The backing file is the one
     /// the image names, resolved against the image's directory; a node that names none shows the attached one.
     /// </summary>
+    /// <summary>QEMU's bs->encrypted: set by the drivers that decrypt (luks, qcow2 with encryption), for that node only.</summary>
+    private static bool IsEncrypted(BlockNode node) => node is IImageInfoSource { Encrypted: true };
+
     public static ImageInfo Image(BlockNode node, bool flat)
     {
         var below = ShownBelow(node);
@@ -109,6 +113,7 @@ internal static class QueryCommands
             ActualSize = ImageInfoQuery.AllocatedSize(node),
             ClusterSize = driverInfo is { ClusterSize: > 0 } ? driverInfo.ClusterSize : null,
             DirtyFlag = driverInfo?.IsDirty,
+            Encrypted = IsEncrypted(node) ? true : null,
             FormatSpecific = specific is null ? null : new ImageInfoSpecific(specific.Type, specific.Data),
             BackingFilename = backing?.Name,
             FullBackingFilename = fullBacking,

@@ -13,6 +13,28 @@ internal static class LuksCreator
 {
     public static async ValueTask CreateAsync(BlockNode file, LuksCreateOptions options, byte[] passphrase)
     {
+        var region = MakeRegion(options.Crypto, passphrase);
+        if (file.Length != 0)
+        {
+            await file.TruncateAsync(0).ConfigureAwait(false);
+        }
+
+        await file.TruncateAsync(region.Length + options.Size).ConfigureAwait(false);
+        await file.WriteAsync(0, region).ConfigureAwait(false);
+        if (options.Preallocation is "falloc" or "full" && options.Size > 0)
+        {
+            await file.WriteZeroesAsync(region.Length, options.Size).ConfigureAwait(false);
+        }
+
+        await file.FlushAsync().ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// The header region of a new volume, as long as its payload offset: the header, slot 0's key
+    /// material for <paramref name="passphrase"/>, zeroes in the other slots.
+    /// </summary>
+    public static byte[] MakeRegion(LuksCryptoOptions options, byte[] passphrase)
+    {
         var spec = options.Cipher;
         var hash = options.Hash;
         var keyBytes = spec.KeyBytes;
@@ -49,22 +71,10 @@ internal static class LuksCreator
                 Slots = slots,
             };
 
-            var bytes = new byte[LuksFormat.KeySlotOffset];
-            header.Write(bytes);
-            if (file.Length != 0)
-            {
-                await file.TruncateAsync(0).ConfigureAwait(false);
-            }
-
-            await file.TruncateAsync(header.PayloadOffset + options.Size).ConfigureAwait(false);
-            await file.WriteAsync(0, bytes).ConfigureAwait(false);
-            await file.WriteAsync((long)slot.KeyOffsetSector * LuksFormat.SectorSize, material).ConfigureAwait(false);
-            if (options.Preallocation is "falloc" or "full" && options.Size > 0)
-            {
-                await file.WriteZeroesAsync(header.PayloadOffset, options.Size).ConfigureAwait(false);
-            }
-
-            await file.FlushAsync().ConfigureAwait(false);
+            var region = new byte[header.PayloadOffset];
+            header.Write(region);
+            material.CopyTo(region, (long)slot.KeyOffsetSector * LuksFormat.SectorSize);
+            return region;
         }
         finally
         {
@@ -73,7 +83,7 @@ internal static class LuksCreator
     }
 
     /// <summary>PBKDF2 iterations for <paramref name="milliseconds"/>, at least <paramref name="minimum"/>, within the header's 32 bits.</summary>
-    private static uint Iterations(LuksHash hash, int outputLength, long milliseconds, ulong minimum)
+    public static uint Iterations(LuksHash hash, int outputLength, long milliseconds, ulong minimum)
     {
         var iterations = Math.Max(hash.IterationsFor(outputLength, Math.Max(milliseconds, 1)), minimum);
         if (iterations > uint.MaxValue)

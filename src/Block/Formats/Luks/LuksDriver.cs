@@ -42,46 +42,23 @@ internal sealed class LuksDriver : IBlockDriver, IFormatProbe, IImageCreator, II
             throw BlockException.Invalid($"Parameter '{options.FullName("key-secret")}' is required for cipher");
         }
 
-        var passphrase = LuksCreator.Passphrase(context.Graph.Objects, secretId);
-        try
-        {
-            return await OpenNodeAsync(context.NodeName, context.ReadOnly, file, passphrase).ConfigureAwait(false);
-        }
-        finally
-        {
-            CryptographicOperations.ZeroMemory(passphrase);
-        }
-    }
-
-    /// <summary>Reads the header (LUKS1, or LUKS2 by its version field), unlocks the master key with <paramref name="passphrase"/> and makes the node.</summary>
-    public static async ValueTask<LuksNode> OpenNodeAsync(string nodeName, bool readOnly, BlockNode file, byte[] passphrase)
-    {
-        var fileLength = file.Length;
         var bytes = new byte[LuksFormat.HeaderSize];
-        await file.ReadAsync(0, bytes.AsMemory(0, (int)Math.Min(fileLength, bytes.Length))).ConfigureAwait(false);
+        await file.ReadAsync(0, bytes.AsMemory(0, (int)Math.Min(file.Length, bytes.Length))).ConfigureAwait(false);
         if (Luks2BinaryHeader.IsLuks2(bytes))
         {
-            return await Luks2Image.OpenNodeAsync(nodeName, readOnly, file, passphrase).ConfigureAwait(false);
+            var passphrase = LuksCreator.Passphrase(context.Graph.Objects, secretId);
+            try
+            {
+                return await Luks2Image.OpenNodeAsync(context.NodeName, context.ReadOnly, file, passphrase).ConfigureAwait(false);
+            }
+            finally
+            {
+                CryptographicOperations.ZeroMemory(passphrase);
+            }
         }
 
-        var header = LuksHeader.Read(bytes, fileLength);
-        var hash = LuksHash.Parse(header.HashSpec);
-        var spec = LuksCipherSpec.FromHeader(header.CipherName, header.CipherMode, header.KeyBytes);
-        var (key, _) = await LuksKeys.UnlockAsync(header, spec, hash, passphrase, async (offset, length) =>
-        {
-            var material = new byte[length];
-            await file.ReadAsync(offset, material).ConfigureAwait(false);
-            return material;
-        }).ConfigureAwait(false);
-        try
-        {
-            var payload = new LuksPayload(header.PayloadOffset, null, 1);
-            return new LuksNode(nodeName, readOnly, file, payload, new LuksSectorCipher(spec, key), header.Describe(spec));
-        }
-        finally
-        {
-            CryptographicOperations.ZeroMemory(key);
-        }
+        var (volume, cipher) = await LuksVolume.OpenAsync(file, 0, file.Length, context.Graph.Objects, secretId).ConfigureAwait(false);
+        return new LuksNode(context.NodeName, context.ReadOnly, file, volume, cipher);
     }
 
     /// <summary>BlockdevCreateOptionsLUKS: file (an existing node), size, preallocation and the crypto options.</summary>
@@ -98,7 +75,7 @@ internal sealed class LuksDriver : IBlockDriver, IFormatProbe, IImageCreator, II
 
     private static async ValueTask CreateOnAsync(BlockGraph graph, BlockNode file, LuksCreateOptions create)
     {
-        var passphrase = LuksCreator.Passphrase(graph.Objects, create.KeySecret);
+        var passphrase = LuksCreator.Passphrase(graph.Objects, create.Crypto.KeySecret);
         try
         {
             await LuksCreator.CreateAsync(file, create, passphrase).ConfigureAwait(false);

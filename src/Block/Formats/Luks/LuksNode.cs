@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Text.Json.Nodes;
 using ExportServer.Block.Core;
+using ExportServer.Block.Core.Options;
 
 namespace ExportServer.Block.Formats.Luks;
 
@@ -10,7 +11,7 @@ namespace ExportServer.Block.Formats.Luks;
 /// from the payload start. Requests are whole sectors (the common path aligns them); a write encrypts
 /// into a pooled copy.
 /// </summary>
-internal sealed class LuksNode : BlockNode, IImageInfoSource
+internal sealed class LuksNode : BlockNode, IImageInfoSource, IAmendableNode
 {
     /// <summary>The largest request the node takes at once (QEMU's crypto driver bounds its bounce buffer so).</summary>
     private const int MaxRequest = 1024 * 1024;
@@ -18,15 +19,29 @@ internal sealed class LuksNode : BlockNode, IImageInfoSource
     private readonly BlockNode _file;
     private readonly LuksPayload _payload;
     private readonly LuksSectorCipher _cipher;
-    private readonly JsonObject _info;
+    private readonly LuksVolume? _volume;
+    private readonly JsonObject? _info;
 
+    /// <summary>A LUKS1 image: its key slots can be amended, and its info follows them.</summary>
+    public LuksNode(string nodeName, bool readOnly, BlockNode file, LuksVolume volume, LuksSectorCipher cipher)
+        : this(nodeName, readOnly, file, new LuksPayload(volume.Header.PayloadOffset, null, 1), cipher)
+    {
+        _volume = volume;
+    }
+
+    /// <summary>A LUKS2 image, described by <paramref name="info"/> in QEMU's LUKS1 terms; its header is only read.</summary>
     public LuksNode(string nodeName, bool readOnly, BlockNode file, LuksPayload payload, LuksSectorCipher cipher, JsonObject info)
+        : this(nodeName, readOnly, file, payload, cipher)
+    {
+        _info = info;
+    }
+
+    private LuksNode(string nodeName, bool readOnly, BlockNode file, LuksPayload payload, LuksSectorCipher cipher)
         : base(nodeName, readOnly)
     {
         _file = file;
         _payload = payload;
         _cipher = cipher;
-        _info = info;
         Length = payload.LengthIn(file.Length);
         Limits = new BlockLimits(RequestAlignment: cipher.SectorSize, MaxTransfer: MaxRequest);
         Capabilities = new BlockCapabilities(Fua: true, Truncate: file.CanTruncate && payload.FixedLength is null);
@@ -39,7 +54,22 @@ internal sealed class LuksNode : BlockNode, IImageInfoSource
     public BlockDriverInfo? DriverInfo => ImageInfoQuery.DriverInfo(_file);
 
     /// <summary>QEMU's QCryptoBlockInfoLUKS.</summary>
-    public FormatSpecificInfo? SpecificInfo => new("luks", (JsonObject)_info.DeepClone());
+    public FormatSpecificInfo? SpecificInfo => new("luks", _volume?.Describe() ?? (JsonObject)_info!.DeepClone());
+
+    public bool Encrypted => true;
+
+    /// <summary>Key slots added or erased (QAPI BlockdevAmendOptionsLUKS); LUKS1 only.</summary>
+    public ValueTask AmendAsync(OptionReader options, NamedObjects objects, bool force)
+    {
+        if (IsReadOnly)
+        {
+            throw new BlockException(Errno.EPERM, $"Node '{NodeName}' is read only");
+        }
+
+        return _volume is null
+            ? throw BlockException.NotSupported($"Node '{NodeName}': key slots of a LUKS2 image cannot be amended")
+            : _volume.AmendAsync(options, objects, force);
+    }
 
     private long Sector(long offset) => offset / _cipher.SectorSize;
 

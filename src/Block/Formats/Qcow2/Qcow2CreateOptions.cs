@@ -1,5 +1,6 @@
 using ExportServer.Block.Core;
 using ExportServer.Block.Core.Options;
+using ExportServer.Block.Formats.Luks;
 
 namespace ExportServer.Block.Formats.Qcow2;
 
@@ -46,10 +47,13 @@ public sealed record Qcow2CreateOptions
 
     public int RefcountBits { get; init; } = 16;
 
+    /// <summary>encrypt with format luks: the LUKS volume to put in the image; null for an unencrypted image.</summary>
+    internal LuksCryptoOptions? Encrypt { get; init; }
+
     /// <summary>
-    /// Binds BlockdevCreateOptionsQcow2 apart from the nodes (file, data-file) and encryption, which
-    /// the creator reads: size, version, backing-file, backing-fmt, cluster-size, preallocation,
-    /// lazy-refcounts, refcount-bits, extended-l2, compression-type, data-file-raw.
+    /// Binds BlockdevCreateOptionsQcow2 apart from the nodes (file, data-file), which the creator reads:
+    /// size, version, backing-file, backing-fmt, cluster-size, preallocation, lazy-refcounts,
+    /// refcount-bits, extended-l2, compression-type, data-file-raw, encrypt.
     /// </summary>
     public static Qcow2CreateOptions Read(OptionReader r)
     {
@@ -66,12 +70,42 @@ public sealed record Qcow2CreateOptions
             ExtendedL2 = r.GetBool("extended-l2", false),
             CompressionType = r.GetString("compression-type") ?? "zlib",
             DataFileRaw = r.GetBool("data-file-raw", false),
+            Encrypt = ReadEncrypt(r),
         };
         if (options.BackingFormat is not null && options.BackingFile is null)
         {
             throw BlockException.Invalid("Backing format cannot be used without backing file");
         }
 
+        if (options.Encrypt is not null && options.Preallocation != Qcow2Preallocation.Off)
+        {
+            // Preallocated clusters would hold zeroes that decrypt to noise.
+            throw BlockException.NotSupported("Preallocation is not supported with encryption here (use preallocation=off)");
+        }
+
         return options;
+    }
+
+    /// <summary>QAPI QCryptoBlockCreateOptions: luks with its options; the legacy qcow (AES) format is only read here, never made.</summary>
+    private static LuksCryptoOptions? ReadEncrypt(OptionReader r)
+    {
+        if (r.GetObject("encrypt") is not { } e)
+        {
+            return null;
+        }
+
+        var format = e.RequireString("format");
+        switch (format)
+        {
+            case "luks":
+                var options = LuksCryptoOptions.Read(e);
+                e.EnsureAllConsumed();
+                return options;
+            case "qcow":
+                throw BlockException.NotSupported(
+                    "Creating qcow2 images with the legacy AES encryption is not supported (it is read-only here); use encrypt.format=luks");
+            default:
+                throw BlockException.Invalid($"Parameter '{e.FullName("format")}' does not accept value '{format}'");
+        }
     }
 }

@@ -1,8 +1,10 @@
 using System.Buffers.Binary;
 using System.Numerics;
+using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json.Nodes;
 using ExportServer.Block.Core;
+using ExportServer.Block.Formats.Luks;
 
 namespace ExportServer.Block.Formats.Qcow2;
 
@@ -13,10 +15,14 @@ namespace ExportServer.Block.Formats.Qcow2;
 /// </summary>
 public static class Qcow2Creator
 {
-    /// <summary>Formats <paramref name="file"/> (its old contents are discarded) as a new image.</summary>
-    public static async ValueTask CreateAsync(BlockNode file, Qcow2CreateOptions options, BlockNode? dataFile = null)
+    /// <summary>
+    /// Formats <paramref name="file"/> (its old contents are discarded) as a new image; an encrypted
+    /// one takes its passphrase from <paramref name="objects"/>.
+    /// </summary>
+    public static async ValueTask CreateAsync(BlockNode file, Qcow2CreateOptions options, BlockNode? dataFile = null, NamedObjects? objects = null)
     {
         var header = Validate(options);
+        var luksRegion = options.Encrypt is { } encrypt ? MakeLuksRegion(encrypt, objects) : [];
         if (header.HasDataFile && dataFile is null)
         {
             throw BlockException.Invalid("qcow2: the external data file node is needed to create an image with a data file");
@@ -29,13 +35,14 @@ public static class Qcow2Creator
             throw BlockException.Invalid("The image size is too large for file format 'qcow2' (try using a larger cluster size)");
         }
 
-        // Layout: header, refcount table (t clusters), refcount blocks (k), L1 table.
+        // Layout: header, refcount table (t clusters), refcount blocks (k), L1 table, LUKS header region.
         var l1Clusters = (l1Entries * 8 + cs - 1) / cs;
+        var cryptoClusters = ((long)luksRegion.Length + cs - 1) / cs;
         var perBlock = (long)cs * 8 / (1 << header.RefcountOrder);
         long t = 1, k = 1;
         while (true)
         {
-            var total = 1 + t + k + l1Clusters;
+            var total = 1 + t + k + l1Clusters + cryptoClusters;
             var nk = (total + perBlock - 1) / perBlock;
             var nt = (nk * 8 + cs - 1) / cs;
             if (nk == k && nt == t)
@@ -50,10 +57,18 @@ public static class Qcow2Creator
         header.RefcountTableClusters = (int)t;
         header.L1Size = (int)l1Entries;
         header.L1TableOffset = (1 + t + k) * cs;
-        var end = header.L1TableOffset + (l1Clusters * cs);
+        var cryptoOffset = header.L1TableOffset + (l1Clusters * cs);
+        var end = cryptoOffset + (cryptoClusters * cs);
+        if (luksRegion.Length > 0)
+        {
+            header.CryptMethod = Qcow2Format.CryptLuks;
+            header.CryptoHeader = (cryptoOffset, luksRegion.Length);
+        }
+
         var image = new byte[end];
         header.Write(image.AsSpan(0, cs));
-        var used = 1 + t + k + l1Clusters;
+        luksRegion.CopyTo(image.AsSpan((int)cryptoOffset));
+        var used = 1 + t + k + l1Clusters + cryptoClusters;
         for (long b = 0; b < k; b++)
         {
             var blockOffset = (1 + t + b) * cs;
@@ -117,7 +132,7 @@ public static class Qcow2Creator
                 data = await ImageCreation.OpenProtocolAsync(graph, dataPath).ConfigureAwait(false);
             }
 
-            await CreateAsync(file, options, data).ConfigureAwait(false);
+            await CreateAsync(file, options, data, graph.Objects).ConfigureAwait(false);
         }
         finally
         {
@@ -127,6 +142,20 @@ public static class Qcow2Creator
             }
 
             await graph.RemoveAsync(file.NodeName).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>A new LUKS header region (QEMU puts it in clusters of its own, named by the crypto header extension).</summary>
+    private static byte[] MakeLuksRegion(LuksCryptoOptions encrypt, NamedObjects? objects)
+    {
+        var passphrase = LuksCreator.Passphrase(objects ?? new NamedObjects(), encrypt.KeySecret);
+        try
+        {
+            return LuksCreator.MakeRegion(encrypt, passphrase);
+        }
+        finally
+        {
+            CryptographicOperations.ZeroMemory(passphrase);
         }
     }
 

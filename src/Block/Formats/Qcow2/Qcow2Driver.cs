@@ -19,7 +19,7 @@ public sealed partial class Qcow2Driver : IBlockDriver
         var file = await context.OpenChildAsync(options, "file").ConfigureAwait(false)
                    ?? throw BlockException.Invalid($"Parameter '{options.FullName("file")}' is missing");
         var qcowOptions = ReadOptions(options);
-        var node = await Qcow2Node.OpenAsync(context.NodeName, context.ReadOnly, file, qcowOptions).ConfigureAwait(false);
+        var node = await Qcow2Node.OpenAsync(context.NodeName, context.ReadOnly, file, qcowOptions, context.Graph.Objects).ConfigureAwait(false);
         node.Events = context.Graph;
         try
         {
@@ -69,6 +69,7 @@ public sealed partial class Qcow2Driver : IBlockDriver
         }
 
         Qcow2OverlapCheck.Read(options);
+        var (encryptFormat, encryptKeySecret) = ReadEncrypt(options);
         return new Qcow2Options
         {
             LazyRefcounts = options.GetBool("lazy-refcounts"),
@@ -77,7 +78,8 @@ public sealed partial class Qcow2Driver : IBlockDriver
             PassDiscardOther = options.GetBool("pass-discard-other", false),
             DiscardNoUnref = options.GetBool("discard-no-unref", false),
             L2CacheEntrySize = options.GetInt("l2-cache-entry-size"),
-            EncryptFormat = ReadEncryptFormat(options),
+            EncryptFormat = encryptFormat,
+            EncryptKeySecret = encryptKeySecret,
             L2CacheSize = l2,
             RefcountCacheSize = refcount,
             CacheCleanInterval = (int)interval,
@@ -85,12 +87,12 @@ public sealed partial class Qcow2Driver : IBlockDriver
         };
     }
 
-    /// <summary>encrypt.format; the members that go with a format are left unchecked, since any encrypt option is refused at open.</summary>
-    private static string? ReadEncryptFormat(OptionReader options)
+    /// <summary>encrypt.format (required when encrypt is given, as QAPI's union) and encrypt.key-secret, the open options of both formats.</summary>
+    private static (string? Format, string? KeySecret) ReadEncrypt(OptionReader options)
     {
         if (options.GetObject("encrypt") is not { } encrypt)
         {
-            return null;
+            return (null, null);
         }
 
         var format = encrypt.RequireString("format");
@@ -99,12 +101,9 @@ public sealed partial class Qcow2Driver : IBlockDriver
             throw BlockException.Invalid($"Parameter '{encrypt.FullName("format")}' does not accept value '{format}'");
         }
 
-        foreach (var (key, _) in encrypt.Options)
-        {
-            encrypt.Consume(key);
-        }
-
-        return format;
+        var secret = encrypt.GetString("key-secret");
+        encrypt.EnsureAllConsumed();
+        return (format, secret);
     }
 
     private static async ValueTask OpenDataFileAsync(BlockOpenContext context, OptionReader options, Qcow2Node node, BlockNode file)

@@ -20,6 +20,11 @@ internal static class Qcow2Format
     public const int MaxSnapshots = 65536;
     public const int MaxBackingFileName = 1023;
 
+    // crypt_method values: none, legacy AES-CBC, LUKS (header in the crypto header extension).
+    public const uint CryptNone = 0;
+    public const uint CryptAes = 1;
+    public const uint CryptLuks = 2;
+
     // Incompatible feature bits.
     public const ulong IncompatDirty = 1UL << 0;
     public const ulong IncompatCorrupt = 1UL << 1;

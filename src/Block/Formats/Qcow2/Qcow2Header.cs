@@ -92,6 +92,30 @@ internal sealed partial class Qcow2Header
     /// <summary>log2 of the number of L2 entries in one L2 table (one cluster).</summary>
     public int L2Bits => ClusterBits - (ExtendedL2 ? 4 : 3);
 
+    /// <summary>Where the LUKS header of an image with crypt method 2 lies (the crypto header extension), or null.</summary>
+    public (long Offset, long Length)? CryptoHeader
+    {
+        get
+        {
+            var e = Extensions.Find(x => x.Type == Qcow2Format.ExtCrypto);
+            return e is { Data.Length: 16 }
+                ? ((long)BinaryPrimitives.ReadUInt64BigEndian(e.Data), (long)BinaryPrimitives.ReadUInt64BigEndian(e.Data.AsSpan(8)))
+                : null;
+        }
+
+        set
+        {
+            Extensions.RemoveAll(x => x.Type == Qcow2Format.ExtCrypto);
+            if (value is { } v)
+            {
+                var data = new byte[16];
+                BinaryPrimitives.WriteUInt64BigEndian(data, (ulong)v.Offset);
+                BinaryPrimitives.WriteUInt64BigEndian(data.AsSpan(8), (ulong)v.Length);
+                Extensions.Add(new Qcow2HeaderExtension(Qcow2Format.ExtCrypto, data));
+            }
+        }
+    }
+
     public string? BackingFormat
     {
         get => GetExtensionString(Qcow2Format.ExtBackingFormat);
@@ -215,6 +239,7 @@ internal sealed partial class Qcow2Header
         h.ReadBitmapsExtension(Where);
         h.ReadBackingFileName(b, Where);
         h.ValidateFeatures(Where);
+        h.ValidateCryptoHeader(fileLength, Where);
         return h;
     }
 
@@ -230,9 +255,9 @@ internal sealed partial class Qcow2Header
 
         Size = (long)size;
         CryptMethod = BinaryPrimitives.ReadUInt32BigEndian(b[OffCryptMethod..]);
-        if (CryptMethod != 0)
+        if (CryptMethod > Qcow2Format.CryptLuks)
         {
-            throw BlockException.NotSupported(where($"encryption (crypt_method {CryptMethod}) is not supported"));
+            throw BlockException.NotSupported(where($"Unsupported encryption method {CryptMethod}"));
         }
 
         var l1Size = BinaryPrimitives.ReadUInt32BigEndian(b[OffL1Size..]);
@@ -388,6 +413,42 @@ internal sealed partial class Qcow2Header
         if (DataFileRaw && !HasDataFile)
         {
             throw BlockException.Invalid(where("data-file-raw is set without an external data file"));
+        }
+    }
+
+    /// <summary>The crypto header extension: only with LUKS encryption, 16 bytes, a cluster-aligned region inside the file (QEMU's checks and words).</summary>
+    private void ValidateCryptoHeader(long fileLength, Func<string, string> where)
+    {
+        var ext = Extensions.Find(x => x.Type == Qcow2Format.ExtCrypto);
+        if (ext is null)
+        {
+            if (CryptMethod == Qcow2Format.CryptLuks)
+            {
+                throw BlockException.Invalid(where($"Missing CRYPTO header for crypt method {CryptMethod}"));
+            }
+
+            return;
+        }
+
+        if (CryptMethod != Qcow2Format.CryptLuks)
+        {
+            throw BlockException.Invalid(where("CRYPTO header extension only expected with LUKS encryption method"));
+        }
+
+        if (ext.Data.Length != 16)
+        {
+            throw BlockException.Invalid(where($"CRYPTO header extension size {ext.Data.Length}, but expected size 16"));
+        }
+
+        var (offset, length) = CryptoHeader!.Value;
+        if (offset % ClusterSize != 0)
+        {
+            throw BlockException.Invalid(where($"Encryption header offset '{(ulong)offset}' is not a multiple of cluster size '{ClusterSize}'"));
+        }
+
+        if (offset < ClusterSize || length <= 0 || length > fileLength || offset > fileLength - length)
+        {
+            throw BlockException.Invalid(where($"Encryption header at 0x{(ulong)offset:x} (+{(ulong)length} bytes) lies outside the image file ({fileLength} bytes)"));
         }
     }
 

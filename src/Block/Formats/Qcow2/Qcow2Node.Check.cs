@@ -4,7 +4,7 @@ namespace ExportServer.Block.Formats.Qcow2;
 
 /// <summary>
 /// Refcount repair for images left dirty with lazy refcounts: every cluster's reference count is
-/// computed from the metadata (header, tables, snapshots, every L1 tree, bitmaps) and the blocks are rewritten
+/// computed from the metadata (header, encryption header, tables, snapshots, every L1 tree, bitmaps) and the blocks are rewritten
 /// where they differ, as QEMU's check with repair does on opening such an image.
 /// </summary>
 public sealed partial class Qcow2Node
@@ -43,6 +43,11 @@ public sealed partial class Qcow2Node
         }
 
         Add(_l1Offset, _l1.Length * 8L);
+        if (_header.CryptoHeader is { } crypto)
+        {
+            Add(crypto.Offset, crypto.Length);
+        }
+
         await CountTreeAsync(_l1, Add).ConfigureAwait(false);
         if (_snapshots.Count > 0)
         {

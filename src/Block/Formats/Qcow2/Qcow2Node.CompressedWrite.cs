@@ -23,6 +23,12 @@ public sealed partial class Qcow2Node
 
     private async ValueTask WriteCompressedAsync(long offset, ReadOnlyMemory<byte> buffer)
     {
+        if (_crypto is not null)
+        {
+            // QEMU's qcow2 would store the compressed cluster unencrypted; qemu-img refuses that, and so do we.
+            throw BlockException.NotSupported($"Compression and encryption not supported at the same time (node '{NodeName}')");
+        }
+
         if (HasExternalData)
         {
             throw BlockException.NotSupported($"qcow2: compressed writes are not supported with an external data file ('{FileName}')");

@@ -33,10 +33,23 @@ public sealed partial class Qcow2Node
             throw BlockException.Invalid("discard-no-unref is only supported since qcow2 version 3");
         }
 
-        // An image that is encrypted was refused when its header was read.
         if (options.EncryptFormat is { } format)
         {
-            throw BlockException.Invalid($"No encryption in image header, but options specified format '{format}'");
+            var inHeader = header.CryptMethod switch
+            {
+                Qcow2Format.CryptAes => "aes",
+                Qcow2Format.CryptLuks => "luks",
+                _ => null,
+            };
+            if (inHeader is null)
+            {
+                throw BlockException.Invalid($"No encryption in image header, but options specified format '{format}'");
+            }
+
+            if (inHeader != format)
+            {
+                throw BlockException.Invalid($"Header reported '{inHeader}' encryption format but options specify '{format}'");
+            }
         }
     }
 

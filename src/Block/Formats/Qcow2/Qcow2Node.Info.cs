@@ -23,6 +23,7 @@ public sealed partial class Qcow2Node : IImageInfoSource
                 ExtendedL2 = v3 ? _header.ExtendedL2 : null,
                 DataFile = v3 ? _header.DataFile : null,
                 DataFileRaw = v3 && _header.HasDataFile ? _header.DataFileRaw : null,
+                Encrypt = _crypto?.Describe(),
                 Bitmaps = v3 && _storedBitmaps.Count > 0 ? _storedBitmaps.ConvertAll(BitmapInfo) : null,
             };
             return new FormatSpecificInfo("qcow2", JsonSerializer.SerializeToNode(info, Qcow2JsonContext.Default.Qcow2SpecificInfo)!);

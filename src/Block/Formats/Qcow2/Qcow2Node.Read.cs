@@ -27,7 +27,7 @@ public sealed partial class Qcow2Node
                     part.Span.Clear();
                     break;
                 case Qcow2ClusterKind.Normal:
-                    await ReadHostAsync(m.HostOffset, part).ConfigureAwait(false);
+                    await ReadHostAsync(m.HostOffset, offset, part).ConfigureAwait(false);
                     break;
                 case Qcow2ClusterKind.Compressed:
                     await ReadCompressedAsync(m.Entry, (int)(offset & (_clusterSize - 1)), part).ConfigureAwait(false);
@@ -52,9 +52,12 @@ public sealed partial class Qcow2Node
         buffer.Span[n..].Clear();
     }
 
-    /// <summary>Host data; a cluster past the end of the (data) file reads as zeroes, as QEMU's file driver does.</summary>
+    /// <summary>
+    /// Host data of guest offset <paramref name="guest"/>, decrypted in an encrypted image; a cluster past
+    /// the end of the (data) file reads as zeroes before decryption, as QEMU's file driver does.
+    /// </summary>
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
-    private async ValueTask ReadHostAsync(long host, Memory<byte> buffer)
+    private async ValueTask ReadHostAsync(long host, long guest, Memory<byte> buffer)
     {
         var n = (int)Math.Clamp(_data.Length - host, 0, buffer.Length);
         if (n > 0)
@@ -63,6 +66,7 @@ public sealed partial class Qcow2Node
         }
 
         buffer.Span[n..].Clear();
+        _crypto?.Decrypt(host, guest, buffer.Span);
     }
 
     /// <summary>Inflates the compressed cluster of <paramref name="entry"/> and copies the part asked for.</summary>

@@ -257,6 +257,10 @@ public sealed partial class Qcow2Node
         {
             what = "the refcount table";
         }
+        else if (_header.CryptoHeader is { } crypto && Overlaps(offset, length, crypto.Offset, crypto.Length))
+        {
+            what = "the encryption header";
+        }
 
         if (what is not null)
         {

@@ -47,15 +47,40 @@ public sealed partial class Qcow2Node
         var m = await GetMappingAsync(_l1, offset, data.Length).ConfigureAwait(false);
         if (m.Kind == Qcow2ClusterKind.Normal && m.Copied && m.Length == data.Length)
         {
-            await WriteHostAsync(m.HostOffset, data).ConfigureAwait(false);
+            await WriteHostAsync(m.HostOffset, offset, data).ConfigureAwait(false);
             return;
         }
 
         await WriteAllocatingAsync(offset, data).ConfigureAwait(false);
     }
 
+    /// <summary>Stores guest bytes of <paramref name="guest"/> at <paramref name="host"/>, encrypted in a copy in an encrypted image.</summary>
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
-    private async ValueTask WriteHostAsync(long host, ReadOnlyMemory<byte> data)
+    private async ValueTask WriteHostAsync(long host, long guest, ReadOnlyMemory<byte> data)
+    {
+        if (_crypto is not null)
+        {
+            var copy = ArrayPool<byte>.Shared.Rent(data.Length);
+            try
+            {
+                var encrypted = copy.AsMemory(0, data.Length);
+                data.CopyTo(encrypted);
+                _crypto.Encrypt(host, guest, encrypted.Span);
+                await WriteHostPlainAsync(host, encrypted).ConfigureAwait(false);
+            }
+            finally
+            {
+                ArrayPool<byte>.Shared.Return(copy);
+            }
+
+            return;
+        }
+
+        await WriteHostPlainAsync(host, data).ConfigureAwait(false);
+    }
+
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    private async ValueTask WriteHostPlainAsync(long host, ReadOnlyMemory<byte> data)
     {
         if (_data.Length < host + data.Length)
         {
@@ -292,8 +317,9 @@ public sealed partial class Qcow2Node
             var usedEnd = _usedEnd;
             host = await AllocateClustersLockedAsync(needNew).ConfigureAwait(false);
 
-            // Clusters past the end of what the image ever used read as zeroes: no need to copy zeroes into them.
-            fresh = host >= usedEnd;
+            // Clusters past the end of what the image ever used read as zeroes: no need to copy zeroes into
+            // them, unless the image is encrypted (zeroes on disk decrypt to noise).
+            fresh = host >= usedEnd && _crypto is null;
         }
         finally
         {
@@ -354,7 +380,7 @@ public sealed partial class Qcow2Node
 
                 if (runLength > 0)
                 {
-                    await WriteHostAsync(runHost, data.Slice(runStart, runLength)).ConfigureAwait(false);
+                    await WriteHostAsync(runHost, offset + runStart, data.Slice(runStart, runLength)).ConfigureAwait(false);
                 }
 
                 (runHost, runStart, runLength) = (host, dataStart, dataLength);
@@ -379,7 +405,7 @@ public sealed partial class Qcow2Node
                 }
 
                 data.Span.Slice(dataStart, dataLength).CopyTo(mem.Span[head..]);
-                await WriteHostAsync(p.Host + p.UnitStart, mem).ConfigureAwait(false);
+                await WriteHostAsync(p.Host + p.UnitStart, p.Guest + p.UnitStart, mem).ConfigureAwait(false);
             }
             finally
             {
@@ -389,7 +415,7 @@ public sealed partial class Qcow2Node
 
         if (runLength > 0)
         {
-            await WriteHostAsync(runHost, data.Slice(runStart, runLength)).ConfigureAwait(false);
+            await WriteHostAsync(runHost, offset + runStart, data.Slice(runStart, runLength)).ConfigureAwait(false);
         }
     }
 

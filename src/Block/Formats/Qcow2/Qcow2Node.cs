@@ -35,6 +35,9 @@ public sealed partial class Qcow2Node : BlockNode
     private bool _dirtyBitWritten;
     private string? _corruptReason;
 
+    /// <summary>The data clusters' encryption, or null for an image without.</summary>
+    private readonly Qcow2Encryption? _crypto;
+
     /// <summary>
     /// Where the image's use of its file ends: the file's length at open, then the end of every
     /// allocation. The file itself may reach further (see EnsureFileLengthAsync); what lies between
@@ -42,10 +45,11 @@ public sealed partial class Qcow2Node : BlockNode
     /// </summary>
     private long _usedEnd;
 
-    private Qcow2Node(string nodeName, bool readOnly, BlockNode file, Qcow2Header header, Qcow2Options options)
+    private Qcow2Node(string nodeName, bool readOnly, BlockNode file, Qcow2Header header, Qcow2Options options, Qcow2Encryption? crypto)
         : base(nodeName, readOnly)
     {
         _file = file;
+        _crypto = crypto;
         _data = file;
         _usedEnd = file.Length;
         _header = header;
@@ -60,7 +64,8 @@ public sealed partial class Qcow2Node : BlockNode
         _lazyRefcounts = options.LazyRefcounts ?? header.LazyRefcounts;
         _options = options;
         Length = header.Size;
-        Limits = new BlockLimits(RequestAlignment: 1, DiscardGranularity: _clusterSize, OptimalTransfer: _clusterSize);
+        // Encrypted data is whole 512-byte sectors (QEMU sets the crypto sector size as the request alignment).
+        Limits = new BlockLimits(RequestAlignment: crypto is null ? 1 : 512, DiscardGranularity: _clusterSize, OptimalTransfer: _clusterSize);
         Capabilities = new BlockCapabilities(
             WriteZeroes: header.Version >= 3,
             FastZero: header.Version >= 3,
@@ -102,7 +107,8 @@ public sealed partial class Qcow2Node : BlockNode
     /// Reads and validates the header and the tables it points to. The caller attaches the backing
     /// node and the external data file (<see cref="AttachBacking"/>, <see cref="AttachDataFile"/>).
     /// </summary>
-    internal static async ValueTask<Qcow2Node> OpenAsync(string nodeName, bool readOnly, BlockNode file, Qcow2Options options)
+    internal static async ValueTask<Qcow2Node> OpenAsync(
+        string nodeName, bool readOnly, BlockNode file, Qcow2Options options, NamedObjects? objects = null)
     {
         var fileLength = file.Length;
         var probe = new byte[(int)Math.Min(fileLength, 1 << Qcow2Format.MaxClusterBits)];
@@ -133,8 +139,23 @@ public sealed partial class Qcow2Node : BlockNode
         }
 
         CheckOptions(header, options);
+        Qcow2Encryption? crypto = null;
+        if (header.CryptMethod != Qcow2Format.CryptNone)
+        {
+            var secret = options.EncryptKeySecret ?? throw BlockException.Invalid("Parameter 'encrypt.key-secret' is required for cipher");
+            crypto = await Qcow2Encryption.OpenAsync(file, header, objects ?? new NamedObjects(), secret).ConfigureAwait(false);
+            if (crypto.IsLegacyAes)
+            {
+                readOnly = true;
+                await CloseWarningAsync(
+                    $"warning: qcow2 image '{file.FileName}' is encrypted with the legacy AES-CBC method, which is only read here; " +
+                    "opened read-only. Use of AES-CBC encrypted qcow2 images is no longer supported in system emulators. You can use " +
+                    "'qemu-img convert' to convert your image to an alternative supported format, such as unencrypted qcow2, or raw " +
+                    "with the LUKS format instead.").ConfigureAwait(false);
+            }
+        }
 
-        var node = new Qcow2Node(nodeName, readOnly, file, header, options);
+        var node = new Qcow2Node(nodeName, readOnly, file, header, options, crypto);
         try
         {
             node._l1 = await node.ReadL1Async(header.L1TableOffset, header.L1Size).ConfigureAwait(false);
@@ -160,6 +181,7 @@ public sealed partial class Qcow2Node : BlockNode
         catch
         {
             node._cleanTimer?.Dispose();
+            crypto?.Dispose();
             throw;
         }
     }
@@ -322,6 +344,19 @@ public sealed partial class Qcow2Node : BlockNode
     }
 
     protected override async ValueTask DisposeCoreAsync()
+    {
+        try
+        {
+            await CloseAsync().ConfigureAwait(false);
+        }
+        finally
+        {
+            // Last: closing writes tables back, never data, but the key stays until nothing can need it.
+            _crypto?.Dispose();
+        }
+    }
+
+    private async ValueTask CloseAsync()
     {
         if (_cleanTimer is not null)
         {

@@ -36,8 +36,11 @@ internal sealed record Qcow2Options
     /// <summary>Checked as QEMU checks it; the table cache here always holds whole L2 tables.</summary>
     public long? L2CacheEntrySize { get; init; }
 
-    /// <summary>encrypt.format, refused since an image that would need it is refused anyway.</summary>
+    /// <summary>encrypt.format (aes or luks): checked against the image header's crypt method.</summary>
     public string? EncryptFormat { get; init; }
+
+    /// <summary>encrypt.key-secret: the secret object holding the passphrase of an encrypted image.</summary>
+    public string? EncryptKeySecret { get; init; }
 
     /// <summary>Open this internal snapshot (by id, then by name) instead of the active image; forces read-only.</summary>
     public string? Snapshot { get; init; }

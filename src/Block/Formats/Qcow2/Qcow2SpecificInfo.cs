@@ -1,3 +1,4 @@
+using System.Text.Json.Nodes;
 using System.Text.Json.Serialization;
 
 namespace ExportServer.Block.Formats.Qcow2;
@@ -5,7 +6,7 @@ namespace ExportServer.Block.Formats.Qcow2;
 /// <summary>
 /// QAPI ImageInfoSpecificQCow2, as QEMU fills it: a version 2 image shows compat, refcount-bits and
 /// compression-type only; the data file fields appear with an external data file, bitmaps with a
-/// bitmap directory. Encryption is not reported (images with it are not opened).
+/// bitmap directory, encrypt with an encrypted image (its format, and for LUKS the header's description).
 /// </summary>
 internal sealed record Qcow2SpecificInfo
 {
@@ -29,6 +30,9 @@ internal sealed record Qcow2SpecificInfo
 
     [JsonPropertyName("refcount-bits")]
     public required int RefcountBits { get; init; }
+
+    [JsonPropertyName("encrypt")]
+    public JsonObject? Encrypt { get; init; }
 
     [JsonPropertyName("bitmaps")]
     public List<Qcow2BitmapInfo>? Bitmaps { get; init; }

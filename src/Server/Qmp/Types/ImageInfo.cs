@@ -20,6 +20,9 @@ internal sealed record ImageInfo
     [JsonPropertyName("cluster-size")]
     public long? ClusterSize { get; init; }
 
+    [JsonPropertyName("encrypted")]
+    public bool? Encrypted { get; init; }
+
     [JsonPropertyName("dirty-flag")]
     public bool? DirtyFlag { get; init; }
 
