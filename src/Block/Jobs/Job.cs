@@ -301,10 +301,8 @@ public sealed class Job : IJobObserver
         lock (_gate)
         {
             Check(JobVerb.Dismiss);
-            Transition(JobStatus.Null);
+            LeaveLocked();
         }
-
-        _dismissed(this);
     }
 
     void IJobObserver.Paused()
@@ -504,7 +502,6 @@ public sealed class Job : IJobObserver
 
     private void Conclude(bool cancelled, bool started)
     {
-        var dismiss = false;
         lock (_gate)
         {
             if (started)
@@ -515,15 +512,19 @@ public sealed class Job : IJobObserver
             Transition(JobStatus.Concluded);
             if (AutoDismiss)
             {
-                Transition(JobStatus.Null);
-                dismiss = true;
+                LeaveLocked();
             }
         }
+    }
 
-        if (dismiss)
-        {
-            _dismissed(this);
-        }
+    /// <summary>
+    /// Leaves the registry, then enters null: a client that sees the null status may reuse the id at
+    /// once (QEMU removes the job and reports it in one step of its main loop).
+    /// </summary>
+    private void LeaveLocked()
+    {
+        _dismissed(this);
+        Transition(JobStatus.Null);
     }
 
     private void Transition(JobStatus to)
