@@ -7,14 +7,22 @@ namespace ExportServer.Block.Jobs;
 /// <see cref="JobStateTable"/> and is reported to <see cref="IJobEvents"/>, as are the body's ready
 /// and error reports and the job's end. The body runs in the background; its end leads to
 /// waiting → pending → (finalize) → concluded on success, or aborting → concluded on failure or
-/// cancel; concluded → null on dismiss. A verb the status does not accept fails with QEMU's words.
+/// cancel; concluded → null on dismiss. When and in which order jobs go from waiting on is their
+/// <see cref="JobGroup"/>'s to decide. A verb the status does not accept fails with QEMU's words.
 /// </summary>
 public sealed class Job : IJobObserver
 {
+    /// <summary>strerror(ECANCELED): the error of a job that ends cancelled, as QEMU's job_update_rc sets it.</summary>
+    private const string CancelledError = "Operation canceled";
+
     private readonly IJobEvents _events;
     private readonly Action<Job> _dismissed;
     private readonly object _gate = new();
+    private readonly TaskCompletionSource _workDone = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private int _finalizing;
+    private bool _held;
+    private bool _launched;
+    private bool _committed;
 
     internal Job(string id, JobBody body, IJobEvents events, Action<Job> dismissed, bool autoFinalize = true, bool autoDismiss = true)
     {
@@ -25,6 +33,8 @@ public sealed class Job : IJobObserver
         AutoFinalize = autoFinalize;
         AutoDismiss = autoDismiss;
         Control = new JobControl(this);
+        Group = new JobGroup();
+        Group.Add(this);
     }
 
     public string Id { get; }
@@ -38,8 +48,8 @@ public sealed class Job : IJobObserver
 
     public JobControl Control { get; }
 
-    /// <summary>The jobs this one ends with (transaction completion-mode grouped), if any.</summary>
-    public JobGroup? Group { get; private set; }
+    /// <summary>The jobs this one ends with: itself alone, or a transaction's jobs (completion-mode grouped).</summary>
+    public JobGroup Group { get; private set; }
 
     public bool AutoFinalize { get; }
 
@@ -56,32 +66,128 @@ public sealed class Job : IJobObserver
 
     public long TotalProgress => Control.Length;
 
-    /// <summary>Enters created and running and starts the body.</summary>
-    public void Start()
+    /// <summary>Enters created: a transaction's job exists from its prepare on (QEMU creates it there).</summary>
+    public void Create()
     {
         lock (_gate)
         {
             Transition(JobStatus.Created);
+        }
+    }
+
+    /// <summary>
+    /// Enters running (after created, unless <see cref="Create"/> did) and starts the body. A job
+    /// started <paramref name="held"/> is set up (its point in time fixed) but pauses at once, as
+    /// a QEMU job started inside its transaction's drained section does, until <see cref="Release"/>.
+    /// </summary>
+    public void Start(bool held = false)
+    {
+        lock (_gate)
+        {
+            if (Status == JobStatus.Undefined)
+            {
+                Transition(JobStatus.Created);
+            }
+
             Transition(JobStatus.Running);
+            if (held)
+            {
+                _held = true;
+                Transition(JobStatus.Paused);
+            }
         }
 
         Body.Attach(Control);
-        _ = Task.Run(RunAsync);
+        if (!held)
+        {
+            Launch();
+        }
+    }
+
+    /// <summary>Lets a job started held run (the end of its transaction's drained section).</summary>
+    public void Release()
+    {
+        lock (_gate)
+        {
+            if (!_held)
+            {
+                return;
+            }
+
+            _held = false;
+            if (Status == JobStatus.Paused)
+            {
+                Transition(JobStatus.Running);
+            }
+        }
+
+        Launch();
+    }
+
+    /// <summary>
+    /// A created job whose transaction failed before it started: aborting, concluded and (with
+    /// auto-dismiss) gone, without a BLOCK_JOB_CANCELLED, as QEMU ends a job it never started.
+    /// A job only reserved is forgotten.
+    /// </summary>
+    public void AbortUnstarted()
+    {
+        Group.Remove(this);
+        bool created;
+        lock (_gate)
+        {
+            created = Status == JobStatus.Created;
+            if (created)
+            {
+                Error = CancelledError;
+                Transition(JobStatus.Aborting);
+            }
+        }
+
+        if (created)
+        {
+            Conclude(cancelled: true, started: false);
+        }
+        else
+        {
+            _dismissed(this);
+        }
     }
 
     /// <summary>Makes this job, not yet started, end together with the others of <paramref name="group"/>.</summary>
     public void JoinGroup(JobGroup group)
     {
+        Group.Remove(this);
         Group = group;
         group.Add(this);
     }
 
-    /// <summary>Another job of the group failed: a running job is cancelled; a waiting one aborts when it sees the outcome.</summary>
+    /// <summary>Whether the body's work is over (QEMU's job_is_completed): waiting or later.</summary>
+    internal bool WorkDone => _workDone.Task.IsCompleted;
+
+    /// <summary>Completes once the body's work is over and the job is waiting or aborting.</summary>
+    internal Task WorkFinished => _workDone.Task;
+
+    private void Launch()
+    {
+        lock (_gate)
+        {
+            if (_launched)
+            {
+                return;
+            }
+
+            _launched = true;
+        }
+
+        _ = Task.Run(RunAsync);
+    }
+
+    /// <summary>Another job of the group failed: this one is cancelled for good, whether still at work or done with it.</summary>
     internal void CancelForGroup()
     {
         lock (_gate)
         {
-            if (Status is not (JobStatus.Created or JobStatus.Running or JobStatus.Paused or JobStatus.Ready or JobStatus.Standby))
+            if (Status is JobStatus.Concluded or JobStatus.Null)
             {
                 return;
             }
@@ -158,7 +264,10 @@ public sealed class Job : IJobObserver
         Control.Complete();
     }
 
-    /// <summary>A pending job is aborted at once; a running one is told to stop (or, ready and not forced, to finish without pivot).</summary>
+    /// <summary>
+    /// A running job is told to stop (or, ready and not forced, to finish without pivot); a job
+    /// done with its work (waiting or pending) and cancelled for good ends its whole group at once.
+    /// </summary>
     public void Cancel(bool force)
     {
         Check(JobVerb.Cancel);
@@ -168,34 +277,23 @@ public sealed class Job : IJobObserver
         }
 
         Control.Cancel(force);
-        bool waiting;
+        bool done;
         lock (_gate)
         {
-            waiting = Status == JobStatus.Waiting;
+            done = Status is JobStatus.Waiting or JobStatus.Pending;
         }
 
-        if (waiting)
+        if (done && Control.IsCancelled)
         {
-            // Done with its work but waiting for its group: cancelling it fails the group.
-            Group?.Fail(this);
-        }
-
-        bool pending;
-        lock (_gate)
-        {
-            pending = Status == JobStatus.Pending;
-        }
-
-        if (pending)
-        {
-            _ = Task.Run(() => AbortAsync(cancelled: true));
+            _ = Task.Run(() => Group.AbortAsync(this));
         }
     }
 
+    /// <summary>job-finalize: finalises every job of the group (all pending by then), as QEMU does.</summary>
     public Task FinalizeAsync()
     {
         Check(JobVerb.Finalize);
-        return FinalizeCoreAsync();
+        return Group.FinalizeAsync();
     }
 
     public void Dismiss()
@@ -203,10 +301,8 @@ public sealed class Job : IJobObserver
         lock (_gate)
         {
             Check(JobVerb.Dismiss);
-            Transition(JobStatus.Null);
+            LeaveLocked();
         }
-
-        _dismissed(this);
     }
 
     void IJobObserver.Paused()
@@ -273,100 +369,100 @@ public sealed class Job : IJobObserver
             failure = e;
         }
 
-        if (failure is not null || Control.IsCancelled)
+        bool succeeded;
+        lock (_gate)
         {
-            Group?.Fail(this);
-            if (failure is not OperationCanceledException && failure is not null)
+            if (failure is not null and not OperationCanceledException)
             {
                 Error = failure.Message;
             }
 
-            await AbortAsync(cancelled: failure is OperationCanceledException || (failure is null && Control.IsCancelled)).ConfigureAwait(false);
-            return;
+            succeeded = failure is null && !Control.IsCancelled;
+            if (succeeded)
+            {
+                Transition(JobStatus.Waiting);
+            }
+            else
+            {
+                EnterAbortingLocked();
+            }
         }
 
-        lock (_gate)
+        _workDone.TrySetResult();
+        if (succeeded)
         {
-            Transition(JobStatus.Waiting);
+            await Group.SucceededAsync().ConfigureAwait(false);
         }
-
-        if (Group is { } group && !await group.SucceededAsync().ConfigureAwait(false))
+        else
         {
-            await AbortAsync(cancelled: true).ConfigureAwait(false);
-            return;
+            await Group.AbortAsync(this).ConfigureAwait(false);
         }
+    }
 
+    /// <summary>Entered pending with its group (QEMU's job_transition_to_pending).</summary>
+    internal void EnterPending()
+    {
         lock (_gate)
         {
             Transition(JobStatus.Pending);
         }
-
-        if (AutoFinalize)
-        {
-            await FinalizeCoreAsync().ConfigureAwait(false);
-        }
     }
 
-    private async Task FinalizeCoreAsync()
+    /// <summary>QEMU's job_prepare: the body's commit, run for every job of the group before any is finalised; false when it failed.</summary>
+    internal async Task<bool> PrepareAsync()
     {
-        if (Interlocked.Exchange(ref _finalizing, 1) != 0)
+        if (Error is not null || Control.IsCancelled)
         {
-            return;
+            return false;
         }
 
         try
         {
             await Body.CommitAsync().ConfigureAwait(false);
+            _committed = true;
+            return true;
         }
         catch (Exception e)
         {
             Error = e.Message;
-            Interlocked.Exchange(ref _finalizing, 0);
-            await AbortAsync(cancelled: false).ConfigureAwait(false);
-            return;
+            return false;
         }
-
-        await CleanAsync().ConfigureAwait(false);
-        Conclude(cancelled: false);
     }
 
-    private async Task AbortAsync(bool cancelled)
+    /// <summary>
+    /// QEMU's job_finalize_single: a job that failed or was cancelled aborts (a body already
+    /// committed keeps its effects), then it is cleaned, reports its end, leaves its group and
+    /// concludes. Runs once per job.
+    /// </summary>
+    internal async Task FinalizeSingleAsync()
     {
         if (Interlocked.Exchange(ref _finalizing, 1) != 0)
         {
             return;
         }
 
+        bool failed;
         lock (_gate)
         {
-            if (Status is JobStatus.Paused or JobStatus.Standby)
+            failed = Error is not null || Control.IsCancelled;
+            if (failed)
             {
-                Transition(Status == JobStatus.Paused ? JobStatus.Running : JobStatus.Ready);
+                EnterAbortingLocked();
             }
-
-            Transition(JobStatus.Aborting);
         }
 
-        if (cancelled)
+        if (failed && !_committed)
         {
-            Error ??= "Operation canceled";
+            try
+            {
+                await Body.AbortAsync().ConfigureAwait(false);
+            }
+            catch (Exception e)
+            {
+                Error ??= e.Message;
+            }
         }
 
-        try
-        {
-            await Body.AbortAsync().ConfigureAwait(false);
-        }
-        catch (Exception e)
-        {
-            Error ??= e.Message;
-        }
-
-        await CleanAsync().ConfigureAwait(false);
-        Conclude(cancelled);
-    }
-
-    private async Task CleanAsync()
-    {
         try
         {
             await Body.CleanAsync().ConfigureAwait(false);
@@ -375,26 +471,60 @@ public sealed class Job : IJobObserver
         {
             Error ??= e.Message;
         }
+
+        Group.Remove(this);
+        Conclude(cancelled: Control.IsCancelled || Error == CancelledError, started: true);
     }
 
-    private void Conclude(bool cancelled)
+    /// <summary>
+    /// QEMU's job_update_rc: a job cancelled without an error of its own ends with ECANCELED's
+    /// words; it is aborting from then on (from paused or standby through running or ready).
+    /// </summary>
+    private void EnterAbortingLocked()
     {
-        var dismiss = false;
+        if (Error is null)
+        {
+            Error = CancelledError;
+        }
+
+        if (Status == JobStatus.Aborting)
+        {
+            return;
+        }
+
+        if (Status is JobStatus.Paused or JobStatus.Standby)
+        {
+            Transition(Status == JobStatus.Paused ? JobStatus.Running : JobStatus.Ready);
+        }
+
+        Transition(JobStatus.Aborting);
+    }
+
+    private void Conclude(bool cancelled, bool started)
+    {
         lock (_gate)
         {
-            _events.Ended(this, cancelled);
+            if (started)
+            {
+                _events.Ended(this, cancelled);
+            }
+
             Transition(JobStatus.Concluded);
             if (AutoDismiss)
             {
-                Transition(JobStatus.Null);
-                dismiss = true;
+                LeaveLocked();
             }
         }
+    }
 
-        if (dismiss)
-        {
-            _dismissed(this);
-        }
+    /// <summary>
+    /// Leaves the registry, then enters null: a client that sees the null status may reuse the id at
+    /// once (QEMU removes the job and reports it in one step of its main loop).
+    /// </summary>
+    private void LeaveLocked()
+    {
+        _dismissed(this);
+        Transition(JobStatus.Null);
     }
 
     private void Transition(JobStatus to)

@@ -21,6 +21,7 @@ public sealed class JobControl
     private long _offset;
     private long _length;
     private int _busy = 1;
+    private int _failing;
     private Exception? _failure;
 
     public JobControl(IJobObserver? observer = null)
@@ -268,8 +269,7 @@ public sealed class JobControl
         switch (Decide(policy, read, error))
         {
             case ErrorAction.Report:
-                ExceptionDispatchInfo.Throw(error);
-                break;
+                throw Ending(error);
             case ErrorAction.Stop:
                 await PausePointAsync().ConfigureAwait(false);
                 return ErrorAction.Stop;
@@ -289,7 +289,7 @@ public sealed class JobControl
         var action = Decide(policy, read, error);
         if (action == ErrorAction.Report)
         {
-            Interlocked.CompareExchange(ref _failure, error, null);
+            Interlocked.CompareExchange(ref _failure, Ending(error), null);
             Kick();
         }
 
@@ -300,7 +300,9 @@ public sealed class JobControl
     /// The action <paramref name="policy"/> takes on <paramref name="error"/>, reported to the
     /// observer (BLOCK_JOB_ERROR). Stop pauses the job and sets its io-status unless it is paused
     /// already (QEMU's block_job_error_action leaves a paused job's pause and io-status alone), so
-    /// one resume always lets it go on.
+    /// one resume always lets it go on. Once one failure has ended the job (report), the failures
+    /// of the requests still in flight end it too without another event: QEMU's copy loop reports
+    /// the first error of a run once.
     /// </summary>
     private ErrorAction Decide(ErrorPolicy policy, bool read, Exception error)
     {
@@ -312,6 +314,16 @@ public sealed class JobControl
             ErrorPolicy.Enospc when nospace => ErrorAction.Stop,
             _ => ErrorAction.Report,
         };
+        if (Volatile.Read(ref _failing) != 0)
+        {
+            return ErrorAction.Report;
+        }
+
+        if (action == ErrorAction.Report && Interlocked.Exchange(ref _failing, 1) != 0)
+        {
+            return action;
+        }
+
         Observer?.Error(read, action);
         if (action == ErrorAction.Stop)
         {
@@ -328,6 +340,16 @@ public sealed class JobControl
         }
 
         return action;
+    }
+
+    /// <summary>
+    /// The failure a request error ends the job with: as QEMU's jobs, which return the request's
+    /// errno, the job's error is that errno's strerror text ("Input/output error"), not the node's message.
+    /// </summary>
+    private static BlockException Ending(Exception error)
+    {
+        var errno = BlockException.ErrnoOf(error);
+        return new BlockException(errno, Native.LibC.StrError((int)errno), error);
     }
 
     /// <summary>Throws the cancel, or else a failure <see cref="DeferError"/> reported.</summary>

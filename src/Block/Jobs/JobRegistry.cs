@@ -54,7 +54,7 @@ public sealed class JobRegistry(IJobEvents events)
     /// <summary>Forgets a job that was reserved but never started.</summary>
     public void Remove(Job job)
     {
-        job.Group?.Remove(job);
+        job.Group.Remove(job);
         lock (_jobs)
         {
             if (_jobs.TryGetValue(job.Id, out var j) && ReferenceEquals(j, job))

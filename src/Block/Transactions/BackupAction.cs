@@ -9,7 +9,8 @@ namespace ExportServer.Block.Transactions;
 /// drive-backup / blockdev-backup as a transaction action: prepare finds the target (a node, or one
 /// <paramref name="createTarget"/> makes from the source and opens) and reserves the job id; commit
 /// puts the job's filter above the source and starts the job, whose copy-before-write fixes the
-/// point in time; abort forgets the job and closes a target it opened. A bitmap the backup uses is
+/// point in time, held paused until clean lets it run (the events QEMU's drained section gives);
+/// abort ends the created job and closes a target it opened. A bitmap the backup uses is
 /// frozen in prepare (a later action of the same transaction finds it busy) and left as it was by abort.
 /// </summary>
 public sealed class BackupAction(
@@ -121,6 +122,8 @@ public sealed class BackupAction(
         {
             _job.JoinGroup(group);
         }
+
+        _job.Create();
     }
 
     /// <summary>The sync mode as the command named it.</summary>
@@ -129,20 +132,24 @@ public sealed class BackupAction(
     public async ValueTask CommitAsync()
     {
         await _filter!.InsertAsync().ConfigureAwait(false);
-        _job!.Start();
+        _job!.Start(held: true);
     }
 
     public async ValueTask AbortAsync()
     {
         _syncBitmap?.Restore();
-        if (_job is not null)
-        {
-            ctx.Jobs.Remove(_job);
-        }
+        _job?.AbortUnstarted();
 
         if (_openedTarget is not null)
         {
             await ctx.Graph.RemoveAsync(_openedTarget.NodeName).ConfigureAwait(false);
         }
+    }
+
+    /// <summary>The job runs once the transaction is over: QEMU's held it paused in a drained section until here.</summary>
+    public ValueTask CleanAsync()
+    {
+        _job?.Release();
+        return ValueTask.CompletedTask;
     }
 }

@@ -31,7 +31,17 @@ internal static class BlockJobCommands
         Verb(d, ctx, "block-job-resume", [], (j, _) => j.Resume());
         Verb(d, ctx, "block-job-complete", [], (j, _) => j.Complete());
         Verb(d, ctx, "block-job-dismiss", [QmpArg.Str("id")], (j, _) => j.Dismiss());
-        Verb(d, ctx, "block-job-cancel", [QmpArg.Bool("force")], (j, call) => j.Cancel(call.GetBool("force", false)));
+        Verb(d, ctx, "block-job-cancel", [QmpArg.Bool("force")], (j, call) =>
+        {
+            // As QEMU: only a forced cancel ends a paused job (job-cancel always forces).
+            var force = call.GetBool("force", false);
+            if (j.UserPaused && !force)
+            {
+                throw QmpException.Generic($"The block job for device '{j.Id}' is currently paused");
+            }
+
+            j.Cancel(force);
+        });
         Verb(d, ctx, "block-job-set-speed", [QmpArg.Int("speed")], (j, call) => j.SetSpeed(call.GetInt("speed")!.Value));
         d.Add(new QmpCommand("block-job-finalize", [QmpArg.Str("id")], async call =>
         {

@@ -64,8 +64,13 @@ public sealed class BackupTests
         {
             ["job-id"] = "j", ["device"] = "s", ["target"] = "t", ["sync"] = "full", ["speed"] = 1L << 20, ["auto-dismiss"] = false,
         });
-        // Consume the start's 'running' event, so the wait after job-resume sees the new one.
-        await d.WaitStatusAsync("j", "running");
+        // Consume the start's events (running, then paused and running again as the transaction
+        // ends, as in QEMU), so the waits below see the pause and the resume.
+        foreach (var status in new[] { "running", "paused", "running" })
+        {
+            await d.WaitStatusAsync("j", status);
+        }
+
         await d.Qmp.ExecuteAsync("block-job-pause", new JsonObject { ["device"] = "j" });
         await d.WaitStatusAsync("j", "paused");
         var paused = await d.BlockJobAsync("j");
@@ -115,6 +120,9 @@ public sealed class BackupTests
         {
             ["job-id"] = "j", ["device"] = "s", ["target"] = "remote", ["sync"] = "full", ["speed"] = 4L << 20, ["on-target-error"] = policy,
         });
+
+        // The pause the transaction's end gives, so that the wait below sees the error's.
+        await a.WaitStatusAsync("j", "paused");
         await Task.Delay(500);
         b.Process.Signal(9);
         await b.DisposeAsync();

@@ -23,6 +23,9 @@ internal sealed class QmpClient : IAsyncDisposable
     /// <summary>Events received while waiting for replies, in order.</summary>
     public List<JsonObject> Events { get; } = new();
 
+    /// <summary>Every event received, in order; unlike <see cref="Events"/>, waiting for one does not take it out.</summary>
+    public List<JsonObject> EventLog { get; } = new();
+
     /// <summary>Connects (retrying while the socket appears) and reads the greeting; negotiates unless told not to.</summary>
     public static async Task<QmpClient> ConnectAsync(string path, bool negotiate = true)
     {
@@ -53,7 +56,13 @@ internal sealed class QmpClient : IAsyncDisposable
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(30));
         var line = await _reader.ReadLineAsync(cts.Token) ?? throw new EndOfStreamException("monitor closed");
-        return (JsonObject)JsonNode.Parse(line)!;
+        var message = (JsonObject)JsonNode.Parse(line)!;
+        if (message.ContainsKey("event"))
+        {
+            EventLog.Add(message);
+        }
+
+        return message;
     }
 
     /// <summary>Sends raw text and returns the next reply (events before it are collected).</summary>

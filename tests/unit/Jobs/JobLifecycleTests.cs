@@ -100,6 +100,28 @@ public sealed class JobLifecycleTests
             events.Log);
     }
 
+    /// <summary>
+    /// A client that sees a job's null status may start another job under its id at once: the job
+    /// has left the registry before the status is reported, dismissed automatically or by job-dismiss.
+    /// </summary>
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task TheIdIsFreeWhenTheNullStatusIsReported(bool autoDismiss)
+    {
+        JobRegistry? jobs = null;
+        var events = new NullWatcher(id => jobs!.TryFind(id) is null);
+        jobs = new JobRegistry(events);
+        var job = jobs.Start("j", new DelegateJob("create", () => ValueTask.CompletedTask), autoDismiss: autoDismiss);
+        if (!autoDismiss)
+        {
+            await WaitUntil(() => job.Status == JobStatus.Concluded);
+            job.Dismiss();
+        }
+
+        Assert.True(await events.IdWasFree.Task.WaitAsync(Patience));
+    }
+
     [Fact]
     public void TheRegistryRefusesTakenAndInvalidIdsAndNegativeSpeeds()
     {
@@ -115,6 +137,42 @@ public sealed class JobLifecycleTests
         jobs.Remove(reserved);
         Assert.Null(jobs.TryFind("j"));
         Assert.Equal(JobStatus.Undefined, reserved.Status);
+    }
+
+    private static async Task WaitUntil(Func<bool> condition)
+    {
+        var deadline = DateTime.UtcNow + Patience;
+        while (!condition())
+        {
+            Assert.True(DateTime.UtcNow < deadline, "the job did not get there");
+            await Task.Delay(5);
+        }
+    }
+
+    /// <summary>Records, when a job's null status is reported, whether its id was free by then.</summary>
+    private sealed class NullWatcher(Func<string, bool> idIsFree) : IJobEvents
+    {
+        public TaskCompletionSource<bool> IdWasFree { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public void StatusChanged(Job job, JobStatus status)
+        {
+            if (status == JobStatus.Null)
+            {
+                IdWasFree.TrySetResult(idIsFree(job.Id));
+            }
+        }
+
+        public void Ready(Job job)
+        {
+        }
+
+        public void Error(Job job, bool read, ErrorAction action)
+        {
+        }
+
+        public void Ended(Job job, bool cancelled)
+        {
+        }
     }
 
     private static byte[] Pattern(int length)

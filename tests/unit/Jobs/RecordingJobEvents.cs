@@ -2,8 +2,11 @@ using ExportServer.Block.Jobs;
 
 namespace ExportServer.UnitTests.Jobs;
 
-/// <summary>Records what the jobs of a registry report, in order, as short strings ("running", "ended:cancelled").</summary>
-internal sealed class RecordingJobEvents : IJobEvents
+/// <summary>
+/// Records what the jobs of a registry report, in order, as short strings ("running",
+/// "ended:cancelled"), each after its job's id ("a running") when <paramref name="ids"/>.
+/// </summary>
+internal sealed class RecordingJobEvents(bool ids = false) : IJobEvents
 {
     private readonly List<string> _log = new();
     private readonly Dictionary<JobStatus, TaskCompletionSource> _reached = new();
@@ -32,16 +35,19 @@ internal sealed class RecordingJobEvents : IJobEvents
     {
         lock (_log)
         {
-            _log.Add(JobStateTable.Name(status));
+            _log.Add(Named(job, JobStateTable.Name(status)));
             Signal(status).TrySetResult();
         }
     }
 
-    public void Ready(Job job) => Add("ready");
+    public void Ready(Job job) => Add(Named(job, "ready"));
 
-    public void Error(Job job, bool read, ErrorAction action) => Add($"error:{(read ? "read" : "write")}:{action}");
+    public void Error(Job job, bool read, ErrorAction action) => Add(Named(job, $"error:{(read ? "read" : "write")}:{action}"));
 
-    public void Ended(Job job, bool cancelled) => Add(cancelled ? "ended:cancelled" : $"ended:completed{(job.Error is null ? string.Empty : ":" + job.Error)}");
+    public void Ended(Job job, bool cancelled) =>
+        Add(Named(job, cancelled ? "ended:cancelled" : $"ended:completed{(job.Error is null ? string.Empty : ":" + job.Error)}"));
+
+    private string Named(Job job, string entry) => ids ? $"{job.Id} {entry}" : entry;
 
     private void Add(string entry)
     {
