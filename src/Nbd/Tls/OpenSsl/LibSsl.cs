@@ -19,19 +19,18 @@ internal static unsafe partial class LibSsl
     public const int ErrorSyscall = 5;
     public const int ErrorZeroReturn = 6;
 
-    public const int CtrlMode = 33;
     public const int CtrlSetDhAuto = 118;
     public const int CtrlSetMinProtoVersion = 123;
     public const int Tls12Version = 0x0303;
-
-    /// <summary>SSL_MODE_RELEASE_BUFFERS: an idle connection gives its record buffers back.</summary>
-    public const long ModeReleaseBuffers = 0x10;
 
     /// <summary>SSL_OP_IGNORE_UNEXPECTED_EOF: a peer that closes without close_notify ends the stream instead of failing it.</summary>
     public const ulong OpIgnoreUnexpectedEof = 1UL << 7;
 
     /// <summary>SSL_OP_NO_RENEGOTIATION: a TLS 1.2 session is never renegotiated under the NBD stream.</summary>
     public const ulong OpNoRenegotiation = 1UL << 30;
+
+    /// <summary>SSL_OP_CIPHER_SERVER_PREFERENCE: a server picks the suite by its own order, not the client's.</summary>
+    public const ulong OpCipherServerPreference = 1UL << 22;
 
     /// <summary>PSK_MAX_IDENTITY_LEN and PSK_MAX_PSK_LEN of OpenSSL 3.</summary>
     public const int MaxIdentityLength = 256;
@@ -54,6 +53,9 @@ internal static unsafe partial class LibSsl
 
     [LibraryImport(Ssl, EntryPoint = "SSL_CTX_set_cipher_list", StringMarshalling = StringMarshalling.Utf8)]
     public static partial int CtxSetCipherList(nint ctx, string ciphers);
+
+    [LibraryImport(Ssl, EntryPoint = "SSL_CTX_set_ciphersuites", StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int CtxSetCiphersuites(nint ctx, string suites);
 
     [LibraryImport(Ssl, EntryPoint = "SSL_CTX_set_num_tickets")]
     public static partial int CtxSetNumTickets(nint ctx, nuint count);

@@ -11,7 +11,14 @@ namespace ExportServer.Nbd.Tls.OpenSsl;
 /// </summary>
 internal sealed unsafe class PskContext : SafeHandle
 {
-    private const string Tls12Suites = "ECDHEPSK:DHEPSK:PSK:!RSAPSK";
+    /// <summary>TLS 1.2 key exchanges with forward secrecy first, AEAD ciphers first within them, plain PSK last; never RSA-PSK (it needs a certificate).</summary>
+    private const string Tls12Suites = "kECDHEPSK+CHACHA20:kDHEPSK+AESGCM:kECDHEPSK:kDHEPSK:kPSK";
+
+    /// <summary>
+    /// The TLS 1.3 suites whose hash is SHA-256, the one an external PSK is bound to here, AES-GCM first
+    /// (GnuTLS clients put ChaCha20 first, which is slower where AES has hardware support).
+    /// </summary>
+    private const string Tls13Suites = "TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256";
 
     private PskContext()
         : base(0, ownsHandle: true)
@@ -31,9 +38,8 @@ internal sealed unsafe class PskContext : SafeHandle
 
         context.SetHandle(ctx);
         LibSsl.CtxCtrl(ctx, LibSsl.CtrlSetMinProtoVersion, LibSsl.Tls12Version, 0);
-        LibSsl.CtxCtrl(ctx, LibSsl.CtrlMode, LibSsl.ModeReleaseBuffers, 0);
-        LibSsl.CtxSetOptions(ctx, LibSsl.OpIgnoreUnexpectedEof | LibSsl.OpNoRenegotiation);
-        if (LibSsl.CtxSetCipherList(ctx, Tls12Suites) != 1)
+        LibSsl.CtxSetOptions(ctx, LibSsl.OpIgnoreUnexpectedEof | LibSsl.OpNoRenegotiation | LibSsl.OpCipherServerPreference);
+        if (LibSsl.CtxSetCipherList(ctx, Tls12Suites) != 1 || LibSsl.CtxSetCiphersuites(ctx, Tls13Suites) != 1)
         {
             context.Dispose();
             throw BlockException.Invalid($"Cannot allocate credentials: {LibSsl.DrainErrors() ?? "no PSK cipher suite"}");
