@@ -155,7 +155,17 @@ internal sealed class PskTlsStream : Stream
                 throw new AuthenticationException(reason);
             }
 
-            if (await ReceiveAsync(ct).ConfigureAwait(false) == 0)
+            int received;
+            try
+            {
+                received = await ReceiveAsync(ct).ConfigureAwait(false);
+            }
+            catch (SocketException e)
+            {
+                throw new AuthenticationException(Failure($"the peer broke the connection during the TLS handshake: {e.Message}"), e);
+            }
+
+            if (received == 0)
             {
                 throw new AuthenticationException(Failure("the peer closed the connection during the TLS handshake"));
             }
