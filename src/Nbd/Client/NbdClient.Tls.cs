@@ -1,8 +1,7 @@
-using System.Net.Security;
-using System.Net.Sockets;
 using System.Security.Authentication;
 using ExportServer.Block.Core;
 using ExportServer.Nbd.Protocol;
+using ExportServer.Nbd.Tls;
 
 namespace ExportServer.Nbd.Client;
 
@@ -10,7 +9,7 @@ namespace ExportServer.Nbd.Client;
 internal sealed partial class NbdClient
 {
     /// <summary>The TLS session once started; sends and receives then go through it.</summary>
-    private SslStream? _tls;
+    private Stream? _tls;
 
     private async Task StartTlsAsync(NbdClientTls tls, bool fixedNewstyle, CancellationToken ct)
     {
@@ -27,26 +26,20 @@ internal sealed partial class NbdClient
             throw BlockException.Io($"Server rejected request to start TLS: {reason}");
         }
 
-        var stream = new SslStream(new NetworkStream(_socket, ownsSocket: false), leaveInnerStreamOpen: false);
+        TlsSession session;
         try
         {
-            await stream.AuthenticateAsClientAsync(tls.Credentials.ClientOptions(tls.HostName), ct).ConfigureAwait(false);
+            session = await tls.Credentials.ConnectAsync(_socket, tls.HostName, ct).ConfigureAwait(false);
         }
         catch (AuthenticationException e)
         {
-            await stream.DisposeAsync().ConfigureAwait(false);
             throw BlockException.Io($"TLS handshake failed: {e.Message}", e);
-        }
-        catch
-        {
-            await stream.DisposeAsync().ConfigureAwait(false);
-            throw;
         }
 
         // The server sends nothing after its ACK until our hello, so the plain reader holds nothing more.
         var plain = _reader;
-        _reader = CreateReader(stream);
-        _tls = stream;
+        _reader = CreateReader(session.Stream);
+        _tls = session.Stream;
         await plain.CompleteAsync().ConfigureAwait(false);
     }
 }

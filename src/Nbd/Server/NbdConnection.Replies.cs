@@ -1,5 +1,4 @@
 using System.Buffers;
-using System.Net.Security;
 using System.Net.Sockets;
 using System.Text;
 using ExportServer.Block.Core;
@@ -384,7 +383,7 @@ internal sealed partial class NbdConnection
     /// Sends a batch through TLS: small replies are gathered into one write, so they share records
     /// instead of each costing a record and a system call; large ones are written as they are.
     /// </summary>
-    private static async ValueTask<int> SendTlsAsync(SslStream tls, List<ArraySegment<byte>> segments, long bytes)
+    private static async ValueTask<int> SendTlsAsync(Stream tls, List<ArraySegment<byte>> segments, long bytes)
     {
         if (segments.Count == 1 || bytes > MaxGatheredTlsBytes)
         {

@@ -1,6 +1,3 @@
-using System.Net.Security;
-using System.Net.Sockets;
-using System.Security.Cryptography.X509Certificates;
 using ExportServer.Nbd.Authz;
 using ExportServer.Nbd.Protocol;
 using ExportServer.Nbd.Tls;
@@ -32,42 +29,37 @@ internal sealed partial class NbdConnection
         }
 
         await ReplyAsync(NbdConstants.OptStartTls, NbdConstants.RepAck, [], ct).ConfigureAwait(false);
-        var tls = new SslStream(new NetworkStream(_socket, ownsSocket: false), leaveInnerStreamOpen: false);
+        var session = await creds.AcceptAsync(_socket, ct).ConfigureAwait(false);
         try
         {
-            await tls.AuthenticateAsServerAsync(creds.ServerOptions(), ct).ConfigureAwait(false);
-            Authorize(tls, creds);
+            Authorize(session);
         }
         catch
         {
-            await tls.DisposeAsync().ConfigureAwait(false);
+            await session.Stream.DisposeAsync().ConfigureAwait(false);
             throw;
         }
 
         // The client waits for the ACK before its TLS hello, so the plain reader holds nothing more.
         var plain = _reader;
-        _reader = CreateReader(tls);
-        _tls = tls;
+        _reader = CreateReader(session.Stream);
+        _tls = session.Stream;
         await plain.CompleteAsync().ConfigureAwait(false);
-        NbdLog.TlsEstablished(_log, Id, tls.SslProtocol.ToString(), tls.NegotiatedCipherSuite.ToString());
+        NbdLog.TlsEstablished(_log, Id, session.Protocol, session.Cipher);
     }
 
-    /// <summary>With tls-authz, the client certificate's distinguished name must be allowed (checked, as in QEMU, only when peers are verified).</summary>
-    private void Authorize(SslStream tls, TlsCredentials creds)
+    /// <summary>
+    /// With tls-authz, the identity the client proved must be allowed: a certificate's distinguished name
+    /// (checked, as in QEMU, only when peers are verified) or a PSK username (which QEMU does not check).
+    /// </summary>
+    private void Authorize(TlsSession session)
     {
         var authzId = _server.Options.TlsAuthz;
-        if (authzId is null || creds is not TlsCredsX509 { VerifyPeer: true })
+        if (authzId is null || session.PeerIdentity is not { } identity)
         {
             return;
         }
 
-        if (tls.RemoteCertificate is not { } remote)
-        {
-            throw new NbdProtocolException("No certificate peer name");
-        }
-
-        using var certificate = new X509Certificate2(remote);
-        var identity = X509Identity.DistinguishedName(certificate);
         if (!AuthzObjectTypes.IsAllowed(_server.Options.Objects!, authzId, identity, out var reason))
         {
             throw new NbdProtocolException(reason);

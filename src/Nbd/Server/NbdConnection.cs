@@ -1,7 +1,6 @@
 using System.Buffers;
 using System.Collections.Concurrent;
 using System.IO.Pipelines;
-using System.Net.Security;
 using System.Net.Sockets;
 using ExportServer.Nbd.Protocol;
 using Microsoft.Extensions.Logging;
@@ -21,7 +20,7 @@ internal sealed partial class NbdConnection
     private PipeReader _reader;
 
     /// <summary>The TLS session after STARTTLS; null on a plain connection, whose sends and payload reads use the socket directly.</summary>
-    private SslStream? _tls;
+    private Stream? _tls;
     private readonly SemaphoreSlim _slots = new(MaxInFlight, MaxInFlight);
     private readonly ConcurrentQueue<NbdRequestSlot> _free = new();
     private readonly ConcurrentQueue<NbdRequestSlot> _replies = new();

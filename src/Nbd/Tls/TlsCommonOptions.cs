@@ -27,11 +27,11 @@ internal sealed record TlsCommonOptions(string Dir, TlsEndpoint Endpoint, bool V
         return new TlsCommonOptions(dir ?? throw BlockException.Invalid("Missing 'dir' property value"), endpoint, verifyPeer);
     }
 
-    /// <summary>The path of <paramref name="name"/> in dir; a required file must be accessible, an optional one may be absent (null).</summary>
+    /// <summary>The path of <paramref name="name"/> in dir; a required file must exist (as QEMU checks it, a directory passes here and fails when read), an optional one may be absent (null).</summary>
     public string? File(string name, bool required)
     {
         var path = Path.Combine(Dir, name);
-        if (System.IO.File.Exists(path))
+        if (System.IO.File.Exists(path) || Directory.Exists(path))
         {
             return path;
         }

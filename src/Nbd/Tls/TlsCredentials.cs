@@ -1,4 +1,4 @@
-using System.Net.Security;
+using System.Net.Sockets;
 using ExportServer.Block.Core;
 
 namespace ExportServer.Nbd.Tls;
@@ -44,9 +44,15 @@ public abstract class TlsCredentials
         return creds;
     }
 
-    /// <summary>Options for accepting one client; the peer check runs inside the handshake.</summary>
-    public abstract SslServerAuthenticationOptions ServerOptions();
+    /// <summary>
+    /// The server's side of the TLS handshake on <paramref name="socket"/>; throws
+    /// <see cref="System.Security.Authentication.AuthenticationException"/> when the client is refused.
+    /// </summary>
+    internal abstract Task<TlsSession> AcceptAsync(Socket socket, CancellationToken ct);
 
-    /// <summary>Options for connecting to a server that must present a certificate for <paramref name="hostName"/> (any name when null).</summary>
-    public abstract SslClientAuthenticationOptions ClientOptions(string? hostName);
+    /// <summary>
+    /// The client's side, with a server that must prove itself for <paramref name="hostName"/> where the
+    /// credentials check names (any name when null); throws AuthenticationException when it does not.
+    /// </summary>
+    internal abstract Task<TlsSession> ConnectAsync(Socket socket, string? hostName, CancellationToken ct);
 }

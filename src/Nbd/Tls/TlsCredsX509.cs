@@ -1,4 +1,5 @@
 using System.Net.Security;
+using System.Net.Sockets;
 using System.Security.Authentication;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
@@ -44,7 +45,54 @@ public sealed class TlsCredsX509 : TlsCredentials
 
     public bool VerifyPeer { get; }
 
-    public override SslServerAuthenticationOptions ServerOptions() => new()
+    internal override async Task<TlsSession> AcceptAsync(Socket socket, CancellationToken ct)
+    {
+        var tls = new SslStream(new NetworkStream(socket, ownsSocket: false), leaveInnerStreamOpen: false);
+        try
+        {
+            await tls.AuthenticateAsServerAsync(ServerOptions(), ct).ConfigureAwait(false);
+            return new TlsSession(tls, tls.SslProtocol.ToString(), tls.NegotiatedCipherSuite.ToString(), PeerName(tls));
+        }
+        catch
+        {
+            await tls.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    internal override async Task<TlsSession> ConnectAsync(Socket socket, string? hostName, CancellationToken ct)
+    {
+        var tls = new SslStream(new NetworkStream(socket, ownsSocket: false), leaveInnerStreamOpen: false);
+        try
+        {
+            await tls.AuthenticateAsClientAsync(ClientOptions(hostName), ct).ConfigureAwait(false);
+            return new TlsSession(tls, tls.SslProtocol.ToString(), tls.NegotiatedCipherSuite.ToString(), null);
+        }
+        catch
+        {
+            await tls.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    /// <summary>The client certificate's distinguished name when peers are verified (as in QEMU, the only case authorization checks).</summary>
+    private string? PeerName(SslStream tls)
+    {
+        if (!VerifyPeer)
+        {
+            return null;
+        }
+
+        if (tls.RemoteCertificate is not { } remote)
+        {
+            throw new AuthenticationException("No certificate peer name");
+        }
+
+        using var certificate = new X509Certificate2(remote);
+        return X509Identity.DistinguishedName(certificate);
+    }
+
+    private SslServerAuthenticationOptions ServerOptions() => new()
     {
         ServerCertificateContext = _context,
         ClientCertificateRequired = VerifyPeer,
@@ -54,7 +102,7 @@ public sealed class TlsCredsX509 : TlsCredentials
             !VerifyPeer || (certificate is not null && IsTrusted(certificate, errors & ~SslPolicyErrors.RemoteCertificateChainErrors, checkName: false)),
     };
 
-    public override SslClientAuthenticationOptions ClientOptions(string? hostName) => new()
+    private SslClientAuthenticationOptions ClientOptions(string? hostName) => new()
     {
         TargetHost = hostName ?? string.Empty,
         ClientCertificates = _clientCertificates,

@@ -178,6 +178,9 @@ internal sealed class CommandLine
           --object tls-creds-x509,id=<id>,dir=<dir>,endpoint=server|client
                    [,verify-peer=on|off][,passwordid=<secret-id>]
                                  TLS credentials for the NBD server or client
+          --object tls-creds-psk,id=<id>,dir=<dir>,endpoint=server|client
+                   [,username=<name>]
+                                 TLS with a pre-shared key from <dir>/keys.psk
           --object authz-simple,id=<id>,identity=<dn>
           --object authz-list,id=<id>,rules.N.match=<dn>,rules.N.policy=allow|deny
                    [,rules.N.format=exact|glob][,policy=allow|deny]

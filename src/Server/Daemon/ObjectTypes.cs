@@ -15,6 +15,7 @@ internal static class ObjectTypes
         new SecretKeyringObjectType(),
         new ThrottleGroups(),
         new TlsCredsX509Type(),
+        new TlsCredsPskType(),
         .. AuthzObjectTypes.All,
     ];
 }

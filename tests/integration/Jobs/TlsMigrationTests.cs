@@ -26,13 +26,29 @@ public sealed class TlsMigrationTests
     {
         using var dir = new TempDir();
         var pki = await TestPki.CreateAsync(dir);
+        await MirrorOverTlsAsync(dir, sourceIsQsd, targetIsQsd, TestPki.Creds("t0", pki.Server, "server"), TestPki.Creds("c0", pki.Client1, "client"));
+    }
+
+    /// <summary>The same with tls-creds-psk; a key other than the server's is refused first, and the source keeps running.</summary>
+    [Theory]
+    [MemberData(nameof(Pairs))]
+    public async Task MirrorToARemotePskExportWhileWriting(bool sourceIsQsd, bool targetIsQsd)
+    {
+        using var dir = new TempDir();
+        var psk = TestPsk.Create(dir);
+        await MirrorOverTlsAsync(dir, sourceIsQsd, targetIsQsd, TestPsk.Creds("t0", psk.Server, "server"), TestPsk.Creds("c0", psk.Alice, "client"),
+            TestPsk.Creds("w0", psk.Mallory, "client"));
+    }
+
+    private static async Task MirrorOverTlsAsync(TempDir dir, bool sourceIsQsd, bool targetIsQsd, string serverCreds, string clientCreds, string? wrongCreds = null)
+    {
         var (src, dst) = await MigrationImages.CreateAsync(dir, "full");
         var port = FreePort.Get();
 
         string[] targetArgs =
         [
             "--chardev", $"socket,id=m0,path={dir["b.qmp"]},server=on,wait=off", "--monitor", "chardev=m0",
-            "--object", TestPki.Creds("t0", pki.Server, "server"),
+            "--object", serverCreds,
             "--blockdev", $"driver=file,node-name=f0,filename={dst}",
             "--blockdev", "driver=qcow2,node-name=target,file=f0",
             "--nbd-server", $"addr.type=inet,addr.host=127.0.0.1,addr.port={port},tls-creds=t0",
@@ -40,7 +56,7 @@ public sealed class TlsMigrationTests
         ];
         await using var b = targetIsQsd ? await Daemon.StartQsdAsync(dir, targetArgs) : await Daemon.StartAsync(dir, targetArgs);
         await using var bQmp = await QmpClient.ConnectAsync(dir["b.qmp"]);
-        await using var a = await StartAsync(dir, "a", sourceIsQsd, "--object", TestPki.Creds("c0", pki.Client1, "client"));
+        await using var a = await StartAsync(dir, "a", sourceIsQsd, ["--object", clientCreds, .. wrongCreds is null ? Array.Empty<string>() : ["--object", wrongCreds]]);
         await a.AddImageAsync("disk", src);
         await a.ExportAsync("disk");
 
@@ -51,6 +67,16 @@ public sealed class TlsMigrationTests
             ["server"] = new JsonObject { ["type"] = "inet", ["host"] = "127.0.0.1", ["port"] = port.ToString() },
         });
         Assert.Contains(sourceIsQsd ? "TLS negotiation required before option 7" : "Option 0x7 not permitted before TLS", plainError);
+        if (wrongCreds is not null)
+        {
+            var (_, wrongError) = await a.Qmp.ErrorAsync("blockdev-add", new JsonObject
+            {
+                ["driver"] = "nbd", ["node-name"] = "wrong", ["export"] = "target", ["tls-creds"] = "w0",
+                ["server"] = new JsonObject { ["type"] = "inet", ["host"] = "127.0.0.1", ["port"] = port.ToString() },
+            });
+            Assert.Contains(sourceIsQsd ? "TLS" : "TLS handshake failed", wrongError);
+        }
+
         await a.Qmp.ExecuteAsync("blockdev-add", new JsonObject
         {
             ["driver"] = "nbd", ["node-name"] = "remote", ["export"] = "target", ["tls-creds"] = "c0", ["tls-hostname"] = "localhost",

@@ -21,8 +21,12 @@ public sealed class TlsObjectTests
     {
         using var dir = new TempDir();
         await TestPki.CreateAsync(dir);
-        option = option.Replace("@PKI@", dir["pki"]);
-        error = error.Replace("@PKI@", dir["pki"]);
+        await BothRefuseAsync(option.Replace("@PKI@", dir["pki"]), error.Replace("@PKI@", dir["pki"]));
+    }
+
+    /// <summary>Ours and qemu-storage-daemon both exit at start with <paramref name="error"/> for <c>--object <paramref name="option"/></c>.</summary>
+    internal static async Task BothRefuseAsync(string option, string error)
+    {
         foreach (var exe in new[] { Daemon.ExportServerPath, "/usr/bin/qemu-storage-daemon" })
         {
             var r = await Tool.RunAsync(exe, ["--object", option], TimeSpan.FromSeconds(30));
