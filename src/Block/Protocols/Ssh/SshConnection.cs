@@ -57,6 +57,9 @@ internal static class SshConnection
     /// <inheritdoc cref="OffLoop(Action)"/>
     public static Task<T> OffLoop<T>(Func<T> call) => Task.Run(call);
 
+    /// <inheritdoc cref="OffLoop(Action)"/>
+    public static Task OffLoop(Func<Task> call) => Task.Run(call);
+
     private static BlockException Describe(Exception e, SshLocation location, bool password, bool agent) => e switch
     {
         SshAuthenticationException when password => new BlockException(Errno.EPERM, "failed to authenticate using password authentication"),
