@@ -70,14 +70,13 @@ public sealed class SshDriverTests
             "--export", "type=nbd,id=e0,node-name=s0,name=disk,writable=on");
         var uri = $"nbd+unix:///disk?socket={sock}";
 
-        // Each round: a small read that leaves the rest of a 32 KiB piece in a stream, a write inside
-        // that rest, and a read of it, which must show the written pattern.
-        var rounds = Enumerable.Range(0, 48).SelectMany(i =>
-        {
-            var at = i * 65536;
-            var pattern = 0x10 + i;
-            return new[] { "-c", $"read {at} 512", "-c", $"write -P {pattern} {at + 4096} 4096", "-c", $"read -P {pattern} {at + 4096} 4096" };
-        });
+        // Small reads all at once, so that many handles each keep the rest of a 32 KiB piece; then,
+        // one region at a time, a write inside that rest (on whatever handle is free) and a read of
+        // it, which must show the written pattern.
+        var regions = Enumerable.Range(0, 48).ToArray();
+        var rounds = regions.SelectMany(i => new[] { "-c", $"aio_read {i * 65536} 512" })
+            .Concat(["-c", "aio_flush"])
+            .Concat(regions.SelectMany(i => new[] { "-c", $"write -P {0x10 + i} {(i * 65536) + 4096} 4096", "-c", $"read -P {0x10 + i} {(i * 65536) + 4096} 4096" }));
         var result = await Tool.RunAsync("qemu-io", ["-f", "raw", .. rounds, uri]);
         result.Check("read, write, read");
         Assert.DoesNotContain("Pattern verification failed", result.Stdout + result.Stderr);
