@@ -49,6 +49,54 @@ public sealed class SshDriverTests
         (await Tool.RunAsync("qemu-img", ["compare", "-U", qemu, copy], env: ssh.Env)).Check("qemu's ssh driver reads the same");
     }
 
+    /// <summary>
+    /// A read is cut into 32 KiB SFTP reads on several handles, and a handle's stream keeps what its
+    /// last read brought beyond the bytes asked for: small reads next to writes must still see the
+    /// writes, and reads across piece boundaries at odd offsets must put every piece in its place.
+    /// </summary>
+    [Fact]
+    public async Task ReadsAfterWritesSeeTheWritesWhateverTheirOffsetAndLength()
+    {
+        using var dir = new TempDir();
+        await using var ssh = await SshServer.StartAsync(dir);
+        var remote = dir["remote.raw"];
+        (await Tool.ShAsync($"head -c 4M /dev/urandom > {remote}")).Check("fill");
+        var copy = dir["copy.raw"];
+        File.Copy(remote, copy);
+        var sock = dir["nbd.sock"];
+        await using var d = await StartAsync(dir, ssh,
+            "--blockdev", ssh.NodeOptions(remote).Replace("driver=ssh,", "driver=ssh,node-name=s0,", StringComparison.Ordinal),
+            "--nbd-server", $"addr.type=unix,addr.path={sock}",
+            "--export", "type=nbd,id=e0,node-name=s0,name=disk,writable=on");
+        var uri = $"nbd+unix:///disk?socket={sock}";
+
+        // Small reads all at once, so that many handles each keep the rest of a 32 KiB piece; then,
+        // one region at a time, a write inside that rest (on whatever handle is free) and a read of
+        // it, which must show the written pattern.
+        var regions = Enumerable.Range(0, 48).ToArray();
+        var rounds = regions.SelectMany(i => new[] { "-c", $"aio_read {i * 65536} 512" })
+            .Concat(["-c", "aio_flush"])
+            .Concat(regions.SelectMany(i => new[] { "-c", $"write -P {0x10 + i} {(i * 65536) + 4096} 4096", "-c", $"read -P {0x10 + i} {(i * 65536) + 4096} 4096" }));
+        var result = await Tool.RunAsync("qemu-io", ["-f", "raw", .. rounds, uri]);
+        result.Check("read, write, read");
+        Assert.DoesNotContain("Pattern verification failed", result.Stdout + result.Stderr);
+        for (var i = 0; i < 48; i++)
+        {
+            (await Tool.RunAsync("qemu-io", "-f", "raw", "-c", $"write -P {0x10 + i} {(i * 65536) + 4096} 4096", copy)).Check("same write on the copy");
+        }
+
+        // Reads of odd lengths at odd offsets, across piece boundaries.
+        var expected = File.ReadAllBytes(copy);
+        foreach (var (offset, length) in new[] { (1, 100000), (32767, 32770), (65535, 1 << 20), (3 << 20, 999999) })
+        {
+            var got = dir[$"got-{offset}"];
+            (await Tool.RunAsync("/usr/bin/nbdsh", "-u", uri, "-c", $"open('{got}', 'wb').write(h.pread({length}, {offset}))")).Check("pread");
+            Assert.Equal(expected.AsSpan(offset, length).ToArray(), File.ReadAllBytes(got));
+        }
+
+        (await Tool.RunAsync("qemu-img", "compare", "-U", "-f", "raw", "-F", "raw", uri, copy)).Check("compare");
+    }
+
     [Fact]
     public async Task Qcow2OverSshIsWrittenCleanAndFileNamesWork()
     {

@@ -21,6 +21,7 @@ internal sealed partial class SshDriver : IBlockDriver
         try
         {
             var access = context.ReadOnly ? FileAccess.Read : FileAccess.ReadWrite;
+            client.BufferSize = SshNode.ReadLength + SshNode.DataHeaderLength;
             for (var i = 0; i < SshNode.Handles; i++)
             {
                 streams.Add(await SshConnection.OffLoop(() => client.Open(location.Path, FileMode.Open, access)).ConfigureAwait(false));

@@ -7,17 +7,32 @@ using Renci.SshNet.Sftp;
 namespace ExportServer.Block.Protocols.Ssh;
 
 /// <summary>
-/// A remote file over SFTP. The file is opened several times on one session: each request takes a
-/// handle of its own, so that several SFTP reads and writes are in flight at once (SFTP answers each
-/// request by id, whatever its handle). A write is acknowledged only once the server has answered it.
-/// Block status is the default for a protocol (data, allocated): SFTP cannot tell holes. Each request
-/// runs on a pool thread (see <see cref="SshConnection.OffLoop(Action)"/>), with the handle's
-/// synchronous calls: their requests still overlap with those of the other handles.
+/// A remote file over SFTP. The file is opened several times on one session: each SFTP request takes
+/// a handle of its own, so that many reads and writes are in flight at once (SFTP answers each
+/// request by id, whatever its handle). A read is cut into pieces of <see cref="ReadLength"/> bytes,
+/// each one SSH_FXP_READ on its own handle, all sent at once: the server streams them back to back
+/// instead of waiting a round trip per piece. A write is acknowledged only once the server has
+/// answered it. Block status is the default for a protocol (data, allocated): SFTP cannot tell holes.
+/// Every call into SSH.NET starts on a pool thread (see <see cref="SshConnection.OffLoop(Action)"/>):
+/// writes and truncation with the handle's synchronous calls, reads with its asynchronous ones.
 /// </summary>
 internal sealed class SshNode : BlockNode
 {
-    /// <summary>Requests in flight at once; OpenSSH's sftp client keeps 64 but per file 4 cover a queue of block requests.</summary>
-    public const int Handles = 4;
+    /// <summary>
+    /// SFTP requests in flight at once, one per handle: 1 MiB of reads, enough to keep a local
+    /// server's disk and cipher busy (OpenSSH's sftp client keeps 64 requests of 32 KiB).
+    /// </summary>
+    public const int Handles = 32;
+
+    /// <summary>
+    /// Bytes asked for by one SSH_FXP_READ: 32 KiB, the length every SFTP server must serve whole.
+    /// A handle's stream asks for exactly its buffer length on a fresh position (see
+    /// <see cref="ReadPieceAsync"/>), so the client's buffer size is set to make it this.
+    /// </summary>
+    public const int ReadLength = 32 * 1024;
+
+    /// <summary>The fields of an SSH_FXP_DATA before its data (length, type, id, data length), which SSH.NET takes off the buffer size.</summary>
+    public const int DataHeaderLength = 13;
 
     private readonly SftpClient _client;
     private readonly ConcurrentBag<SftpFileStream> _idle = [];
@@ -44,28 +59,61 @@ internal sealed class SshNode : BlockNode
 
     public override string FileName => _fileName;
 
+    /// <summary>
+    /// Sends the SFTP reads from a pool thread (SSH.NET sends synchronously; see
+    /// <see cref="SshConnection.OffLoop(Action)"/>), then awaits their answers together.
+    /// </summary>
     protected override async ValueTask ReadCoreAsync(long offset, Memory<byte> buffer)
+    {
+        await SshConnection.OffLoop(() => ReadPiecesAsync(offset, buffer)).ConfigureAwait(false);
+    }
+
+    private Task ReadPiecesAsync(long offset, Memory<byte> buffer)
+    {
+        if (buffer.Length <= ReadLength)
+        {
+            return ReadPieceAsync(offset, buffer).AsTask();
+        }
+
+        var pieces = new Task[(buffer.Length + ReadLength - 1) / ReadLength];
+        for (var i = 0; i < pieces.Length; i++)
+        {
+            var start = i * ReadLength;
+            pieces[i] = ReadPieceAsync(offset + start, buffer.Slice(start, Math.Min(ReadLength, buffer.Length - start))).AsTask();
+        }
+
+        return Task.WhenAll(pieces);
+    }
+
+    /// <summary>
+    /// One piece of at most <see cref="ReadLength"/> bytes on a handle of its own. The stream starts
+    /// afresh (see <see cref="MoveTo"/>), so its read sends exactly one SSH_FXP_READ of
+    /// <see cref="ReadLength"/> bytes and nothing more is asked of the server; a short answer is
+    /// followed by a fresh read of the rest.
+    /// </summary>
+    private async ValueTask ReadPieceAsync(long offset, Memory<byte> piece)
     {
         var stream = await TakeAsync().ConfigureAwait(false);
         try
         {
-            await SshConnection.OffLoop(() =>
+            MoveTo(stream, offset);
+            var rest = piece;
+            while (!rest.IsEmpty)
             {
-                stream.Position = offset;
-                var rest = buffer.Span;
-                while (!rest.IsEmpty)
+                var n = await stream.ReadAsync(rest).ConfigureAwait(false);
+                if (n == 0)
                 {
-                    var n = stream.Read(rest);
-                    if (n == 0)
-                    {
-                        // Past the end of a file that shrank under us: as QEMU's driver, zeroes.
-                        rest.Clear();
-                        break;
-                    }
-
-                    rest = rest[n..];
+                    // Past the end of a file that shrank under us: as QEMU's driver, zeroes.
+                    rest.Span.Clear();
+                    break;
                 }
-            }).ConfigureAwait(false);
+
+                rest = rest[n..];
+                if (!rest.IsEmpty)
+                {
+                    MoveTo(stream, offset + (piece.Length - rest.Length));
+                }
+            }
         }
         catch (Exception e) when (IsSftpFailure(e))
         {
@@ -75,6 +123,18 @@ internal sealed class SshNode : BlockNode
         {
             Return(stream);
         }
+    }
+
+    /// <summary>
+    /// Positions a stream with nothing kept from its earlier reads. A stream keeps what its last
+    /// request brought beyond the bytes asked for, and a running read-ahead when the new position
+    /// follows on: the first could be stale after a write through another handle, the second would
+    /// ask the server for data nobody wants. A seek past all it holds drops both.
+    /// </summary>
+    private static void MoveTo(SftpFileStream stream, long offset)
+    {
+        stream.Position = stream.Position + ReadLength + 1;
+        stream.Position = offset;
     }
 
     protected override async ValueTask WriteCoreAsync(long offset, ReadOnlyMemory<byte> buffer, WriteFlags flags)
