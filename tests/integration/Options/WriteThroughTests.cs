@@ -28,12 +28,7 @@ public sealed class WriteThroughTests
     {
         using var dir = new TempDir();
         var log = dir["nbdkit.log"];
-        await using var nbdkit = Daemon.Launch("/usr/bin/nbdkit", ["-f", "-U", dir["below.sock"], "--filter=log", "memory", "64M", $"logfile={log}"]);
-        // The socket file appears before nbdkit listens on it: wait until a connection is taken.
-        for (var i = 0; i < 3000 && !CanConnect(dir["below.sock"]); i++)
-        {
-            await Task.Delay(10);
-        }
+        await using var nbdkit = await Nbdkit.StartAsync(dir, "-U", dir["below.sock"], "--filter=log", "memory", "64M", $"logfile={log}");
 
         string[] args =
         [
@@ -52,20 +47,6 @@ public sealed class WriteThroughTests
 
         var text = await File.ReadAllTextAsync(log);
         return (Flag(text, "Write", "0x100000"), Flag(text, "Zero", "0x200000"));
-    }
-
-    private static bool CanConnect(string path)
-    {
-        using var s = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.Unix, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Unspecified);
-        try
-        {
-            s.Connect(new System.Net.Sockets.UnixDomainSocketEndPoint(path));
-            return true;
-        }
-        catch (System.Net.Sockets.SocketException)
-        {
-            return false;
-        }
     }
 
     private static string Flag(string log, string request, string offset)

@@ -21,10 +21,8 @@ public sealed class StartupOrderTests
         using var dir = new TempDir();
 
         // nbdkit opens the export 3 s after the client asks for it, so the NBD node's --blockdev
-        // takes that long and the options after it wait. The socket file appears before nbdkit listens
-        // on it; the pid file only once it does.
-        await using var nbdkit = Daemon.Launch("/usr/bin/nbdkit", ["-f", "-U", dir["nbd.sock"], "-P", dir["nbdkit.pid"], "--filter=delay", "memory", "1M", "delay-open=3"]);
-        await WaitForFileAsync(nbdkit, dir["nbdkit.pid"]);
+        // takes that long and the options after it wait.
+        await using var nbdkit = await Nbdkit.StartAsync(dir, "-U", dir["nbd.sock"], "--filter=delay", "memory", "1M", "delay-open=3");
 
         var names = Enumerable.Range(0, NodeCount).Select(i => i == 2 ? "remote" : $"n{i:00}").ToList();
         List<string> args = ["--chardev", $"socket,id=m,path={dir["qmp.sock"]},server=on,wait=off", "--monitor", "chardev=m"];
