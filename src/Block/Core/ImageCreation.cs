@@ -120,6 +120,13 @@ public static class ImageCreation
     public static async ValueTask CreateProtocolFileAsync(BlockGraph graph, string fileName, JsonObject options)
     {
         var protocol = graph.ProtocolOptions(fileName);
+        var driver = protocol["driver"]!.GetValue<string>();
+        if (graph.TryGetDriver(driver) is ILocationCreator)
+        {
+            protocol.Remove("driver");
+            protocol = new JsonObject { ["driver"] = driver, ["location"] = protocol };
+        }
+
         foreach (var (key, value) in options)
         {
             protocol[key] = value?.DeepClone();

@@ -1,4 +1,5 @@
 using System.Text.Json.Nodes;
+using ExportServer.IntegrationTests.Support;
 
 namespace ExportServer.IntegrationTests.Distributed;
 
@@ -31,4 +32,25 @@ internal static class Gluster
         ["path"] = path,
         ["server"] = new JsonArray(new JsonObject { ["type"] = "inet", ["host"] = Host, ["port"] = "24007" }),
     };
+
+    /// <summary>The directory scripts/gluster-up made (EXPORT_SERVER_GLUSTER_DIR), for the tests that stop and restart the volume.</summary>
+    public static string Dir =>
+        Environment.GetEnvironmentVariable("EXPORT_SERVER_GLUSTER_DIR") is { Length: > 0 } dir
+            ? dir
+            : throw new InvalidOperationException(
+                "EXPORT_SERVER_GLUSTER_DIR is not set: run the tests through scripts/test, or set it to the DIR given to scripts/gluster-up");
+
+    /// <summary>Stops glusterd and the brick (SIGTERM) and waits until they are gone.</summary>
+    public static Task StopAsync() =>
+        ClusterDaemons.StopAsync(Directory.GetFiles(Path.Combine(Dir, "run"), "*.pid", SearchOption.AllDirectories));
+
+    /// <summary>Starts glusterd again as scripts/gluster-up does, and the volume's brick with it.</summary>
+    public static async Task StartAsync()
+    {
+        var dir = Dir;
+        (await Tool.RunAsync("glusterd", "-f", Path.Combine(dir, "glusterd.vol"), "-p", Path.Combine(dir, "run", "glusterd.pid"),
+            "-l", Path.Combine(dir, "log", "glusterd.log"))).Check("glusterd");
+        (await Tool.RunAsync("gluster", $"--glusterd-sock={Path.Combine(dir, "run", "glusterd.socket")}", "--mode=script",
+            "volume", "start", Volume, "force")).Check("gluster volume start");
+    }
 }

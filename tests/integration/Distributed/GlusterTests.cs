@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Text.Json.Nodes;
 using ExportServer.IntegrationTests.Support;
 using Xunit;
@@ -78,5 +79,118 @@ public sealed class GlusterTests
 
         Assert.Equal(results[1], results[0]);
         Assert.Equal("Gluster connection for volume novolume, path a.img failed to connect", results[0]);
+    }
+
+    /// <summary>
+    /// glusterd and the brick stopped while a client writes and reads through our export: its
+    /// requests fail with EIO, the daemon serves another export meanwhile, and once the volume is
+    /// back the export serves again, with the data written before and after.
+    /// </summary>
+    [Fact]
+    public async Task StoppedVolumeFailsRequestsWithEioAndTheExportServesAgainWhenItReturns()
+    {
+        using var dir = new TempDir();
+        var file = Gluster.NewFile("down");
+        await QemuImgAsync("create", "-q", "-f", "raw", Gluster.Uri(file), "64M");
+        await QemuIoAsync(Gluster.Uri(file), "raw", "write -P 0x42 0 32M");
+        var local = dir["local.raw"];
+        await File.WriteAllBytesAsync(local, Enumerable.Repeat((byte)0x17, 1 << 20).ToArray());
+
+        await using var d = await StartAsync(dir, "a");
+        await d.Qmp.ExecuteAsync("blockdev-add", Gluster.Node("g0", file));
+        await d.ExportAsync("g0");
+        await d.AddImageAsync("l0", local, "raw");
+        await d.ExportAsync("l0");
+        await QemuIoAsync(d.NbdUri("g0"), "nbd", "read -P 0x42 0 1M");
+
+        var load = ClusterDaemons.LoadUntilFailureAsync(d.NbdUri("g0"), "40M");
+        await Task.Delay(1000);
+        Assert.False(load.IsCompleted);
+        var clock = Stopwatch.StartNew();
+        await Gluster.StopAsync();
+        var stopped = clock.Elapsed;
+        TimeSpan failed;
+        try
+        {
+            var loadOutput = await load;
+            Assert.Contains("Input/output error", loadOutput);
+            Assert.Contains("read failed: Input/output error", await ClusterDaemons.QemuIoAsync(d.NbdUri("g0"), "read -P 0x42 16M 1M"));
+            failed = clock.Elapsed;
+            Assert.True(failed < stopped + TimeSpan.FromSeconds(20), $"requests failed after {failed}, the volume stopped after {stopped}");
+            await QemuIoAsync(d.NbdUri("l0"), "nbd", "read -P 0x17 0 1M");
+        }
+        finally
+        {
+            await Gluster.StartAsync();
+        }
+
+        var back = await ClusterDaemons.UntilServesAsync(d.NbdUri("g0"), TimeSpan.FromSeconds(40),
+            "read -P 0x42 16M 1M", "write -P 0x66 40M 1M", "flush", "read -P 0x66 40M 1M");
+        Console.WriteLine($"gluster: stopped in {stopped.TotalSeconds:F1} s, requests failed {(failed - stopped).TotalSeconds:F1} s later, served again {back.TotalSeconds:F1} s after the restart");
+        await d.Qmp.ExecuteAsync("query-named-block-nodes");
+        await d.Qmp.ExecuteAsync("quit");
+        await d.Process.WaitForExitAsync(TimeSpan.FromSeconds(60));
+        await QemuIoAsync(Gluster.Uri(file), "raw", "read -P 0x42 0 32M", "read -P 0x66 40M 1M");
+    }
+
+    /// <summary>
+    /// blockdev-create makes gluster files with each preallocation mode (and refuses others in
+    /// QEMU's words), export-server create makes a qcow2 on a gluster:// name that qemu-img checks
+    /// clean, and drive-mirror creates its gluster:// target and leaves an equal copy.
+    /// </summary>
+    [Fact]
+    public async Task BlockdevCreateCreateCommandAndDriveMirrorMakeGlusterFiles()
+    {
+        using var dir = new TempDir();
+        var src = dir["src.qcow2"];
+        await QemuImgAsync("create", "-q", "-f", "qcow2", src, "8M");
+        await QemuIoAsync(src, "qcow2", "write -P 0x31 1M 2M");
+        var qcow2 = Gluster.NewFile("cq");
+        (await Tool.RunAsync(Daemon.ExportServerPath, "create", "-f", "qcow2", Gluster.Uri(qcow2), "16M")).Check("export-server create");
+        (await Tool.RunAsync("qemu-img", "check", "-f", "qcow2", Gluster.Uri(qcow2))).Check("qemu-img check");
+        var info = JsonNode.Parse((await Tool.RunAsync("qemu-img", "info", "--output=json", Gluster.Uri(qcow2))).Check("qemu-img info").Stdout)!;
+        Assert.Equal("qcow2", info["format"]!.GetValue<string>());
+        Assert.Equal(16L << 20, info["virtual-size"]!.GetValue<long>());
+
+        var mirrorTarget = Gluster.NewFile("dm");
+        await using (var d = await StartAsync(dir, "a"))
+        {
+            foreach (var prealloc in new[] { "off", "falloc", "full" })
+            {
+                var file = Gluster.NewFile("c" + prealloc);
+                var location = Gluster.Node("x", file);
+                location.Remove("driver");
+                location.Remove("node-name");
+                Assert.Null(await d.BlockdevCreateAsync("c-" + prealloc, new JsonObject
+                {
+                    ["driver"] = "gluster", ["location"] = location, ["size"] = 5 << 20, ["preallocation"] = prealloc,
+                }));
+                var made = JsonNode.Parse((await Tool.RunAsync("qemu-img", "info", "--output=json", "-f", "raw", Gluster.Uri(file))).Check("qemu-img info").Stdout)!;
+                Assert.Equal(5L << 20, made["virtual-size"]!.GetValue<long>());
+                var allocated = made["actual-size"]!.GetValue<long>();
+                Assert.True(prealloc == "off" ? allocated < (1 << 20) : allocated >= 5L << 20, $"{prealloc}: {allocated} bytes allocated");
+            }
+
+            var bad = Gluster.Node("x", Gluster.NewFile("cbad"));
+            bad.Remove("driver");
+            bad.Remove("node-name");
+            Assert.Equal("Unsupported preallocation mode: metadata", await d.BlockdevCreateAsync("c-bad", new JsonObject
+            {
+                ["driver"] = "gluster", ["location"] = bad, ["size"] = 1 << 20, ["preallocation"] = "metadata",
+            }));
+
+            await d.AddImageAsync("src", src);
+            await d.Qmp.ExecuteAsync("drive-mirror", new JsonObject
+            {
+                ["job-id"] = "m0", ["device"] = "src", ["target"] = Gluster.Uri(mirrorTarget), ["format"] = "raw", ["sync"] = "full", ["mode"] = "absolute-paths",
+            });
+            await d.WaitJobEventAsync("BLOCK_JOB_READY", "m0");
+            await d.Qmp.ExecuteAsync("block-job-cancel", new JsonObject { ["device"] = "m0" });
+            Assert.Null((await d.WaitJobEventAsync("BLOCK_JOB_COMPLETED", "m0"))["error"]);
+            await d.Qmp.ExecuteAsync("quit");
+            await d.Process.WaitForExitAsync(TimeSpan.FromSeconds(60));
+        }
+
+        await AssertSameAsync(src, Gluster.Uri(mirrorTarget), "qcow2", "raw");
     }
 }

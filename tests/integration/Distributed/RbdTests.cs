@@ -267,4 +267,45 @@ public sealed class RbdTests
         Assert.Equal("error opening pool nopool: No such file or directory", ours[0]);
         Assert.Equal("rbd snapshots are read-only", ours[4]);
     }
+
+    /// <summary>
+    /// export-server create makes raw and qcow2 images on rbd: names (the qcow2 checks clean),
+    /// drive-backup creates its rbd: target and leaves an equal copy, and a dirty bitmap on the rbd
+    /// node records the writes made through the export.
+    /// </summary>
+    [Fact]
+    public async Task CreateCommandDriveBackupAndADirtyBitmapWorkOnRbd()
+    {
+        using var dir = new TempDir();
+        var raw = Ceph.NewImage("craw");
+        var qcow2 = Ceph.NewImage("cq");
+        (await Tool.RunAsync(Daemon.ExportServerPath, "create", "-f", "raw", Ceph.FileName(raw), "24M")).Check("export-server create raw");
+        (await Tool.RunAsync(Daemon.ExportServerPath, "create", "-f", "qcow2", Ceph.FileName(qcow2), "16M")).Check("export-server create qcow2");
+        var info = JsonNode.Parse((await Tool.RunAsync("rbd", "-c", Ceph.Conf, "info", "--format", "json", $"{Ceph.Pool}/{raw}")).Check("rbd info").Stdout)!;
+        Assert.Equal(24L << 20, info["size"]!.GetValue<long>());
+        (await Tool.RunAsync("qemu-img", "check", "-f", "qcow2", Ceph.FileName(qcow2))).Check("qemu-img check");
+
+        var src = dir["src.qcow2"];
+        await QemuImgAsync("create", "-q", "-f", "qcow2", src, "8M");
+        await QemuIoAsync(src, "qcow2", "write -P 0x31 1M 2M");
+        var backupTarget = Ceph.NewImage("db");
+        await using var d = await StartAsync(dir, "a");
+        await d.AddImageAsync("src", src);
+        await d.Qmp.ExecuteAsync("drive-backup", new JsonObject
+        {
+            ["job-id"] = "b0", ["device"] = "src", ["target"] = Ceph.FileName(backupTarget), ["format"] = "raw", ["sync"] = "full", ["mode"] = "absolute-paths",
+        });
+        Assert.Null((await d.WaitJobEventAsync("BLOCK_JOB_COMPLETED", "b0"))["error"]);
+        await AssertSameAsync(src, Ceph.FileName(backupTarget), "qcow2", "raw");
+
+        await d.Qmp.ExecuteAsync("blockdev-add", Ceph.Node("r0", raw));
+        await d.Qmp.ExecuteAsync("block-dirty-bitmap-add", new JsonObject { ["node"] = "r0", ["name"] = "b0", ["granularity"] = 65536 });
+        await d.Qmp.ExecuteAsync("block-export-add", new JsonObject
+        {
+            ["type"] = "nbd", ["id"] = "e0", ["node-name"] = "r0", ["name"] = "r0", ["writable"] = true, ["bitmaps"] = new JsonArray("b0"),
+        });
+        await QemuIoAsync(d.NbdUri("r0"), "nbd", "write -P 0x44 4M 64k", "write -P 0x45 20M 128k");
+        var map = (await Tool.RunAsync("nbdinfo", "--map=qemu:dirty-bitmap:b0", d.NbdUri("r0"))).Check("nbdinfo --map").Stdout;
+        Assert.Matches(@"^\s*0\s+4194304\s+0\s+clean\n\s*4194304\s+65536\s+1\s+dirty\n\s*4259840\s+16711680\s+0\s+clean\n\s*20971520\s+131072\s+1\s+dirty\n\s*21102592\s+4063232\s+0\s+clean\n$", map);
+    }
 }

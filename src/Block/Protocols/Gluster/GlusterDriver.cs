@@ -11,7 +11,7 @@ namespace ExportServer.Block.Protocols.Gluster;
 /// a <c>gluster[+tcp|+unix]://[host[:port]]/volume/path[?socket=…]</c> file name. Connecting
 /// fetches the volume's layout from a server and blocks, so it runs on the thread pool.
 /// </summary>
-internal sealed class GlusterDriver : IBlockDriver, IProtocolFileNames
+internal sealed class GlusterDriver : IBlockDriver, IProtocolFileNames, ILocationCreator
 {
     public const int DefaultPort = 24007;
     public const int DefaultDebug = 4;
@@ -23,13 +23,41 @@ internal sealed class GlusterDriver : IBlockDriver, IProtocolFileNames
 
     public async ValueTask<BlockNode> OpenAsync(BlockOpenContext context, OptionReader options)
     {
+        var location = ReadLocation(options);
+        options.EnsureAllConsumed();
+        return await Task.Run(() => GlusterNode.Open(context, location)).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// BlockdevCreateOptionsGluster: location, size, preallocation (off, falloc, full). As QEMU's,
+    /// creates or truncates the file, then sizes it: "off" truncates (sparse), "falloc" allocates
+    /// the range, "full" truncates and writes zeroes over it on the bricks (zerofill).
+    /// </summary>
+    public async ValueTask CreateAsync(BlockGraph graph, OptionReader options)
+    {
+        var locationOptions = options.GetObject("location") ?? throw BlockException.Invalid($"Parameter '{options.FullName("location")}' is missing");
+        var size = options.GetSize("size") ?? throw BlockException.Invalid($"Parameter '{options.FullName("size")}' is missing");
+        var prealloc = options.GetString("preallocation") ?? "off";
+        var location = ReadLocation(locationOptions);
+        locationOptions.EnsureAllConsumed();
+        options.EnsureAllConsumed();
+        if (prealloc is not ("off" or "falloc" or "full"))
+        {
+            throw BlockException.Invalid($"Unsupported preallocation mode: {prealloc}");
+        }
+
+        await Task.Run(() => GlusterNode.Create(location, size, prealloc)).ConfigureAwait(false);
+    }
+
+    /// <summary>BlockdevOptionsGluster: volume, path, server, debug (clamped to 0..9 as QEMU does), logfile.</summary>
+    private static GlusterLocation ReadLocation(OptionReader options)
+    {
         var volume = options.RequireString("volume");
         var path = options.RequireString("path");
         var servers = ReadServers(options);
         var debug = (int)Math.Clamp(options.GetInt("debug") ?? DefaultDebug, 0, MaxDebug);
         var logFile = options.GetString("logfile") ?? "-";
-        options.EnsureAllConsumed();
-        return await Task.Run(() => GlusterNode.Open(context, volume, path, servers, debug, logFile)).ConfigureAwait(false);
+        return new GlusterLocation(volume, path, servers, debug, logFile);
     }
 
     /// <summary>The server list: SocketAddress items of type inet (host, port) or unix (path).</summary>
@@ -80,3 +108,7 @@ internal sealed class GlusterDriver : IBlockDriver, IProtocolFileNames
             ? GlusterFileName.Parse(fileName)
             : null;
 }
+
+/// <summary>Where a gluster node's file is: the volume, the path in it, the servers to ask for its layout, and libgfapi's logging.</summary>
+internal sealed record GlusterLocation(string Volume, string Path,
+    IReadOnlyList<(string Transport, string Host, int Port)> Servers, int Debug, string LogFile);

@@ -33,10 +33,10 @@ internal sealed class GlusterNode : BlockNode, IImageInfoSource
 
     public BlockDriverInfo? DriverInfo => null;
 
-    /// <summary>Connects to the volume and opens the file; blocking, so the driver runs it on the thread pool.</summary>
-    public static GlusterNode Open(BlockOpenContext context, string volume, string path,
-        IReadOnlyList<(string Transport, string Host, int Port)> servers, int debug, string logFile)
+    /// <summary>Connects to the volume; blocking. The caller owns the handle (glfs_fini).</summary>
+    private static nint Connect(GlusterLocation location)
     {
+        var (volume, path, servers) = (location.Volume, location.Path, location.Servers);
         var fs = LibGfapi.glfs_new(volume);
         if (fs == 0)
         {
@@ -53,11 +53,31 @@ internal sealed class GlusterNode : BlockNode, IImageInfoSource
                 }
             }
 
-            if (LibGfapi.glfs_set_logging(fs, logFile, debug) < 0 || LibGfapi.glfs_init(fs) < 0)
+            if (LibGfapi.glfs_set_logging(fs, location.LogFile, location.Debug) < 0 || LibGfapi.glfs_init(fs) < 0)
             {
                 throw Connect(volume, path, servers);
             }
 
+            var connected = fs;
+            fs = 0;
+            return connected;
+        }
+        finally
+        {
+            if (fs != 0)
+            {
+                _ = LibGfapi.glfs_fini(fs);
+            }
+        }
+    }
+
+    /// <summary>Connects to the volume and opens the file; blocking, so the driver runs it on the thread pool.</summary>
+    public static GlusterNode Open(BlockOpenContext context, GlusterLocation location)
+    {
+        var path = location.Path;
+        var fs = Connect(location);
+        try
+        {
             var flags = (context.ReadOnly ? LibC.O_RDONLY : LibC.O_RDWR) | (context.Cache.Direct ? LibC.O_DIRECT : 0);
             var fd = LibGfapi.glfs_open(fs, path, flags);
             if (fd == 0)
@@ -74,7 +94,7 @@ internal sealed class GlusterNode : BlockNode, IImageInfoSource
                 throw new BlockException((Errno)errno, $"Could not get the size of '{path}': {LibC.StrError(errno)}");
             }
 
-            var node = new GlusterNode(context.NodeName, context.ReadOnly, fs, fd, size, Describe(volume, path, servers[0]));
+            var node = new GlusterNode(context.NodeName, context.ReadOnly, fs, fd, size, Describe(location.Volume, path, location.Servers[0]));
             fs = 0;
             return node;
         }
@@ -84,6 +104,54 @@ internal sealed class GlusterNode : BlockNode, IImageInfoSource
             {
                 _ = LibGfapi.glfs_fini(fs);
             }
+        }
+    }
+
+    /// <summary>QEMU's qemu_gluster_co_create and qemu_gluster_do_truncate from an empty file; blocking.</summary>
+    public static void Create(GlusterLocation location, long size, string prealloc)
+    {
+        var fs = Connect(location);
+        try
+        {
+            var fd = LibGfapi.glfs_creat(fs, location.Path, LibC.O_WRONLY | LibC.O_CREAT | LibC.O_TRUNC, 0x180);
+            if (fd == 0)
+            {
+                var errno = Marshal.GetLastPInvokeError();
+                throw new BlockException((Errno)errno, $"Could not create '{location.Path}': {LibC.StrError(errno)}");
+            }
+
+            try
+            {
+                if (prealloc == "falloc")
+                {
+                    Sized(size == 0 || LibGfapi.glfs_fallocate(fd, 0, 0, (nuint)size) == 0, "Could not preallocate data");
+                }
+                else
+                {
+                    Sized(LibGfapi.glfs_ftruncate(fd, size, 0, 0) == 0, "Could not resize file");
+                    if (prealloc == "full" && size > 0)
+                    {
+                        Sized(LibGfapi.glfs_zerofill(fd, 0, size) == 0, "Could not zerofill the new area");
+                    }
+                }
+            }
+            finally
+            {
+                _ = LibGfapi.glfs_close(fd);
+            }
+        }
+        finally
+        {
+            _ = LibGfapi.glfs_fini(fs);
+        }
+    }
+
+    private static void Sized(bool done, string message)
+    {
+        if (!done)
+        {
+            var errno = Marshal.GetLastPInvokeError();
+            throw new BlockException((Errno)errno, $"{message}: {LibC.StrError(errno)}");
         }
     }
 

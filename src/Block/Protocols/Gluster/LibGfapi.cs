@@ -33,6 +33,15 @@ internal static unsafe partial class LibGfapi
     [LibraryImport(Lib, SetLastError = true)]
     public static partial int glfs_close(nint fd);
 
+    [LibraryImport(Lib, SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial nint glfs_creat(nint fs, string path, int flags, uint mode);
+
+    [LibraryImport(Lib, SetLastError = true)]
+    public static partial int glfs_fallocate(nint fd, int keepSize, long offset, nuint length);
+
+    [LibraryImport(Lib, SetLastError = true)]
+    public static partial int glfs_zerofill(nint fd, long offset, long length);
+
     [LibraryImport(Lib, SetLastError = true)]
     public static partial long glfs_lseek(nint fd, long offset, int whence);
 

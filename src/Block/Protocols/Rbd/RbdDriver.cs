@@ -10,7 +10,7 @@ namespace ExportServer.Block.Protocols.Rbd;
 /// or an <c>rbd:pool/image</c> file name, created by blockdev-create (BlockdevCreateOptionsRbd).
 /// Connecting talks to the monitors and blocks, so it runs on the thread pool.
 /// </summary>
-internal sealed class RbdDriver : IBlockDriver, IProtocolFileNames, IImageCreator
+internal sealed class RbdDriver : IBlockDriver, IProtocolFileNames, ILocationCreator
 {
     public static RbdDriver Instance { get; } = new();
 

@@ -8,7 +8,7 @@ namespace ExportServer.Block.Protocols.Ssh;
 /// blockdev-create with BlockdevCreateOptionsSsh: location (the options of a node) and size. As
 /// QEMU's, the remote file is created or truncated, then grown to the size.
 /// </summary>
-internal sealed partial class SshDriver : IImageCreator
+internal sealed partial class SshDriver : ILocationCreator
 {
     public async ValueTask CreateAsync(BlockGraph graph, OptionReader options)
     {
