@@ -28,7 +28,7 @@ public sealed class WriteThroughTests
     {
         using var dir = new TempDir();
         var log = dir["nbdkit.log"];
-        await using var nbdkit = await Nbdkit.StartAsync(dir, "-U", dir["below.sock"], "--filter=log", "memory", "64M", $"logfile={log}");
+        await using var nbdkit = await Nbdkit.StartAsync(dir, dir["below.sock"], "--filter=log", "memory", "64M", $"logfile={log}");
 
         string[] args =
         [

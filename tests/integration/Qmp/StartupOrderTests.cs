@@ -22,7 +22,7 @@ public sealed class StartupOrderTests
 
         // nbdkit opens the export 3 s after the client asks for it, so the NBD node's --blockdev
         // takes that long and the options after it wait.
-        await using var nbdkit = await Nbdkit.StartAsync(dir, "-U", dir["nbd.sock"], "--filter=delay", "memory", "1M", "delay-open=3");
+        await using var nbdkit = await Nbdkit.StartAsync(dir, dir["nbd.sock"], "--filter=delay", "memory", "1M", "delay-open=3");
 
         var names = Enumerable.Range(0, NodeCount).Select(i => i == 2 ? "remote" : $"n{i:00}").ToList();
         List<string> args = ["--chardev", $"socket,id=m,path={dir["qmp.sock"]},server=on,wait=off", "--monitor", "chardev=m"];

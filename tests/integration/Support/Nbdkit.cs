@@ -4,19 +4,22 @@ namespace ExportServer.IntegrationTests.Support;
 /// nbdkit as an NBD server below ours. It is started with a pid file, which nbdkit writes once it
 /// listens (its socket file appears earlier). On this machine an nbdkit started within about a second
 /// of another one stopping was seen to exit at once with status 0, so one that is not still running a
-/// second after its pid file appeared is started again.
+/// second after its pid file appeared is started again (after removing the socket file it may have
+/// left behind). <paramref name="socket"/> is the unix socket it listens on.
 /// </summary>
 internal static class Nbdkit
 {
-    private const int Attempts = 5;
+    private const int Attempts = 10;
 
-    public static async Task<Daemon> StartAsync(TempDir dir, params string[] args)
+    public static async Task<Daemon> StartAsync(TempDir dir, string socket, params string[] args)
     {
         var pidFile = dir["nbdkit.pid"];
+        var failures = new List<string>();
         for (var attempt = 1; ; attempt++)
         {
             File.Delete(pidFile);
-            var nbdkit = Daemon.Launch("/usr/bin/nbdkit", ["-f", "-P", pidFile, .. args]);
+            File.Delete(socket);
+            var nbdkit = Daemon.Launch("/usr/bin/nbdkit", ["-f", "-P", pidFile, "-U", socket, .. args]);
             var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
             while (!File.Exists(pidFile) && !nbdkit.HasExited && DateTime.UtcNow < deadline)
             {
@@ -32,11 +35,11 @@ internal static class Nbdkit
                 }
             }
 
-            var stderr = nbdkit.Stderr;
+            failures.Add($"attempt {attempt}: exited={nbdkit.HasExited} {nbdkit.Stderr.Trim()}");
             await nbdkit.DisposeAsync();
             if (attempt == Attempts)
             {
-                throw new InvalidOperationException($"nbdkit did not stay up in {Attempts} attempts: {stderr}");
+                throw new InvalidOperationException($"nbdkit did not stay up: {string.Join("; ", failures)}");
             }
         }
     }
