@@ -78,47 +78,8 @@ internal sealed class LuksVolume
         return material;
     }
 
-    /// <summary>QEMU's QCryptoBlockInfoLUKS.</summary>
-    public JsonObject Describe()
-    {
-        var slots = new JsonArray();
-        foreach (var slot in Header.Slots)
-        {
-            var entry = new JsonObject { ["active"] = slot.Active };
-            if (slot.Active)
-            {
-                entry["iters"] = slot.Iterations;
-            }
-
-            entry["key-offset"] = (long)slot.KeyOffsetSector * LuksFormat.SectorSize;
-            if (slot.Active)
-            {
-                entry["stripes"] = slot.Stripes;
-            }
-
-            slots.Add((JsonNode)entry);
-        }
-
-        var data = new JsonObject();
-        if (Spec.IvGen != LuksIvGen.None)
-        {
-            data["ivgen-alg"] = Spec.IvGenName;
-        }
-
-        data["hash-alg"] = Header.HashSpec;
-        data["cipher-alg"] = Spec.CipherAlg;
-        data["uuid"] = Header.Uuid;
-        data["cipher-mode"] = Spec.ModeName;
-        data["slots"] = slots;
-        data["payload-offset"] = Header.PayloadOffset;
-        data["master-key-iters"] = Header.DigestIterations;
-        if (Spec.IvHash is { } ivHash)
-        {
-            data["ivgen-hash-alg"] = ivHash.Name;
-        }
-
-        return data;
-    }
+    /// <summary>QEMU's QCryptoBlockInfoLUKS; it follows the key slots as amend changes them.</summary>
+    public JsonObject Describe() => Header.Describe(Spec);
 
     /// <summary>
     /// QAPI QCryptoBlockAmendOptionsLUKS: state=active adds a key slot for new-secret (the master key
