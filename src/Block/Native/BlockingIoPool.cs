@@ -26,18 +26,21 @@ internal sealed class BlockingIoPool
     public ValueTask<long> ReadAsync(nint fd, Memory<byte> buffer, long offset) =>
         Submit(fd, buffer.Pin(), buffer.Length, offset, write: false);
 
-    /// <summary>pwrite(2) of the whole buffer, continuing after short writes; the byte count or -errno.</summary>
-    public ValueTask<long> WriteAsync(nint fd, ReadOnlyMemory<byte> buffer, long offset) =>
-        Submit(fd, buffer.Pin(), buffer.Length, offset, write: true);
+    /// <summary>
+    /// pwrite(2) of the whole buffer, continuing after short writes; the byte count or -errno. With
+    /// <paramref name="rwFlags"/> (RWF_*) it is pwritev2(2) with those flags.
+    /// </summary>
+    public ValueTask<long> WriteAsync(nint fd, ReadOnlyMemory<byte> buffer, long offset, int rwFlags = 0) =>
+        Submit(fd, buffer.Pin(), buffer.Length, offset, write: true, rwFlags);
 
-    private ValueTask<long> Submit(nint fd, System.Buffers.MemoryHandle pin, int length, long offset, bool write)
+    private ValueTask<long> Submit(nint fd, System.Buffers.MemoryHandle pin, int length, long offset, bool write, int rwFlags = 0)
     {
         if (!_free.TryDequeue(out var request))
         {
             request = new BlockingIoRequest(this);
         }
 
-        var task = request.Start(fd, pin, length, offset, write);
+        var task = request.Start(fd, pin, length, offset, write, rwFlags);
         _queue.Enqueue(request);
         if (Volatile.Read(ref _idle) == 0)
         {

@@ -18,13 +18,14 @@ internal sealed unsafe class BlockingIoRequest : IValueTaskSource<long>
     private int _length;
     private long _offset;
     private bool _write;
+    private int _rwFlags;
 
     public BlockingIoRequest(BlockingIoPool pool)
     {
         _pool = pool;
     }
 
-    public ValueTask<long> Start(nint fd, MemoryHandle pin, int length, long offset, bool write)
+    public ValueTask<long> Start(nint fd, MemoryHandle pin, int length, long offset, bool write, int rwFlags)
     {
         _core.Reset();
         _fd = fd;
@@ -32,6 +33,7 @@ internal sealed unsafe class BlockingIoRequest : IValueTaskSource<long>
         _length = length;
         _offset = offset;
         _write = write;
+        _rwFlags = rwFlags;
         return new ValueTask<long>(this, _core.Version);
     }
 
@@ -67,7 +69,7 @@ internal sealed unsafe class BlockingIoRequest : IValueTaskSource<long>
         long done = 0;
         while (done < _length)
         {
-            var n = LibC.PWrite(_fd, (byte*)_pin.Pointer + done, (nuint)(_length - done), _offset + done);
+            var n = Write((byte*)_pin.Pointer + done, (int)(_length - done), _offset + done);
             if (n < 0)
             {
                 var errno = Marshal.GetLastPInvokeError();
@@ -88,6 +90,17 @@ internal sealed unsafe class BlockingIoRequest : IValueTaskSource<long>
         }
 
         return done;
+    }
+
+    private nint Write(byte* data, int length, long offset)
+    {
+        if (_rwFlags == 0)
+        {
+            return LibC.PWrite(_fd, data, (nuint)length, offset);
+        }
+
+        var iov = new IoVec { Base = data, Length = (nuint)length };
+        return LibC.PWriteV2(_fd, &iov, 1, offset, _rwFlags);
     }
 
     public long GetResult(short token)

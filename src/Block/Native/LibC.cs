@@ -36,6 +36,9 @@ internal static unsafe partial class LibC
     /// <summary>preadv2/pwritev2: fail with EAGAIN instead of waiting for the device or for locks.</summary>
     public const int RWF_NOWAIT = 0x8;
 
+    /// <summary>pwritev2: the write is on stable storage when it returns, as if followed by fdatasync of its range.</summary>
+    public const int RWF_DSYNC = 0x2;
+
     public const int EINTR = 4;
     public const int EIO = 5;
     public const int EAGAIN = 11;

@@ -26,7 +26,7 @@ internal sealed partial class FileNode
         {
             var iov = new IoVec { Base = p, Length = (nuint)buffer.Length };
             var n = LibC.PReadV2(fd, &iov, 1, offset, LibC.RWF_NOWAIT);
-            if (n < 0 && IsNoWaitUnsupported(Marshal.GetLastPInvokeError()))
+            if (n < 0 && IsRwFlagUnsupported(Marshal.GetLastPInvokeError()))
             {
                 _noWaitReads = false;
             }
@@ -47,7 +47,7 @@ internal sealed partial class FileNode
         {
             var iov = new IoVec { Base = p, Length = (nuint)buffer.Length };
             var n = LibC.PWriteV2(fd, &iov, 1, offset, LibC.RWF_NOWAIT);
-            if (n < 0 && IsNoWaitUnsupported(Marshal.GetLastPInvokeError()))
+            if (n < 0 && IsRwFlagUnsupported(Marshal.GetLastPInvokeError()))
             {
                 _noWaitWrites = false;
             }
@@ -56,6 +56,6 @@ internal sealed partial class FileNode
         }
     }
 
-    /// <summary>Errors that mean the kernel or file system does not offer RWF_NOWAIT at all (as opposed to EAGAIN).</summary>
-    private static bool IsNoWaitUnsupported(int errno) => errno is LibC.ENOSYS or LibC.EOPNOTSUPP or LibC.EINVAL;
+    /// <summary>Errors that mean the kernel or file system does not offer an RWF_ flag at all (as opposed to EAGAIN).</summary>
+    private static bool IsRwFlagUnsupported(int errno) => errno is LibC.ENOSYS or LibC.EOPNOTSUPP or LibC.EINVAL;
 }

@@ -33,6 +33,9 @@ internal sealed partial class FileNode : BlockNode
 
     private readonly Lock _dataRegionLock = new();
 
+    /// <summary>Whether FUA writes use RWF_DSYNC; cleared when the kernel or file system refuses the flag.</summary>
+    private bool _nativeFua = true;
+
     public FileNode(
         string nodeName, string driverName, string fileName, SafeFileHandle handle, bool readOnly, bool isRegular, CacheOptions cache,
         bool locked, bool forceShare)
@@ -51,7 +54,7 @@ internal sealed partial class FileNode : BlockNode
         // or with O_DIRECT there is nothing for it to shorten.
         _writeBehind = isRegular && !_direct && !_noFlush ? WriteBehind.ForFile(() => Volatile.Read(ref _handle)) : null;
         Length = QueryLength();
-        Capabilities = BlockCapabilities.Zeroing with { Truncate = isRegular };
+        Capabilities = BlockCapabilities.Zeroing with { Fua = true, Truncate = isRegular };
         if (_direct)
         {
             Limits = BlockLimits.Default with
