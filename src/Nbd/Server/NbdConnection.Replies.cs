@@ -305,6 +305,12 @@ internal sealed partial class NbdConnection
             slot.Reply = null;
         }
 
+        if (slot.Budgeted > 0)
+        {
+            _server.Budget.Release(_budgetAccount, slot.Budgeted);
+            slot.Budgeted = 0;
+        }
+
         _free.Enqueue(slot);
         _slots.Release();
     }

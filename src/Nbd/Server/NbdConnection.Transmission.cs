@@ -81,6 +81,18 @@ internal sealed partial class NbdConnection
             await _slots.WaitAsync().ConfigureAwait(false);
             _free.TryDequeue(out var slot);
             slot!.Request = request;
+            var data = error != 0 ? 0 : request.Type switch
+            {
+                NbdConstants.CmdWrite => (long)payload,
+                NbdConstants.CmdRead => (long)request.Length,
+                _ => 0,
+            };
+            if (data > 0)
+            {
+                await _server.Budget.AcquireAsync(_budgetAccount, data).ConfigureAwait(false);
+                slot.Budgeted = data;
+            }
+
             try
             {
                 if (payload > 0 && error == 0)

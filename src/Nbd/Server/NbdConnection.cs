@@ -22,6 +22,7 @@ internal sealed partial class NbdConnection
     /// <summary>The TLS session after STARTTLS; null on a plain connection, whose sends and payload reads use the socket directly.</summary>
     private Stream? _tls;
     private readonly SemaphoreSlim _slots = new(MaxInFlight, MaxInFlight);
+    private readonly NbdByteBudget.Account _budgetAccount = new();
     private readonly ConcurrentQueue<NbdRequestSlot> _free = new();
     private readonly ConcurrentQueue<NbdRequestSlot> _replies = new();
     private readonly List<NbdRequestSlot> _sendBatch = new(MaxInFlight);

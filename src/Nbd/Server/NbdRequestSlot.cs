@@ -21,5 +21,8 @@ internal sealed class NbdRequestSlot(NbdConnection connection)
 
     public int ReplyLength;
 
+    /// <summary>Data bytes this request holds of the server's <see cref="NbdByteBudget"/>, given back when the slot is.</summary>
+    public long Budgeted;
+
     public void Execute() => _ = connection.ProcessAsync(this);
 }

@@ -37,6 +37,9 @@ public sealed class NbdServer : IAsyncDisposable
 
     public NbdServerOptions Options => _options;
 
+    /// <summary>The data bytes all connections' requests may hold at once.</summary>
+    internal NbdByteBudget Budget { get; } = new(NbdByteBudget.DefaultLimit);
+
     public IReadOnlyCollection<NbdExportOptions> Exports => _exports.Values.Select(e => e.Options).ToList();
 
     public int ConnectionCount => _connections.Count;
