@@ -3,18 +3,20 @@ using System.Diagnostics;
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
 using System.Security.Authentication;
+using System.Security.Cryptography.X509Certificates;
 using System.Text;
 
 namespace ExportServer.Nbd.Tls.OpenSsl;
 
 /// <summary>
-/// A TLS-PSK session over a connected socket: an OpenSSL SSL object between two memory BIOs, the socket
+/// A TLS session over a connected socket, with a pre-shared key or (server side) an x509 certificate: an
+/// OpenSSL SSL object between two memory BIOs, the socket
 /// read into one and the other sent to the socket, so every wait is an async socket call and OpenSSL never
 /// blocks. Like SslStream it allows one read and one write at a time, concurrently: every call into the SSL
 /// object holds <see cref="_gate"/> (never across an await), and ciphertext is taken out of the write BIO
 /// and sent under <see cref="_sendLock"/>, so records leave in the order they were made.
 /// </summary>
-internal sealed class PskTlsStream : Stream
+internal sealed class OpenSslStream : Stream
 {
     private const int ReceiveSize = 64 * 1024;
 
@@ -34,6 +36,9 @@ internal sealed class PskTlsStream : Stream
     private readonly byte[]? _clientIdentity;
     private readonly byte[]? _clientKey;
 
+    /// <summary>x509 server: judges the client's certificate; its identity, or an exception whose message says why it is refused.</summary>
+    private readonly Func<X509Certificate2, string?>? _peerCheck;
+
     private GCHandle _self;
     private nint _ssl;
     private nint _readBio;
@@ -42,10 +47,11 @@ internal sealed class PskTlsStream : Stream
     /// <summary>Why our side refused the peer's key during the handshake, when it did.</summary>
     private string? _refusal;
 
-    private PskTlsStream(Socket socket, PskContext context, Func<string, byte[]>? serverKeys, string? username, byte[]? key)
+    private OpenSslStream(Socket socket, SafeHandle context, Func<string, byte[]>? serverKeys, string? username, byte[]? key, Func<X509Certificate2, string?>? peerCheck)
     {
         _socket = socket;
         _serverKeys = serverKeys;
+        _peerCheck = peerCheck;
         _clientIdentity = username is null ? null : Encoding.UTF8.GetBytes(username);
         _clientKey = key;
         _self = GCHandle.Alloc(this);
@@ -76,7 +82,7 @@ internal sealed class PskTlsStream : Stream
         LibSsl.SslSetExData(_ssl, 0, GCHandle.ToIntPtr(_self));
     }
 
-    /// <summary>The username the peer authenticated with (server side), once the handshake is done.</summary>
+    /// <summary>The username the peer authenticated with, or its certificate's identity (server side), once the handshake is done.</summary>
     public string? PeerIdentity { get; private set; }
 
     public string Protocol { get; private set; } = string.Empty;
@@ -98,14 +104,21 @@ internal sealed class PskTlsStream : Stream
     }
 
     /// <summary>The server's handshake; <paramref name="keys"/> gives the key of the username the client names.</summary>
-    public static Task<PskTlsStream> AcceptAsync(Socket socket, PskContext context, Func<string, byte[]> keys, CancellationToken ct) =>
-        HandshakeAsync(new PskTlsStream(socket, context, keys, null, null), server: true, ct);
+    public static Task<OpenSslStream> AcceptAsync(Socket socket, PskContext context, Func<string, byte[]> keys, CancellationToken ct) =>
+        HandshakeAsync(new OpenSslStream(socket, context, keys, null, null, null), server: true, ct);
+
+    /// <summary>
+    /// The server's handshake with a certificate; when the context asks for the client's certificate,
+    /// <paramref name="peerCheck"/> judges it and gives the identity authorization rules match.
+    /// </summary>
+    public static Task<OpenSslStream> AcceptAsync(Socket socket, X509Context context, Func<X509Certificate2, string?> peerCheck, CancellationToken ct) =>
+        HandshakeAsync(new OpenSslStream(socket, context, null, null, null, peerCheck), server: true, ct);
 
     /// <summary>The client's handshake as <paramref name="username"/> with <paramref name="key"/>.</summary>
-    public static Task<PskTlsStream> ConnectAsync(Socket socket, PskContext context, string username, byte[] key, CancellationToken ct) =>
-        HandshakeAsync(new PskTlsStream(socket, context, null, username, key), server: false, ct);
+    public static Task<OpenSslStream> ConnectAsync(Socket socket, PskContext context, string username, byte[] key, CancellationToken ct) =>
+        HandshakeAsync(new OpenSslStream(socket, context, null, username, key, null), server: false, ct);
 
-    private static async Task<PskTlsStream> HandshakeAsync(PskTlsStream stream, bool server, CancellationToken ct)
+    private static async Task<OpenSslStream> HandshakeAsync(OpenSslStream stream, bool server, CancellationToken ct)
     {
         try
         {
@@ -191,10 +204,10 @@ internal sealed class PskTlsStream : Stream
         }
     }
 
-    /// <summary>Why the handshake failed: our refusal of the peer's username, or OpenSSL's reason with the username in play.</summary>
+    /// <summary>Why the handshake failed: our refusal of the peer's username or certificate, or OpenSSL's reason with the PSK username in play.</summary>
     private string Failure(string reason)
     {
-        var username = PeerIdentity ?? (_clientIdentity is null ? null : Encoding.UTF8.GetString(_clientIdentity));
+        var username = _peerCheck is not null ? null : PeerIdentity ?? (_clientIdentity is null ? null : Encoding.UTF8.GetString(_clientIdentity));
         return _refusal ?? (username is null ? reason : $"{reason} (PSK username {username})");
     }
 
@@ -484,9 +497,37 @@ internal sealed class PskTlsStream : Stream
         return (uint)key.Length;
     }
 
-    private static PskTlsStream? FromSsl(nint ssl)
+    /// <summary>
+    /// SSL_CTX_set_cert_verify_callback: the client's certificate is judged here instead of by OpenSSL's own
+    /// chain check; a refusal fails the handshake with a bad_certificate alert.
+    /// </summary>
+    [UnmanagedCallersOnly]
+    internal static unsafe int VerifyPeer(nint storeContext, nint arg)
+    {
+        var ssl = LibSsl.X509StoreCtxGetExData(storeContext, LibSsl.SslGetExDataX509StoreCtxIdx());
+        if (FromSsl(ssl) is not { _peerCheck: { } check } stream)
+        {
+            LibSsl.X509StoreCtxSetError(storeContext, LibSsl.X509ErrorCertRejected);
+            return 0;
+        }
+
+        try
+        {
+            using var certificate = X509CertificateLoader.LoadCertificate(LibSsl.EncodeCertificate(LibSsl.X509StoreCtxGet0Cert(storeContext)));
+            stream.PeerIdentity = check(certificate);
+            return 1;
+        }
+        catch (Exception e)
+        {
+            stream._refusal = e.Message;
+            LibSsl.X509StoreCtxSetError(storeContext, LibSsl.X509ErrorCertRejected);
+            return 0;
+        }
+    }
+
+    private static OpenSslStream? FromSsl(nint ssl)
     {
         var data = LibSsl.SslGetExData(ssl, 0);
-        return data == 0 ? null : GCHandle.FromIntPtr(data).Target as PskTlsStream;
+        return data == 0 ? null : GCHandle.FromIntPtr(data).Target as OpenSslStream;
     }
 }
