@@ -5,7 +5,7 @@ namespace ExportServer.Nbd.Tls.OpenSsl;
 /// <summary>
 /// The part of OpenSSL 3 (Debian libssl3: libssl.so.3, libcrypto.so.3) that the server's TLS needs: contexts
 /// with PSK callbacks (which .NET's SslStream does not offer) or a certificate and a peer check, SSL objects
-/// over memory BIOs, and the error queue.
+/// reading from a memory BIO and writing through a BIO method of ours, and the error queue.
 /// OpenSSL's error queue is per thread, so a failing call's errors are read on the thread that made it.
 /// </summary>
 internal static unsafe partial class LibSsl
@@ -168,6 +168,35 @@ internal static unsafe partial class LibSsl
     [LibraryImport(Crypto, EntryPoint = "X509_STORE_CTX_set_error")]
     public static partial void X509StoreCtxSetError(nint storeContext, int error);
 
+    /// <summary>BIO_TYPE_SOURCE_SINK, ored with an index from BIO_get_new_index, names a BIO method of ours.</summary>
+    public const int BioTypeSourceSink = 0x0400;
+
+    /// <summary>BIO_CTRL_FLUSH.</summary>
+    public const int BioCtrlFlush = 11;
+
+    [LibraryImport(Crypto, EntryPoint = "BIO_get_new_index")]
+    public static partial int BioGetNewIndex();
+
+    [LibraryImport(Crypto, EntryPoint = "BIO_meth_new", StringMarshalling = StringMarshalling.Utf8)]
+    public static partial nint BioMethNew(int type, string name);
+
+    /// <summary>write(bio, data, length) → bytes taken, or -1.</summary>
+    [LibraryImport(Crypto, EntryPoint = "BIO_meth_set_write")]
+    public static partial int BioMethSetWrite(nint method, delegate* unmanaged<nint, byte*, int, int> write);
+
+    /// <summary>ctrl(bio, command, larg, parg) → the command's result.</summary>
+    [LibraryImport(Crypto, EntryPoint = "BIO_meth_set_ctrl")]
+    public static partial int BioMethSetCtrl(nint method, delegate* unmanaged<nint, int, long, nint, long> ctrl);
+
+    [LibraryImport(Crypto, EntryPoint = "BIO_set_data")]
+    public static partial void BioSetData(nint bio, nint data);
+
+    [LibraryImport(Crypto, EntryPoint = "BIO_get_data")]
+    public static partial nint BioGetData(nint bio);
+
+    [LibraryImport(Crypto, EntryPoint = "BIO_set_init")]
+    public static partial void BioSetInit(nint bio, int init);
+
     [LibraryImport(Crypto, EntryPoint = "BIO_s_mem")]
     public static partial nint BioSMem();
 
@@ -177,14 +206,8 @@ internal static unsafe partial class LibSsl
     [LibraryImport(Crypto, EntryPoint = "BIO_free")]
     public static partial int BioFree(nint bio);
 
-    [LibraryImport(Crypto, EntryPoint = "BIO_read")]
-    public static partial int BioRead(nint bio, byte* buffer, int count);
-
     [LibraryImport(Crypto, EntryPoint = "BIO_write")]
     public static partial int BioWrite(nint bio, byte* buffer, int count);
-
-    [LibraryImport(Crypto, EntryPoint = "BIO_ctrl_pending")]
-    public static partial nuint BioCtrlPending(nint bio);
 
     [LibraryImport(Crypto, EntryPoint = "ERR_get_error")]
     public static partial nuint ErrGetError();

@@ -10,11 +10,11 @@ namespace ExportServer.Nbd.Tls.OpenSsl;
 
 /// <summary>
 /// A TLS session over a connected socket, with a pre-shared key or (server side) an x509 certificate: an
-/// OpenSSL SSL object between two memory BIOs, the socket
-/// read into one and the other sent to the socket, so every wait is an async socket call and OpenSSL never
+/// OpenSSL SSL object that reads from a memory BIO the socket is read into and writes its records through
+/// a BIO of ours straight into a send buffer, so every wait is an async socket call and OpenSSL never
 /// blocks. Like SslStream it allows one read and one write at a time, concurrently: every call into the SSL
-/// object holds <see cref="_gate"/> (never across an await), and ciphertext is taken out of the write BIO
-/// and sent under <see cref="_sendLock"/>, so records leave in the order they were made.
+/// object holds <see cref="_gate"/> (never across an await), and a full send buffer is taken (a fresh one
+/// left in its place) and sent under <see cref="_sendLock"/>, so records leave in the order they were made.
 /// </summary>
 internal sealed class OpenSslStream : Stream
 {
@@ -28,6 +28,13 @@ internal sealed class OpenSslStream : Stream
     private readonly object _gate = new();
     private readonly SemaphoreSlim _sendLock = new(1, 1);
     private readonly byte[] _receive = new byte[ReceiveSize];
+
+    /// <summary>The BIO method whose writes append to <see cref="_pending"/>, made once for all streams.</summary>
+    private static readonly nint s_sinkMethod = CreateSinkMethod();
+
+    /// <summary>Ciphertext made and not yet taken for sending, under <see cref="_gate"/>.</summary>
+    private byte[] _pending = ArrayPool<byte>.Shared.Rent(SendSize);
+    private int _pendingLength;
 
     /// <summary>Server: the key for a username, or an exception whose message says why there is none.</summary>
     private readonly Func<string, byte[]>? _serverKeys;
@@ -70,7 +77,7 @@ internal sealed class OpenSslStream : Stream
         }
 
         _readBio = LibSsl.BioNew(LibSsl.BioSMem());
-        _writeBio = LibSsl.BioNew(LibSsl.BioSMem());
+        _writeBio = s_sinkMethod == 0 ? 0 : LibSsl.BioNew(s_sinkMethod);
         if (_ssl == 0 || _readBio == 0 || _writeBio == 0)
         {
             var reason = LibSsl.DrainErrors();
@@ -78,6 +85,8 @@ internal sealed class OpenSslStream : Stream
             throw new AuthenticationException($"cannot start a TLS session: {reason ?? "out of memory"}");
         }
 
+        LibSsl.BioSetData(_writeBio, GCHandle.ToIntPtr(_self));
+        LibSsl.BioSetInit(_writeBio, 1);
         LibSsl.SslSetBio(_ssl, _readBio, _writeBio);
         LibSsl.SslSetExData(_ssl, 0, GCHandle.ToIntPtr(_self));
     }
@@ -274,7 +283,7 @@ internal sealed class OpenSslStream : Stream
                 }
             }
 
-            output = LibSsl.BioCtrlPending(_writeBio) != 0;
+            output = _pendingLength != 0;
             return total;
         }
     }
@@ -353,44 +362,87 @@ internal sealed class OpenSslStream : Stream
         }
     }
 
-    /// <summary>Sends everything the write BIO holds; the caller holds the send lock.</summary>
+    /// <summary>Sends all ciphertext made so far; the caller holds the send lock.</summary>
     private async ValueTask SendPendingLockedAsync(CancellationToken ct)
     {
-        var buffer = ArrayPool<byte>.Shared.Rent(SendSize);
-        try
+        while (Take() is { } taken)
         {
-            while (true)
+            try
             {
-                var n = Drain(buffer);
-                if (n <= 0)
+                for (var sent = 0; sent < taken.Length;)
                 {
-                    return;
-                }
-
-                for (var sent = 0; sent < n;)
-                {
-                    sent += await _socket.SendAsync(buffer.AsMemory(sent, n - sent), SocketFlags.None, ct).ConfigureAwait(false);
+                    sent += await _socket.SendAsync(taken.Buffer.AsMemory(sent, taken.Length - sent), SocketFlags.None, ct).ConfigureAwait(false);
                 }
             }
-        }
-        finally
-        {
-            ArrayPool<byte>.Shared.Return(buffer);
+            finally
+            {
+                ArrayPool<byte>.Shared.Return(taken.Buffer);
+            }
         }
     }
 
-    /// <summary>Moves up to a buffer of ciphertext out of the write BIO; 0 when it is empty.</summary>
-    private unsafe int Drain(byte[] buffer)
+    /// <summary>The ciphertext made so far, the caller's to send and return to the pool; null when there is none.</summary>
+    private (byte[] Buffer, int Length)? Take()
     {
         lock (_gate)
         {
             ObjectDisposedException.ThrowIf(_ssl == 0, this);
-            fixed (byte* p = buffer)
+            if (_pendingLength == 0)
             {
-                return LibSsl.BioRead(_writeBio, p, buffer.Length);
+                return null;
             }
+
+            var taken = (_pending, _pendingLength);
+            _pending = ArrayPool<byte>.Shared.Rent(SendSize);
+            _pendingLength = 0;
+            return taken;
         }
     }
+
+    /// <summary>Appends a record OpenSSL made; called under <see cref="_gate"/>, from inside a call into the SSL object.</summary>
+    private void Append(ReadOnlySpan<byte> data)
+    {
+        if (_pendingLength + data.Length > _pending.Length)
+        {
+            var larger = ArrayPool<byte>.Shared.Rent(Math.Max(_pending.Length * 2, _pendingLength + data.Length));
+            _pending.AsSpan(0, _pendingLength).CopyTo(larger);
+            ArrayPool<byte>.Shared.Return(_pending);
+            _pending = larger;
+        }
+
+        data.CopyTo(_pending.AsSpan(_pendingLength));
+        _pendingLength += data.Length;
+    }
+
+    private static unsafe nint CreateSinkMethod()
+    {
+        var method = LibSsl.BioMethNew(LibSsl.BioGetNewIndex() | LibSsl.BioTypeSourceSink, "nbd-tls-send");
+        if (method != 0)
+        {
+            LibSsl.BioMethSetWrite(method, &SinkWrite);
+            LibSsl.BioMethSetCtrl(method, &SinkCtrl);
+        }
+
+        return method;
+    }
+
+    /// <summary>The sink BIO's write: the record goes into its stream's send buffer, whole.</summary>
+    [UnmanagedCallersOnly]
+    private static unsafe int SinkWrite(nint bio, byte* data, int length)
+    {
+        var self = LibSsl.BioGetData(bio);
+        if (length < 0 || self == 0 || GCHandle.FromIntPtr(self).Target is not OpenSslStream stream)
+        {
+            return -1;
+        }
+
+        stream.Append(new ReadOnlySpan<byte>(data, length));
+        return length;
+    }
+
+    /// <summary>The sink BIO's control: a flush succeeds (the sender sends what was made), nothing else is known.</summary>
+    [UnmanagedCallersOnly]
+    private static long SinkCtrl(nint bio, int command, long larg, nint parg) => command == LibSsl.BioCtrlFlush ? 1 : 0;
 
     public override int Read(byte[] buffer, int offset, int count) => ReadAsync(buffer.AsMemory(offset, count)).AsTask().GetAwaiter().GetResult();
 
@@ -414,6 +466,12 @@ internal sealed class OpenSslStream : Stream
         lock (_gate)
         {
             FreeNative();
+            if (_pending.Length != 0)
+            {
+                ArrayPool<byte>.Shared.Return(_pending);
+                _pending = [];
+                _pendingLength = 0;
+            }
         }
 
         base.Dispose(disposing);
