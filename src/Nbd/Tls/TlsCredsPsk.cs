@@ -30,14 +30,14 @@ public sealed class TlsCredsPsk : TlsCredentials
 
     internal override async Task<TlsSession> AcceptAsync(Socket socket, CancellationToken ct)
     {
-        var tls = await PskTlsStream.AcceptAsync(socket, _context, ServerKey, ct).ConfigureAwait(false);
+        var tls = await OpenSslStream.AcceptAsync(socket, _context, ServerKey, ct).ConfigureAwait(false);
         return new TlsSession(tls, tls.Protocol, tls.Cipher, tls.PeerIdentity);
     }
 
     /// <summary>PSK proves both sides by the key alone: there is no name for <paramref name="hostName"/> to check.</summary>
     internal override async Task<TlsSession> ConnectAsync(Socket socket, string? hostName, CancellationToken ct)
     {
-        var tls = await PskTlsStream.ConnectAsync(socket, _context, _username!, _key!, ct).ConfigureAwait(false);
+        var tls = await OpenSslStream.ConnectAsync(socket, _context, _username!, _key!, ct).ConfigureAwait(false);
         return new TlsSession(tls, tls.Protocol, tls.Cipher, null);
     }
 

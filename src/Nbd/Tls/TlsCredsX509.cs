@@ -3,18 +3,21 @@ using System.Net.Sockets;
 using System.Security.Authentication;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
+using ExportServer.Nbd.Tls.OpenSsl;
 
 namespace ExportServer.Nbd.Tls;
 
 /// <summary>
 /// <c>tls-creds-x509</c>: a CA bundle, this side's certificate and key, an optional CRL, loaded from
 /// <c>dir</c> as QEMU names the files. Peers are checked against the CA only (the system's roots play
-/// no part), and with <c>verify-peer</c> a server demands a client certificate.
+/// no part), and with <c>verify-peer</c> a server demands a client certificate. A server runs its sessions
+/// through OpenSSL directly (<see cref="OpenSslStream"/>), which sends large replies in fewer, larger
+/// writes than SslStream; a client uses SslStream.
 /// </summary>
 public sealed class TlsCredsX509 : TlsCredentials
 {
     private readonly X509Certificate2Collection _trust;
-    private readonly SslStreamCertificateContext? _context;
+    private readonly X509Context? _context;
     private readonly X509Certificate2Collection? _clientCertificates;
     private readonly X509Crl? _crl;
 
@@ -26,15 +29,9 @@ public sealed class TlsCredsX509 : TlsCredentials
         _crl = crl;
         if (own is { Count: > 0 })
         {
-            var intermediates = new X509Certificate2Collection();
-            for (var i = 1; i < own.Count; i++)
-            {
-                intermediates.Add(own[i]);
-            }
-
             if (endpoint == TlsEndpoint.Server)
             {
-                _context = SslStreamCertificateContext.Create(own[0], intermediates, offline: true);
+                _context = X509Context.Create(own, verifyPeer);
             }
             else
             {
@@ -47,17 +44,9 @@ public sealed class TlsCredsX509 : TlsCredentials
 
     internal override async Task<TlsSession> AcceptAsync(Socket socket, CancellationToken ct)
     {
-        var tls = new SslStream(new NetworkStream(socket, ownsSocket: false), leaveInnerStreamOpen: false);
-        try
-        {
-            await tls.AuthenticateAsServerAsync(ServerOptions(), ct).ConfigureAwait(false);
-            return new TlsSession(tls, tls.SslProtocol.ToString(), tls.NegotiatedCipherSuite.ToString(), PeerName(tls));
-        }
-        catch
-        {
-            await tls.DisposeAsync().ConfigureAwait(false);
-            throw;
-        }
+        var context = _context ?? throw new AuthenticationException("no server certificate");
+        var tls = await OpenSslStream.AcceptAsync(socket, context, CheckClient, ct).ConfigureAwait(false);
+        return new TlsSession(tls, tls.Protocol, tls.Cipher, tls.PeerIdentity);
     }
 
     internal override async Task<TlsSession> ConnectAsync(Socket socket, string? hostName, CancellationToken ct)
@@ -75,32 +64,14 @@ public sealed class TlsCredsX509 : TlsCredentials
         }
     }
 
-    /// <summary>The client certificate's distinguished name when peers are verified (as in QEMU, the only case authorization checks).</summary>
-    private string? PeerName(SslStream tls)
-    {
-        if (!VerifyPeer)
-        {
-            return null;
-        }
-
-        if (tls.RemoteCertificate is not { } remote)
-        {
-            throw new AuthenticationException("No certificate peer name");
-        }
-
-        using var certificate = new X509Certificate2(remote);
-        return X509Identity.DistinguishedName(certificate);
-    }
-
-    private SslServerAuthenticationOptions ServerOptions() => new()
-    {
-        ServerCertificateContext = _context,
-        ClientCertificateRequired = VerifyPeer,
-        CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
-        EnabledSslProtocols = SslProtocols.None,
-        RemoteCertificateValidationCallback = (_, certificate, _, errors) =>
-            !VerifyPeer || (certificate is not null && IsTrusted(certificate, errors & ~SslPolicyErrors.RemoteCertificateChainErrors, checkName: false)),
-    };
+    /// <summary>
+    /// A client's certificate, asked for only with verify-peer: it must be trusted, and its distinguished
+    /// name is the identity authorization checks (as in QEMU, only when peers are verified).
+    /// </summary>
+    private string CheckClient(X509Certificate2 certificate) =>
+        IsTrusted(certificate, SslPolicyErrors.None, checkName: false)
+            ? X509Identity.DistinguishedName(certificate)
+            : throw new AuthenticationException("The certificate is not trusted");
 
     private SslClientAuthenticationOptions ClientOptions(string? hostName) => new()
     {

@@ -149,6 +149,55 @@ public sealed class TlsServerTests
             await c.ErrorAsync("nbd-server-start", new JsonObject { ["addr"] = unix.DeepClone(), ["tls-creds"] = "t0" }));
     }
 
+    /// <summary>
+    /// A server certificate sent with its intermediate CA; with verify-peer a certificate ca-crl.pem revokes
+    /// and a client without one are refused at the handshake, without verify-peer both are served.
+    /// </summary>
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task RevokedAndMissingClientCertificatesAreRefusedWhenPeersAreVerified(bool verifyPeer)
+    {
+        using var dir = new TempDir();
+        var pki = await TestPki.CreateAsync(dir);
+        var server = Path.Combine(pki.Root, "chained-server");
+        var bare = Path.Combine(pki.Root, "bare-client");
+        (await Tool.ShAsync($$"""
+            set -e
+            cd '{{pki.Root}}'
+            mkdir -p '{{server}}' '{{bare}}'
+            cp testca-cert.pem '{{server}}/ca-cert.pem'; cp testca-cert.pem '{{bare}}/ca-cert.pem'
+            openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout midca-key.pem -out midca.csr -subj "/CN=midca" 2>/dev/null
+            printf "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n" > midca.ext
+            openssl x509 -req -in midca.csr -CA testca-cert.pem -CAkey testca-key.pem -CAcreateserial -out midca-cert.pem -days 2 -extfile midca.ext 2>/dev/null
+            openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout '{{server}}/server-key.pem' -out server.csr -subj "/CN=localhost" 2>/dev/null
+            printf "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n" > server.ext
+            openssl x509 -req -in server.csr -CA midca-cert.pem -CAkey midca-key.pem -CAcreateserial -out '{{server}}/server-cert.pem' -days 2 -extfile server.ext 2>/dev/null
+            cat midca-cert.pem >> '{{server}}/server-cert.pem'
+            touch index.txt
+            printf "[ca]\ndefault_ca=c\n[c]\ndatabase=index.txt\ndefault_md=sha256\ndefault_crl_days=2\n" > ca.cnf
+            openssl ca -config ca.cnf -keyfile testca-key.pem -cert testca-cert.pem -revoke '{{pki.Client2}}/client-cert.pem' 2>/dev/null
+            openssl ca -config ca.cnf -keyfile testca-key.pem -cert testca-cert.pem -gencrl -out '{{server}}/ca-crl.pem' 2>/dev/null
+            """, TimeSpan.FromMinutes(1))).Check("make the intermediate CA, the server certificate and the CRL");
+        var port = FreePort.Get();
+        await using var d = await Daemon.StartAsync(dir,
+            "--object", TestPki.Creds("t0", server, "server") + $",verify-peer={(verifyPeer ? "on" : "off")}",
+            "--blockdev", "driver=null-co,node-name=n0,size=1048576",
+            "--nbd-server", $"addr.type=inet,addr.host=127.0.0.1,addr.port={port},tls-creds=t0",
+            "--export", "type=nbd,id=e0,node-name=n0,name=disk");
+
+        // The clients trust the root CA only: the server's chain reaches it through the intermediate it sends.
+        Assert.Equal("1048576", (await Tool.RunAsync("nbdinfo", "--size", Nbds(pki.Client1, port))).Check("nbdinfo, client1").Stdout.Trim());
+        (await Tool.RunAsync("qemu-io", ["-r", .. QemuIo(pki.Client1, port, "read -P 0 0 64k")])).Check("qemu-io, client1");
+        foreach (var client in new[] { pki.Client2, bare })
+        {
+            var info = await Tool.RunAsync("nbdinfo", "--size", Nbds(client, port));
+            Assert.True(verifyPeer == (info.ExitCode != 0), $"{client}: {info.Stdout}{info.Stderr}");
+        }
+
+        Assert.False(d.HasExited);
+    }
+
     /// <summary>handshake-max-seconds closes a client that never finishes negotiating; one that does is served.</summary>
     [Fact]
     public async Task HandshakeDeadlineClosesSilentClients()

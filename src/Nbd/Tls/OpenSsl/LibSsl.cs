@@ -3,8 +3,9 @@ using System.Runtime.InteropServices;
 namespace ExportServer.Nbd.Tls.OpenSsl;
 
 /// <summary>
-/// The part of OpenSSL 3 (Debian libssl3: libssl.so.3, libcrypto.so.3) that TLS-PSK needs, which .NET's
-/// SslStream does not offer: contexts with PSK callbacks, SSL objects over memory BIOs, and the error queue.
+/// The part of OpenSSL 3 (Debian libssl3: libssl.so.3, libcrypto.so.3) that the server's TLS needs: contexts
+/// with PSK callbacks (which .NET's SslStream does not offer) or a certificate and a peer check, SSL objects
+/// reading from a memory BIO and writing through a BIO method of ours, and the error queue.
 /// OpenSSL's error queue is per thread, so a failing call's errors are read on the thread that made it.
 /// </summary>
 internal static unsafe partial class LibSsl
@@ -19,6 +20,8 @@ internal static unsafe partial class LibSsl
     public const int ErrorSyscall = 5;
     public const int ErrorZeroReturn = 6;
 
+    public const int CtrlSetSessionCacheMode = 44;
+    public const int CtrlChainCert = 89;
     public const int CtrlSetDhAuto = 118;
     public const int CtrlSetMinProtoVersion = 123;
     public const int Tls12Version = 0x0303;
@@ -31,6 +34,16 @@ internal static unsafe partial class LibSsl
 
     /// <summary>SSL_OP_CIPHER_SERVER_PREFERENCE: a server picks the suite by its own order, not the client's.</summary>
     public const ulong OpCipherServerPreference = 1UL << 22;
+
+    /// <summary>SSL_OP_NO_TICKET: no TLS 1.2 session tickets, which nothing resumes with.</summary>
+    public const ulong OpNoTicket = 1UL << 14;
+
+    /// <summary>SSL_VERIFY_PEER and SSL_VERIFY_FAIL_IF_NO_PEER_CERT: a server asks for the client's certificate and demands one.</summary>
+    public const int VerifyPeerMode = 0x01;
+    public const int VerifyFailIfNoPeerCert = 0x02;
+
+    /// <summary>X509_V_ERR_CERT_REJECTED: the verdict of a certificate our own check refused (a bad_certificate alert).</summary>
+    public const int X509ErrorCertRejected = 28;
 
     /// <summary>PSK_MAX_IDENTITY_LEN and PSK_MAX_PSK_LEN of OpenSSL 3.</summary>
     public const int MaxIdentityLength = 256;
@@ -67,6 +80,25 @@ internal static unsafe partial class LibSsl
     /// <summary>callback(ssl, hint, identity, max_identity_len, psk, max_psk_len) → the key's length, 0 to give up.</summary>
     [LibraryImport(Ssl, EntryPoint = "SSL_CTX_set_psk_client_callback")]
     public static partial void CtxSetPskClientCallback(nint ctx, delegate* unmanaged<nint, byte*, byte*, uint, byte*, uint, uint> callback);
+
+    [LibraryImport(Ssl, EntryPoint = "SSL_CTX_use_certificate_ASN1")]
+    public static partial int CtxUseCertificateAsn1(nint ctx, int length, byte* der);
+
+    [LibraryImport(Ssl, EntryPoint = "SSL_CTX_use_PrivateKey")]
+    public static partial int CtxUsePrivateKey(nint ctx, nint key);
+
+    [LibraryImport(Ssl, EntryPoint = "SSL_CTX_check_private_key")]
+    public static partial int CtxCheckPrivateKey(nint ctx);
+
+    [LibraryImport(Ssl, EntryPoint = "SSL_CTX_set_verify")]
+    public static partial void CtxSetVerify(nint ctx, int mode, nint callback);
+
+    /// <summary>callback(store_ctx, arg) → 1 to accept the peer's certificate, 0 to refuse it; replaces OpenSSL's own chain check.</summary>
+    [LibraryImport(Ssl, EntryPoint = "SSL_CTX_set_cert_verify_callback")]
+    public static partial void CtxSetCertVerifyCallback(nint ctx, delegate* unmanaged<nint, nint, int> callback, nint arg);
+
+    [LibraryImport(Ssl, EntryPoint = "SSL_get_ex_data_X509_STORE_CTX_idx")]
+    public static partial int SslGetExDataX509StoreCtxIdx();
 
     [LibraryImport(Ssl, EntryPoint = "SSL_new")]
     public static partial nint SslNew(nint ctx);
@@ -111,6 +143,60 @@ internal static unsafe partial class LibSsl
     [LibraryImport(Ssl, EntryPoint = "SSL_CIPHER_get_name")]
     public static partial nint CipherGetName(nint cipher);
 
+    [LibraryImport(Crypto, EntryPoint = "d2i_X509")]
+    public static partial nint D2iX509(nint reuse, ref byte* der, long length);
+
+    [LibraryImport(Crypto, EntryPoint = "i2d_X509")]
+    public static partial int I2dX509(nint x509, byte** der);
+
+    [LibraryImport(Crypto, EntryPoint = "X509_free")]
+    public static partial void X509Free(nint x509);
+
+    /// <summary>A private key from DER, PKCS#8 or the algorithm's own form.</summary>
+    [LibraryImport(Crypto, EntryPoint = "d2i_AutoPrivateKey")]
+    public static partial nint D2iAutoPrivateKey(nint reuse, ref byte* der, long length);
+
+    [LibraryImport(Crypto, EntryPoint = "EVP_PKEY_free")]
+    public static partial void EvpPkeyFree(nint key);
+
+    [LibraryImport(Crypto, EntryPoint = "X509_STORE_CTX_get0_cert")]
+    public static partial nint X509StoreCtxGet0Cert(nint storeContext);
+
+    [LibraryImport(Crypto, EntryPoint = "X509_STORE_CTX_get_ex_data")]
+    public static partial nint X509StoreCtxGetExData(nint storeContext, int index);
+
+    [LibraryImport(Crypto, EntryPoint = "X509_STORE_CTX_set_error")]
+    public static partial void X509StoreCtxSetError(nint storeContext, int error);
+
+    /// <summary>BIO_TYPE_SOURCE_SINK, ored with an index from BIO_get_new_index, names a BIO method of ours.</summary>
+    public const int BioTypeSourceSink = 0x0400;
+
+    /// <summary>BIO_CTRL_FLUSH.</summary>
+    public const int BioCtrlFlush = 11;
+
+    [LibraryImport(Crypto, EntryPoint = "BIO_get_new_index")]
+    public static partial int BioGetNewIndex();
+
+    [LibraryImport(Crypto, EntryPoint = "BIO_meth_new", StringMarshalling = StringMarshalling.Utf8)]
+    public static partial nint BioMethNew(int type, string name);
+
+    /// <summary>write(bio, data, length) → bytes taken, or -1.</summary>
+    [LibraryImport(Crypto, EntryPoint = "BIO_meth_set_write")]
+    public static partial int BioMethSetWrite(nint method, delegate* unmanaged<nint, byte*, int, int> write);
+
+    /// <summary>ctrl(bio, command, larg, parg) → the command's result.</summary>
+    [LibraryImport(Crypto, EntryPoint = "BIO_meth_set_ctrl")]
+    public static partial int BioMethSetCtrl(nint method, delegate* unmanaged<nint, int, long, nint, long> ctrl);
+
+    [LibraryImport(Crypto, EntryPoint = "BIO_set_data")]
+    public static partial void BioSetData(nint bio, nint data);
+
+    [LibraryImport(Crypto, EntryPoint = "BIO_get_data")]
+    public static partial nint BioGetData(nint bio);
+
+    [LibraryImport(Crypto, EntryPoint = "BIO_set_init")]
+    public static partial void BioSetInit(nint bio, int init);
+
     [LibraryImport(Crypto, EntryPoint = "BIO_s_mem")]
     public static partial nint BioSMem();
 
@@ -120,14 +206,8 @@ internal static unsafe partial class LibSsl
     [LibraryImport(Crypto, EntryPoint = "BIO_free")]
     public static partial int BioFree(nint bio);
 
-    [LibraryImport(Crypto, EntryPoint = "BIO_read")]
-    public static partial int BioRead(nint bio, byte* buffer, int count);
-
     [LibraryImport(Crypto, EntryPoint = "BIO_write")]
     public static partial int BioWrite(nint bio, byte* buffer, int count);
-
-    [LibraryImport(Crypto, EntryPoint = "BIO_ctrl_pending")]
-    public static partial nuint BioCtrlPending(nint bio);
 
     [LibraryImport(Crypto, EntryPoint = "ERR_get_error")]
     public static partial nuint ErrGetError();
@@ -137,6 +217,25 @@ internal static unsafe partial class LibSsl
 
     [LibraryImport(Crypto, EntryPoint = "ERR_reason_error_string")]
     public static partial nint ErrReasonErrorString(nuint error);
+
+    /// <summary>The DER encoding of an X509 object.</summary>
+    public static byte[] EncodeCertificate(nint x509)
+    {
+        var length = I2dX509(x509, null);
+        if (length <= 0)
+        {
+            throw new InvalidOperationException($"cannot encode the peer's certificate: {DrainErrors() ?? "i2d_X509 failed"}");
+        }
+
+        var der = new byte[length];
+        fixed (byte* p = der)
+        {
+            var at = p;
+            I2dX509(x509, &at);
+        }
+
+        return der;
+    }
 
     /// <summary>The reasons of the calling thread's queued errors, oldest first, and an empty queue afterwards.</summary>
     public static string? DrainErrors()

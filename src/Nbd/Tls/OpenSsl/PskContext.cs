@@ -50,11 +50,11 @@ internal sealed unsafe class PskContext : SafeHandle
             // DHE-PSK with the library's built-in groups; no session tickets, which nothing resumes with.
             LibSsl.CtxCtrl(ctx, LibSsl.CtrlSetDhAuto, 1, 0);
             LibSsl.CtxSetNumTickets(ctx, 0);
-            LibSsl.CtxSetPskServerCallback(ctx, &PskTlsStream.ServerKey);
+            LibSsl.CtxSetPskServerCallback(ctx, &OpenSslStream.ServerKey);
         }
         else
         {
-            LibSsl.CtxSetPskClientCallback(ctx, &PskTlsStream.ClientKey);
+            LibSsl.CtxSetPskClientCallback(ctx, &OpenSslStream.ClientKey);
         }
 
         return context;

@@ -3,18 +3,20 @@ using System.Diagnostics;
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
 using System.Security.Authentication;
+using System.Security.Cryptography.X509Certificates;
 using System.Text;
 
 namespace ExportServer.Nbd.Tls.OpenSsl;
 
 /// <summary>
-/// A TLS-PSK session over a connected socket: an OpenSSL SSL object between two memory BIOs, the socket
-/// read into one and the other sent to the socket, so every wait is an async socket call and OpenSSL never
+/// A TLS session over a connected socket, with a pre-shared key or (server side) an x509 certificate: an
+/// OpenSSL SSL object that reads from a memory BIO the socket is read into and writes its records through
+/// a BIO of ours straight into a send buffer, so every wait is an async socket call and OpenSSL never
 /// blocks. Like SslStream it allows one read and one write at a time, concurrently: every call into the SSL
-/// object holds <see cref="_gate"/> (never across an await), and ciphertext is taken out of the write BIO
-/// and sent under <see cref="_sendLock"/>, so records leave in the order they were made.
+/// object holds <see cref="_gate"/> (never across an await), and a full send buffer is taken (a fresh one
+/// left in its place) and sent under <see cref="_sendLock"/>, so records leave in the order they were made.
 /// </summary>
-internal sealed class PskTlsStream : Stream
+internal sealed class OpenSslStream : Stream
 {
     private const int ReceiveSize = 64 * 1024;
 
@@ -27,12 +29,22 @@ internal sealed class PskTlsStream : Stream
     private readonly SemaphoreSlim _sendLock = new(1, 1);
     private readonly byte[] _receive = new byte[ReceiveSize];
 
+    /// <summary>The BIO method whose writes append to <see cref="_pending"/>, made once for all streams.</summary>
+    private static readonly nint s_sinkMethod = CreateSinkMethod();
+
+    /// <summary>Ciphertext made and not yet taken for sending, under <see cref="_gate"/>.</summary>
+    private byte[] _pending = ArrayPool<byte>.Shared.Rent(SendSize);
+    private int _pendingLength;
+
     /// <summary>Server: the key for a username, or an exception whose message says why there is none.</summary>
     private readonly Func<string, byte[]>? _serverKeys;
 
     /// <summary>Client: the username sent and its key.</summary>
     private readonly byte[]? _clientIdentity;
     private readonly byte[]? _clientKey;
+
+    /// <summary>x509 server: judges the client's certificate; its identity, or an exception whose message says why it is refused.</summary>
+    private readonly Func<X509Certificate2, string?>? _peerCheck;
 
     private GCHandle _self;
     private nint _ssl;
@@ -42,10 +54,11 @@ internal sealed class PskTlsStream : Stream
     /// <summary>Why our side refused the peer's key during the handshake, when it did.</summary>
     private string? _refusal;
 
-    private PskTlsStream(Socket socket, PskContext context, Func<string, byte[]>? serverKeys, string? username, byte[]? key)
+    private OpenSslStream(Socket socket, SafeHandle context, Func<string, byte[]>? serverKeys, string? username, byte[]? key, Func<X509Certificate2, string?>? peerCheck)
     {
         _socket = socket;
         _serverKeys = serverKeys;
+        _peerCheck = peerCheck;
         _clientIdentity = username is null ? null : Encoding.UTF8.GetBytes(username);
         _clientKey = key;
         _self = GCHandle.Alloc(this);
@@ -64,7 +77,7 @@ internal sealed class PskTlsStream : Stream
         }
 
         _readBio = LibSsl.BioNew(LibSsl.BioSMem());
-        _writeBio = LibSsl.BioNew(LibSsl.BioSMem());
+        _writeBio = s_sinkMethod == 0 ? 0 : LibSsl.BioNew(s_sinkMethod);
         if (_ssl == 0 || _readBio == 0 || _writeBio == 0)
         {
             var reason = LibSsl.DrainErrors();
@@ -72,11 +85,13 @@ internal sealed class PskTlsStream : Stream
             throw new AuthenticationException($"cannot start a TLS session: {reason ?? "out of memory"}");
         }
 
+        LibSsl.BioSetData(_writeBio, GCHandle.ToIntPtr(_self));
+        LibSsl.BioSetInit(_writeBio, 1);
         LibSsl.SslSetBio(_ssl, _readBio, _writeBio);
         LibSsl.SslSetExData(_ssl, 0, GCHandle.ToIntPtr(_self));
     }
 
-    /// <summary>The username the peer authenticated with (server side), once the handshake is done.</summary>
+    /// <summary>The username the peer authenticated with, or its certificate's identity (server side), once the handshake is done.</summary>
     public string? PeerIdentity { get; private set; }
 
     public string Protocol { get; private set; } = string.Empty;
@@ -98,14 +113,21 @@ internal sealed class PskTlsStream : Stream
     }
 
     /// <summary>The server's handshake; <paramref name="keys"/> gives the key of the username the client names.</summary>
-    public static Task<PskTlsStream> AcceptAsync(Socket socket, PskContext context, Func<string, byte[]> keys, CancellationToken ct) =>
-        HandshakeAsync(new PskTlsStream(socket, context, keys, null, null), server: true, ct);
+    public static Task<OpenSslStream> AcceptAsync(Socket socket, PskContext context, Func<string, byte[]> keys, CancellationToken ct) =>
+        HandshakeAsync(new OpenSslStream(socket, context, keys, null, null, null), server: true, ct);
+
+    /// <summary>
+    /// The server's handshake with a certificate; when the context asks for the client's certificate,
+    /// <paramref name="peerCheck"/> judges it and gives the identity authorization rules match.
+    /// </summary>
+    public static Task<OpenSslStream> AcceptAsync(Socket socket, X509Context context, Func<X509Certificate2, string?> peerCheck, CancellationToken ct) =>
+        HandshakeAsync(new OpenSslStream(socket, context, null, null, null, peerCheck), server: true, ct);
 
     /// <summary>The client's handshake as <paramref name="username"/> with <paramref name="key"/>.</summary>
-    public static Task<PskTlsStream> ConnectAsync(Socket socket, PskContext context, string username, byte[] key, CancellationToken ct) =>
-        HandshakeAsync(new PskTlsStream(socket, context, null, username, key), server: false, ct);
+    public static Task<OpenSslStream> ConnectAsync(Socket socket, PskContext context, string username, byte[] key, CancellationToken ct) =>
+        HandshakeAsync(new OpenSslStream(socket, context, null, username, key, null), server: false, ct);
 
-    private static async Task<PskTlsStream> HandshakeAsync(PskTlsStream stream, bool server, CancellationToken ct)
+    private static async Task<OpenSslStream> HandshakeAsync(OpenSslStream stream, bool server, CancellationToken ct)
     {
         try
         {
@@ -191,10 +213,10 @@ internal sealed class PskTlsStream : Stream
         }
     }
 
-    /// <summary>Why the handshake failed: our refusal of the peer's username, or OpenSSL's reason with the username in play.</summary>
+    /// <summary>Why the handshake failed: our refusal of the peer's username or certificate, or OpenSSL's reason with the PSK username in play.</summary>
     private string Failure(string reason)
     {
-        var username = PeerIdentity ?? (_clientIdentity is null ? null : Encoding.UTF8.GetString(_clientIdentity));
+        var username = _peerCheck is not null ? null : PeerIdentity ?? (_clientIdentity is null ? null : Encoding.UTF8.GetString(_clientIdentity));
         return _refusal ?? (username is null ? reason : $"{reason} (PSK username {username})");
     }
 
@@ -261,7 +283,7 @@ internal sealed class PskTlsStream : Stream
                 }
             }
 
-            output = LibSsl.BioCtrlPending(_writeBio) != 0;
+            output = _pendingLength != 0;
             return total;
         }
     }
@@ -340,44 +362,87 @@ internal sealed class PskTlsStream : Stream
         }
     }
 
-    /// <summary>Sends everything the write BIO holds; the caller holds the send lock.</summary>
+    /// <summary>Sends all ciphertext made so far; the caller holds the send lock.</summary>
     private async ValueTask SendPendingLockedAsync(CancellationToken ct)
     {
-        var buffer = ArrayPool<byte>.Shared.Rent(SendSize);
-        try
+        while (Take() is { } taken)
         {
-            while (true)
+            try
             {
-                var n = Drain(buffer);
-                if (n <= 0)
+                for (var sent = 0; sent < taken.Length;)
                 {
-                    return;
-                }
-
-                for (var sent = 0; sent < n;)
-                {
-                    sent += await _socket.SendAsync(buffer.AsMemory(sent, n - sent), SocketFlags.None, ct).ConfigureAwait(false);
+                    sent += await _socket.SendAsync(taken.Buffer.AsMemory(sent, taken.Length - sent), SocketFlags.None, ct).ConfigureAwait(false);
                 }
             }
-        }
-        finally
-        {
-            ArrayPool<byte>.Shared.Return(buffer);
+            finally
+            {
+                ArrayPool<byte>.Shared.Return(taken.Buffer);
+            }
         }
     }
 
-    /// <summary>Moves up to a buffer of ciphertext out of the write BIO; 0 when it is empty.</summary>
-    private unsafe int Drain(byte[] buffer)
+    /// <summary>The ciphertext made so far, the caller's to send and return to the pool; null when there is none.</summary>
+    private (byte[] Buffer, int Length)? Take()
     {
         lock (_gate)
         {
             ObjectDisposedException.ThrowIf(_ssl == 0, this);
-            fixed (byte* p = buffer)
+            if (_pendingLength == 0)
             {
-                return LibSsl.BioRead(_writeBio, p, buffer.Length);
+                return null;
             }
+
+            var taken = (_pending, _pendingLength);
+            _pending = ArrayPool<byte>.Shared.Rent(SendSize);
+            _pendingLength = 0;
+            return taken;
         }
     }
+
+    /// <summary>Appends a record OpenSSL made; called under <see cref="_gate"/>, from inside a call into the SSL object.</summary>
+    private void Append(ReadOnlySpan<byte> data)
+    {
+        if (_pendingLength + data.Length > _pending.Length)
+        {
+            var larger = ArrayPool<byte>.Shared.Rent(Math.Max(_pending.Length * 2, _pendingLength + data.Length));
+            _pending.AsSpan(0, _pendingLength).CopyTo(larger);
+            ArrayPool<byte>.Shared.Return(_pending);
+            _pending = larger;
+        }
+
+        data.CopyTo(_pending.AsSpan(_pendingLength));
+        _pendingLength += data.Length;
+    }
+
+    private static unsafe nint CreateSinkMethod()
+    {
+        var method = LibSsl.BioMethNew(LibSsl.BioGetNewIndex() | LibSsl.BioTypeSourceSink, "nbd-tls-send");
+        if (method != 0)
+        {
+            LibSsl.BioMethSetWrite(method, &SinkWrite);
+            LibSsl.BioMethSetCtrl(method, &SinkCtrl);
+        }
+
+        return method;
+    }
+
+    /// <summary>The sink BIO's write: the record goes into its stream's send buffer, whole.</summary>
+    [UnmanagedCallersOnly]
+    private static unsafe int SinkWrite(nint bio, byte* data, int length)
+    {
+        var self = LibSsl.BioGetData(bio);
+        if (length < 0 || self == 0 || GCHandle.FromIntPtr(self).Target is not OpenSslStream stream)
+        {
+            return -1;
+        }
+
+        stream.Append(new ReadOnlySpan<byte>(data, length));
+        return length;
+    }
+
+    /// <summary>The sink BIO's control: a flush succeeds (the sender sends what was made), nothing else is known.</summary>
+    [UnmanagedCallersOnly]
+    private static long SinkCtrl(nint bio, int command, long larg, nint parg) => command == LibSsl.BioCtrlFlush ? 1 : 0;
 
     public override int Read(byte[] buffer, int offset, int count) => ReadAsync(buffer.AsMemory(offset, count)).AsTask().GetAwaiter().GetResult();
 
@@ -401,6 +466,12 @@ internal sealed class PskTlsStream : Stream
         lock (_gate)
         {
             FreeNative();
+            if (_pending.Length != 0)
+            {
+                ArrayPool<byte>.Shared.Return(_pending);
+                _pending = [];
+                _pendingLength = 0;
+            }
         }
 
         base.Dispose(disposing);
@@ -484,9 +555,37 @@ internal sealed class PskTlsStream : Stream
         return (uint)key.Length;
     }
 
-    private static PskTlsStream? FromSsl(nint ssl)
+    /// <summary>
+    /// SSL_CTX_set_cert_verify_callback: the client's certificate is judged here instead of by OpenSSL's own
+    /// chain check; a refusal fails the handshake with a bad_certificate alert.
+    /// </summary>
+    [UnmanagedCallersOnly]
+    internal static unsafe int VerifyPeer(nint storeContext, nint arg)
+    {
+        var ssl = LibSsl.X509StoreCtxGetExData(storeContext, LibSsl.SslGetExDataX509StoreCtxIdx());
+        if (FromSsl(ssl) is not { _peerCheck: { } check } stream)
+        {
+            LibSsl.X509StoreCtxSetError(storeContext, LibSsl.X509ErrorCertRejected);
+            return 0;
+        }
+
+        try
+        {
+            using var certificate = X509CertificateLoader.LoadCertificate(LibSsl.EncodeCertificate(LibSsl.X509StoreCtxGet0Cert(storeContext)));
+            stream.PeerIdentity = check(certificate);
+            return 1;
+        }
+        catch (Exception e)
+        {
+            stream._refusal = e.Message;
+            LibSsl.X509StoreCtxSetError(storeContext, LibSsl.X509ErrorCertRejected);
+            return 0;
+        }
+    }
+
+    private static OpenSslStream? FromSsl(nint ssl)
     {
         var data = LibSsl.SslGetExData(ssl, 0);
-        return data == 0 ? null : GCHandle.FromIntPtr(data).Target as PskTlsStream;
+        return data == 0 ? null : GCHandle.FromIntPtr(data).Target as OpenSslStream;
     }
 }
