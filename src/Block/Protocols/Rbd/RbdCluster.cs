@@ -113,8 +113,8 @@ internal sealed class RbdCluster : IDisposable
     /// librados waits for ever by default for a stopped OSD or monitor (a time-out of 0), and so
     /// would every request to the image. Unless the configuration sets its own, requests are bounded
     /// by <see cref="RequestTimeout"/>: they fail with ETIMEDOUT, which reaches NBD clients as EIO,
-    /// and the image serves again once the cluster is back. The objecter reads these values when it
-    /// is made by rados_connect, so they are set before it; later changes would not count.
+    /// and the image serves again once the cluster is back. librbd may make two cluster requests in a
+    /// row for one of ours (an object map's update, then the data), so one may take twice as long.
     /// </summary>
     private static unsafe void BoundRequests(nint cluster)
     {
