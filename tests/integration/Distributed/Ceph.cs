@@ -42,6 +42,24 @@ internal static class Ceph
 
     public static async Task RbdAsync(params string[] args) => (await Tool.RunAsync("rbd", ["-c", Conf, .. args])).Check("rbd " + string.Join(' ', args));
 
+    /// <summary>The directory scripts/ceph-up made: the configuration file's own, which names its pid files and its OSD's data.</summary>
+    public static string Dir => Path.GetDirectoryName(Conf)!;
+
+    /// <summary>Stops the OSD, then the monitor (SIGTERM), and waits until they are gone; the OSD writes its memstore out as it stops.</summary>
+    public static async Task StopAsync()
+    {
+        await ClusterDaemons.StopAsync(Directory.GetFiles(Path.Combine(Dir, "run"), "osd.*.pid"));
+        await ClusterDaemons.StopAsync([Path.Combine(Dir, "run", "mon.a.pid")]);
+    }
+
+    /// <summary>Starts the monitor and the OSD again as scripts/ceph-up does.</summary>
+    public static async Task StartAsync()
+    {
+        (await Tool.RunAsync("ceph-mon", "-c", Conf, "-i", "a")).Check("ceph-mon");
+        var osd = File.ReadAllText(Path.Combine(Dir, "osd", "whoami")).Trim();
+        (await Tool.RunAsync("ceph-osd", "-c", Conf, "-i", osd)).Check("ceph-osd");
+    }
+
     /// <summary>client.admin's key, as the keyring holds it (base64).</summary>
     public static string AdminKey()
     {

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Text.Json.Nodes;
 using ExportServer.IntegrationTests.Support;
 using Xunit;
@@ -11,6 +12,9 @@ namespace ExportServer.IntegrationTests.Distributed;
 /// </summary>
 public sealed class RbdTests
 {
+    /// <summary>How long the driver lets a request to the cluster take when the configuration sets no time-out (RbdCluster.RequestTimeout).</summary>
+    private const int RequestTimeoutSeconds = 30;
+
     private static async Task<string> RandomFileAsync(TempDir dir, string name, int mib)
     {
         var file = dir[name];
@@ -307,5 +311,131 @@ public sealed class RbdTests
         await QemuIoAsync(d.NbdUri("r0"), "nbd", "write -P 0x44 4M 64k", "write -P 0x45 20M 128k");
         var map = (await Tool.RunAsync("nbdinfo", "--map=qemu:dirty-bitmap:b0", d.NbdUri("r0"))).Check("nbdinfo --map").Stdout;
         Assert.Matches(@"^\s*0\s+4194304\s+0\s+clean\n\s*4194304\s+65536\s+1\s+dirty\n\s*4259840\s+16711680\s+0\s+clean\n\s*20971520\s+131072\s+1\s+dirty\n\s*21102592\s+4063232\s+0\s+clean\n$", map);
+    }
+
+    /// <summary>
+    /// The cluster's OSD and monitor stopped while a client writes and reads through our export of
+    /// an rbd image: its requests fail with EIO within the driver's request time-out instead of
+    /// waiting for ever, the daemon serves another export meanwhile, and once the cluster is back
+    /// the export serves again, with the data written before and after.
+    /// </summary>
+    [Fact]
+    public async Task StoppedClusterFailsRequestsWithEioAndTheExportServesAgainWhenItReturns()
+    {
+        using var dir = new TempDir();
+        var image = Ceph.NewImage("down");
+        await using var d = await ClusterDaemons.StartWithTwoExportsAsync(dir, Ceph.FileName(image), Ceph.Node("r0", image));
+
+        var load = LoadUntilFailureAsync(d.NbdUri("r0"));
+        await Task.Delay(1000);
+        Assert.False(load.IsCompleted);
+        var clock = Stopwatch.StartNew();
+        await Ceph.StopAsync();
+        var stopped = clock.Elapsed;
+        TimeSpan failed, readFailed;
+        try
+        {
+            var reader = ReadFailsAfterAsync(d.NbdUri("r0"), clock);
+            await QemuIoAsync(d.NbdUri("l0"), "nbd", "read -P 0x17 0 1M");
+            Assert.Contains("Input/output error", await load);
+            failed = clock.Elapsed;
+            readFailed = await reader;
+            // One of our requests may be two cluster requests in a row for librbd (an object map's
+            // update, then the data), each bounded by the time-out.
+            var limit = stopped + TimeSpan.FromSeconds((2 * RequestTimeoutSeconds) + 15);
+            Assert.True(failed < limit, $"the load failed after {failed}, the cluster stopped after {stopped}");
+            Assert.True(readFailed < limit, $"a read failed after {readFailed}, the cluster stopped after {stopped}");
+            await QemuIoAsync(d.NbdUri("l0"), "nbd", "read -P 0x17 0 1M");
+        }
+        finally
+        {
+            await Ceph.StartAsync();
+        }
+
+        var back = await ClusterDaemons.ServesAgainAsync(d, "r0", Ceph.FileName(image), TimeSpan.FromSeconds(90));
+        Console.WriteLine($"rbd: stopped in {stopped.TotalSeconds:F1} s, a read failed {(readFailed - stopped).TotalSeconds:F1} s later and the load {(failed - stopped).TotalSeconds:F1} s later, served again {back.TotalSeconds:F1} s after the restart");
+    }
+
+    /// <summary>
+    /// A client writing, flushing and reading back through <paramref name="uri"/>, one request a
+    /// run, until a request fails; returns that run's output, so the first failure ends it.
+    /// </summary>
+    private static async Task<string> LoadUntilFailureAsync(string uri)
+    {
+        while (true)
+        {
+            foreach (var command in new[] { "write -P 0x55 40M 1M", "flush", "read -P 0x55 40M 1M" })
+            {
+                var output = await QemuIoMayFailAsync(uri, command);
+                if (output.Contains("failed", StringComparison.Ordinal))
+                {
+                    return output;
+                }
+            }
+        }
+    }
+
+    /// <summary>A read of data the image holds, which must fail with EIO; returns when it failed on <paramref name="clock"/>.</summary>
+    private static async Task<TimeSpan> ReadFailsAfterAsync(string uri, Stopwatch clock)
+    {
+        Assert.Contains("read failed: Input/output error", await QemuIoMayFailAsync(uri, "read -P 0x42 16M 1M"));
+        return clock.Elapsed;
+    }
+
+    private static async Task<string> QemuIoMayFailAsync(string uri, params string[] commands)
+    {
+        var r = await Tool.RunAsync("qemu-io", ["-f", "raw", .. commands.SelectMany(c => new[] { "-c", c }), uri], TimeSpan.FromSeconds(4 * RequestTimeoutSeconds));
+        return r.Stdout + r.Stderr;
+    }
+
+    /// <summary>
+    /// QEMU's rbd driver has no preallocation: blockdev-create refuses the member in
+    /// qemu-storage-daemon's words, create refuses the option, and no image is made.
+    /// </summary>
+    [Fact]
+    public async Task PreallocationIsRefusedAsInQemu()
+    {
+        using var dir = new TempDir();
+        var errors = new List<string>();
+        var names = new List<string>();
+        foreach (var qsd in new[] { false, true })
+        {
+            await using var d = await StartAsync(dir, qsd ? "q" : "a", qsd);
+            foreach (var mode in new[] { "off", "full" })
+            {
+                names.Add(Ceph.NewImage("pre"));
+                var options = new JsonObject
+                {
+                    ["driver"] = "rbd", ["location"] = Ceph.Options(names[^1]), ["size"] = 8 << 20, ["preallocation"] = mode,
+                };
+                if (qsd)
+                {
+                    var (cls, desc) = await d.Qmp.ErrorAsync("blockdev-create", new JsonObject { ["job-id"] = "c0", ["options"] = options });
+                    Assert.Equal("GenericError", cls);
+                    errors.Add(desc);
+                }
+                else
+                {
+                    // The member is refused when the job runs, not before it starts (as for every driver here).
+                    errors.Add(await d.BlockdevCreateAsync("c0", options) ?? "created");
+                }
+            }
+        }
+
+        Assert.Equal(errors[2..], errors[..2]);
+        var made = (await Tool.RunAsync("rbd", "-c", Ceph.Conf, "ls", Ceph.Pool)).Check("rbd ls").Stdout.Split('\n');
+        Assert.Empty(names.Intersect(made));
+        Assert.Equal("Parameter 'options.preallocation' is unexpected", errors[0]);
+
+        var image = Ceph.NewImage("preimg");
+        var theirs = await Tool.RunAsync("qemu-img", "create", "-f", "raw", "-o", "preallocation=full", Ceph.FileName(image), "8M");
+        var ours = await Tool.RunAsync(Daemon.ExportServerPath, "create", "-f", "raw", "-o", "preallocation=full", Ceph.FileName(image), "8M");
+        Assert.NotEqual(0, theirs.ExitCode);
+        Assert.NotEqual(0, ours.ExitCode);
+        Assert.EndsWith("Invalid parameter 'preallocation'", theirs.Stderr.Trim());
+        // qemu-img refuses the option while it parses it (raw's and rbd's options together); ours
+        // passes it to the rbd driver, which refuses it as blockdev-create does.
+        Assert.EndsWith("Parameter 'options.preallocation' is unexpected", ours.Stderr.Trim());
+        Assert.DoesNotContain(image, (await Tool.RunAsync("rbd", "-c", Ceph.Conf, "ls", Ceph.Pool)).Check("rbd ls").Stdout.Split('\n'));
     }
 }

@@ -32,6 +32,10 @@ internal static unsafe partial class LibRbd
     [LibraryImport(Rados, StringMarshalling = StringMarshalling.Utf8)]
     public static partial int rados_conf_set(nint cluster, string option, string value);
 
+    /// <summary>Copies the option's value, NUL-terminated, into <paramref name="buffer"/>; -ENAMETOOLONG when it does not fit.</summary>
+    [LibraryImport(Rados, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int rados_conf_get(nint cluster, string option, byte* buffer, nuint length);
+
     [LibraryImport(Rados)]
     public static partial int rados_connect(nint cluster);
 

@@ -10,6 +10,9 @@ namespace ExportServer.Block.Protocols.Rbd;
 /// </summary>
 internal sealed class RbdCluster : IDisposable
 {
+    /// <summary>Seconds a request to the cluster may take unless the configuration says otherwise (see <see cref="BoundRequests"/>).</summary>
+    public const string RequestTimeout = "30";
+
     private nint _cluster;
     private nint _ioctx;
 
@@ -70,6 +73,7 @@ internal sealed class RbdCluster : IDisposable
 
             // Only fails when the option does not exist, and librbd then does not cache.
             _ = LibRbd.rados_conf_set(cluster, "rbd_cache", cache ? "true" : "false");
+            BoundRequests(cluster);
 
             r = LibRbd.rados_connect(cluster);
             if (r < 0)
@@ -101,6 +105,26 @@ internal sealed class RbdCluster : IDisposable
             if (cluster != 0)
             {
                 LibRbd.rados_shutdown(cluster);
+            }
+        }
+    }
+
+    /// <summary>
+    /// librados waits for ever by default for a stopped OSD or monitor (a time-out of 0), and so
+    /// would every request to the image. Unless the configuration sets its own, requests are bounded
+    /// by <see cref="RequestTimeout"/>: they fail with ETIMEDOUT, which reaches NBD clients as EIO,
+    /// and the image serves again once the cluster is back. librbd may make two cluster requests in a
+    /// row for one of ours (an object map's update, then the data), so one may take twice as long.
+    /// </summary>
+    private static unsafe void BoundRequests(nint cluster)
+    {
+        var value = stackalloc byte[32];
+        foreach (var option in (ReadOnlySpan<string>)["rados_osd_op_timeout", "rados_mon_op_timeout"])
+        {
+            // librados prints these as whole seconds.
+            if (LibRbd.rados_conf_get(cluster, option, value, 32) == 0 && new ReadOnlySpan<byte>(value, 2).SequenceEqual("0\0"u8))
+            {
+                _ = LibRbd.rados_conf_set(cluster, option, RequestTimeout);
             }
         }
     }

@@ -45,6 +45,12 @@ internal sealed class RbdDriver : IBlockDriver, IProtocolFileNames, ILocationCre
             throw BlockException.NotSupported("RBD library does not support image encryption");
         }
 
+        // BlockdevCreateOptionsRbd has no preallocation (QEMU's rbd driver has none): its schema refuses the member.
+        if (options.Has("preallocation"))
+        {
+            throw BlockException.Invalid("Parameter 'options.preallocation' is unexpected");
+        }
+
         var location = RbdLocation.Read(locationOptions);
         locationOptions.EnsureAllConsumed();
         options.EnsureAllConsumed();
