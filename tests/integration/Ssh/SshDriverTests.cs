@@ -218,6 +218,66 @@ public sealed class SshDriverTests
     }
 
     /// <summary>
+    /// password-secret logs in with a password (no agent, no identity file): reads through our export
+    /// equal the remote file and writes reach it; a wrong password is QEMU's error, the daemon stays up.
+    /// </summary>
+    [Fact]
+    public async Task APasswordSecretLogsInAndAWrongOneIsRefused()
+    {
+        using var dir = new TempDir();
+        var password = await SshServer.SetPasswordUserAsync();
+        await using var ssh = await SshServer.StartAsync(dir, passwords: true);
+
+        // The remote file belongs to the password user, and it must reach it through the scratch directory.
+        var remote = dir["remote.raw"];
+        (await Tool.ShAsync($"chmod 755 {dir.Path} && head -c 6M /dev/urandom > {remote} && chown {SshServer.PasswordUser} {remote}")).Check("fill");
+        var copy = dir["copy.raw"];
+        File.Copy(remote, copy);
+        var monitor = dir["m.qmp"];
+        var sock = dir["nbd.sock"];
+        await using var d = await Daemon.StartAsync("/usr/bin/env", dir,
+        [
+            "-u", "SSH_AUTH_SOCK", $"HOME={dir["nohome"]}", Daemon.ExportServerPath,
+            "--object", $"secret,id=pw,data={password}",
+            "--object", "secret,id=bad,data=not-the-password",
+            "--chardev", $"socket,id=m0,path={monitor},server=on,wait=off", "--monitor", "chardev=m0",
+            "--blockdev", ssh.NodeOptions(remote) + $",node-name=s0,user={SshServer.PasswordUser},password-secret=pw",
+            "--nbd-server", $"addr.type=unix,addr.path={sock}",
+            "--export", "type=nbd,id=e0,node-name=s0,name=disk,writable=on",
+        ]);
+        var uri = $"nbd+unix:///disk?socket={sock}";
+        var size = (await Tool.RunAsync("nbdinfo", "--size", uri)).Check("nbdinfo").Stdout.Trim();
+        Assert.Equal((6 << 20).ToString(System.Globalization.CultureInfo.InvariantCulture), size);
+        (await Tool.RunAsync("qemu-img", "compare", "-U", "-f", "raw", "-F", "raw", uri, copy)).Check("compare");
+
+        (await Tool.RunAsync("qemu-io", "-f", "raw", "-c", "write -P 0x6b 12345 300000", "-c", "write -P 0x17 4M 1M", "-c", "flush", uri)).Check("write");
+        (await Tool.RunAsync("qemu-io", "-f", "raw", "-c", "write -P 0x6b 12345 300000", "-c", "write -P 0x17 4M 1M", copy)).Check("same writes on the copy");
+        Assert.Equal(File.ReadAllBytes(copy), File.ReadAllBytes(remote));
+
+        var qmp = await QmpClient.ConnectAsync(monitor);
+        JsonObject Node(string secret) => new()
+        {
+            ["driver"] = "ssh",
+            ["node-name"] = "s1",
+            ["user"] = SshServer.PasswordUser,
+            ["password-secret"] = secret,
+            ["server"] = new JsonObject { ["host"] = "127.0.0.1", ["port"] = ssh.Port.ToString(System.Globalization.CultureInfo.InvariantCulture) },
+            ["path"] = remote,
+            ["host-key-check"] = new JsonObject { ["mode"] = "none" },
+        };
+
+        var (cls, desc) = await qmp.ErrorAsync("blockdev-add", Node("bad"));
+        Assert.Equal("GenericError", cls);
+        Assert.Equal("failed to authenticate using password authentication", desc);
+
+        // The daemon still serves the node opened with the right password, and the right secret opens a second one.
+        Assert.False(d.HasExited);
+        (await Tool.RunAsync("qemu-img", "compare", "-U", "-f", "raw", "-F", "raw", uri, copy)).Check("compare after the refusal");
+        await qmp.ExecuteAsync("blockdev-add", Node("pw"));
+        Assert.Equal(0, await d.StopAsync());
+    }
+
+    /// <summary>
     /// The SSH sessions die under a reader (sshd's session processes killed): the NBD client gets EIO,
     /// and the daemon stays up and keeps serving its other export.
     /// </summary>
