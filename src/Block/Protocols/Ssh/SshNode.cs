@@ -11,10 +11,12 @@ namespace ExportServer.Block.Protocols.Ssh;
 /// a handle of its own, so that many reads and writes are in flight at once (SFTP answers each
 /// request by id, whatever its handle). A read is cut into pieces of <see cref="ReadLength"/> bytes,
 /// each one SSH_FXP_READ on its own handle, all sent at once: the server streams them back to back
-/// instead of waiting a round trip per piece. A write is acknowledged only once the server has
-/// answered it. Block status is the default for a protocol (data, allocated): SFTP cannot tell holes.
-/// Every call into SSH.NET starts on a pool thread (see <see cref="SshConnection.OffLoop(Action)"/>):
-/// writes and truncation with the handle's synchronous calls, reads with its asynchronous ones.
+/// instead of waiting a round trip per piece. A write is cut the same way into SSH_FXP_WRITEs of
+/// <see cref="WriteLength"/> bytes, all sent before any answer is awaited, and is acknowledged only
+/// once the server has answered every one. Block status is the default for a protocol (data,
+/// allocated): SFTP cannot tell holes. Every call into SSH.NET starts on a pool thread (see
+/// <see cref="SshConnection.OffLoop(Action)"/>): truncation with the handle's synchronous call, reads
+/// and writes with its asynchronous ones.
 /// </summary>
 internal sealed class SshNode : BlockNode
 {
@@ -30,6 +32,14 @@ internal sealed class SshNode : BlockNode
     /// <see cref="ReadPieceAsync"/>), so the client's buffer size is set to make it this.
     /// </summary>
     public const int ReadLength = 32 * 1024;
+
+    /// <summary>
+    /// Bytes sent by one SSH_FXP_WRITE: 32 KiB less room for the request's other fields. A handle's
+    /// write buffer is the client's buffer size less those fields (length, type, id, handle, offset,
+    /// data length); a piece shorter than the buffer stays in it until the flush sends it whole,
+    /// where a piece of exactly its length would be sent and awaited by the write itself.
+    /// </summary>
+    public const int WriteLength = ReadLength - 256;
 
     /// <summary>The fields of an SSH_FXP_DATA before its data (length, type, id, data length), which SSH.NET takes off the buffer size.</summary>
     public const int DataHeaderLength = 13;
@@ -68,18 +78,19 @@ internal sealed class SshNode : BlockNode
         await SshConnection.OffLoop(() => ReadPiecesAsync(offset, buffer)).ConfigureAwait(false);
     }
 
-    private Task ReadPiecesAsync(long offset, Memory<byte> buffer)
-    {
-        if (buffer.Length <= ReadLength)
-        {
-            return ReadPieceAsync(offset, buffer).AsTask();
-        }
+    private Task ReadPiecesAsync(long offset, Memory<byte> buffer) =>
+        buffer.Length <= ReadLength
+            ? ReadPieceAsync(offset, buffer).AsTask()
+            : InPieces(buffer.Length, ReadLength, (start, length) => ReadPieceAsync(offset + start, buffer.Slice(start, length)));
 
-        var pieces = new Task[(buffer.Length + ReadLength - 1) / ReadLength];
+    /// <summary>Starts <paramref name="piece"/> for each piece of at most <paramref name="pieceLength"/> bytes, all before any is awaited.</summary>
+    private static Task InPieces(int length, int pieceLength, Func<int, int, ValueTask> piece)
+    {
+        var pieces = new Task[(length + pieceLength - 1) / pieceLength];
         for (var i = 0; i < pieces.Length; i++)
         {
-            var start = i * ReadLength;
-            pieces[i] = ReadPieceAsync(offset + start, buffer.Slice(start, Math.Min(ReadLength, buffer.Length - start))).AsTask();
+            var start = i * pieceLength;
+            pieces[i] = piece(start, Math.Min(pieceLength, length - start)).AsTask();
         }
 
         return Task.WhenAll(pieces);
@@ -137,17 +148,33 @@ internal sealed class SshNode : BlockNode
         stream.Position = offset;
     }
 
+    /// <summary>
+    /// Sends the SFTP writes from a pool thread (see <see cref="ReadCoreAsync"/>), then awaits their
+    /// answers together: the write completes once the server has answered every piece.
+    /// </summary>
     protected override async ValueTask WriteCoreAsync(long offset, ReadOnlyMemory<byte> buffer, WriteFlags flags)
+    {
+        await SshConnection.OffLoop(() => WritePiecesAsync(offset, buffer)).ConfigureAwait(false);
+    }
+
+    private Task WritePiecesAsync(long offset, ReadOnlyMemory<byte> buffer) =>
+        buffer.Length <= WriteLength
+            ? WritePieceAsync(offset, buffer).AsTask()
+            : InPieces(buffer.Length, WriteLength, (start, length) => WritePieceAsync(offset + start, buffer.Slice(start, length)));
+
+    /// <summary>
+    /// One piece of at most <see cref="WriteLength"/> bytes on a handle of its own: the stream keeps
+    /// it in its write buffer, which is longer, and its flush sends it as one SSH_FXP_WRITE and waits
+    /// for the server's status. Pieces of other writes go out on other handles meanwhile.
+    /// </summary>
+    private async ValueTask WritePieceAsync(long offset, ReadOnlyMemory<byte> piece)
     {
         var stream = await TakeAsync().ConfigureAwait(false);
         try
         {
-            await SshConnection.OffLoop(() =>
-            {
-                stream.Position = offset;
-                stream.Write(buffer.Span);
-                stream.Flush();
-            }).ConfigureAwait(false);
+            stream.Position = offset;
+            await stream.WriteAsync(piece).ConfigureAwait(false);
+            await stream.FlushAsync().ConfigureAwait(false);
         }
         catch (Exception e) when (IsSftpFailure(e))
         {
