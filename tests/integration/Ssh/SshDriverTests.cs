@@ -279,8 +279,8 @@ public sealed class SshDriverTests
 
     /// <summary>
     /// Writes go out as many SFTP requests in flight: concurrent writes of every size at random
-    /// offsets (fio, 32 deep) and a copy with many requests (nbdcopy) must land byte for byte in the
-    /// remote file, and a qcow2 written the same way must check clean.
+    /// offsets (fio, 2 and 32 deep) and a copy with many requests (nbdcopy) must land byte for byte in
+    /// the remote file, and a qcow2 written the same way must check clean.
     /// </summary>
     [Fact]
     public async Task ManyWritesInFlightLandIntactInTheRemoteFile()
@@ -305,11 +305,16 @@ public sealed class SshDriverTests
             (await Tool.RunAsync("nbdcopy", ["--requests=64", "--request-size=1048576", source, uri], TimeSpan.FromSeconds(120))).Check("nbdcopy");
             Assert.Equal(File.ReadAllBytes(source), File.ReadAllBytes(remote));
 
-            // Random writes of 512 bytes to 1 MiB, unaligned to the SFTP pieces, then read back and verified.
-            var fio = await Tool.RunAsync("fio", ["--name=random", "--ioengine=nbd", $"--uri={uri}", "--rw=randwrite", "--bsrange=512-1m",
-                "--iodepth=32", "--size=48m", "--verify=crc32c", "--do_verify=1", "--randseed=7", "--output-format=terse"], TimeSpan.FromSeconds(180));
-            fio.Check("fio");
-            Assert.DoesNotContain("verify", fio.Stderr);
+            // Random writes of 512 bytes to 1 MiB, unaligned to the SFTP pieces, then read back and
+            // verified: 2 deep (each write cut into pieces sent together) on the first half, 32 deep
+            // (most writes whole, one handle each) on the second.
+            foreach (var (depth, start) in new[] { (2, "0"), (32, "24m") })
+            {
+                var fio = await Tool.RunAsync("fio", ["--name=random", "--ioengine=nbd", $"--uri={uri}", "--rw=randwrite", "--bsrange=512-1m",
+                    $"--iodepth={depth}", $"--offset={start}", "--size=24m", "--verify=crc32c", "--do_verify=1", "--randseed=7", "--output-format=terse"], TimeSpan.FromSeconds(180));
+                fio.Check($"fio {depth} deep");
+                Assert.DoesNotContain("verify", fio.Stderr);
+            }
 
             // The remote file now holds exactly what the export serves.
             var back = dir["back.raw"];
