@@ -7,7 +7,9 @@ namespace ExportServer.IntegrationTests.Ssh;
 
 /// <summary>
 /// An OpenSSH sshd on 127.0.0.1 (a free port) with a host key made for the test, and an ssh-agent
-/// holding the one client key sshd accepts. Files are served by sshd's internal SFTP server.
+/// holding the one client key sshd accepts. Files are served by sshd's internal SFTP server. Started
+/// with passwords on, it also lets <see cref="PasswordUser"/> log in with a password (sshd without PAM
+/// checks it against /etc/shadow).
 /// </summary>
 internal sealed class SshServer : IAsyncDisposable
 {
@@ -34,13 +36,19 @@ internal sealed class SshServer : IAsyncDisposable
     /// <summary>The host key's SHA-256 in hex, as host-key-check.hash takes it.</summary>
     public string HostKeySha256 { get; }
 
+    /// <summary>
+    /// A local account for password logins: no home directory, no login shell (the internal SFTP
+    /// server needs none), its password set afresh by <see cref="SetPasswordUserAsync"/>.
+    /// </summary>
+    public const string PasswordUser = "es-sftp-test";
+
     public Dictionary<string, string> Env => new() { ["SSH_AUTH_SOCK"] = AgentSocket };
 
     /// <summary>The options of an ssh node for <paramref name="path"/> with the host key checked by hash.</summary>
     public string NodeOptions(string path, string? hash = null) =>
         $"driver=ssh,server.host=127.0.0.1,server.port={Port},path={path},host-key-check.mode=hash,host-key-check.type=sha256,host-key-check.hash={hash ?? HostKeySha256}";
 
-    public static async Task<SshServer> StartAsync(TempDir dir)
+    public static async Task<SshServer> StartAsync(TempDir dir, bool passwords = false)
     {
         var hostKey = dir["ssh_host_key"];
         var clientKey = dir["client_key"];
@@ -56,7 +64,7 @@ internal sealed class SshServer : IAsyncDisposable
             PidFile none
             StrictModes no
             UsePAM no
-            PasswordAuthentication no
+            PasswordAuthentication {(passwords ? "yes" : "no")}
             KbdInteractiveAuthentication no
             Subsystem sftp internal-sftp
 
@@ -80,6 +88,22 @@ internal sealed class SshServer : IAsyncDisposable
             await server.DisposeAsync();
             throw;
         }
+    }
+
+    /// <summary>
+    /// Creates <see cref="PasswordUser"/> if it does not exist yet and gives it a new random password,
+    /// which it returns. Only that account is touched.
+    /// </summary>
+    public static async Task<string> SetPasswordUserAsync()
+    {
+        if ((await Tool.RunAsync("id", "-u", PasswordUser)).ExitCode != 0)
+        {
+            (await Tool.RunAsync("useradd", "-M", "-d", "/nonexistent", "-s", "/usr/sbin/nologin", PasswordUser)).Check("useradd");
+        }
+
+        var password = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(12));
+        (await Tool.RunAsync("chpasswd", [], stdin: $"{PasswordUser}:{password}\n")).Check("chpasswd");
+        return password;
     }
 
     public ValueTask DisposeAsync()

@@ -11,10 +11,12 @@ namespace ExportServer.Block.Protocols.Ssh;
 /// a handle of its own, so that many reads and writes are in flight at once (SFTP answers each
 /// request by id, whatever its handle). A read is cut into pieces of <see cref="ReadLength"/> bytes,
 /// each one SSH_FXP_READ on its own handle, all sent at once: the server streams them back to back
-/// instead of waiting a round trip per piece. A write is acknowledged only once the server has
-/// answered it. Block status is the default for a protocol (data, allocated): SFTP cannot tell holes.
-/// Every call into SSH.NET starts on a pool thread (see <see cref="SshConnection.OffLoop(Action)"/>):
-/// writes and truncation with the handle's synchronous calls, reads with its asynchronous ones.
+/// instead of waiting a round trip per piece. A write, while few are in flight, is cut the same way
+/// into SSH_FXP_WRITEs of <see cref="WriteLength"/> bytes sent together; beyond that it goes whole
+/// through one handle (see <see cref="WriteCoreAsync"/>). Either way it is acknowledged only once the
+/// server has answered all of it. Block status is the default for a protocol (data, allocated): SFTP
+/// cannot tell holes. Every call into SSH.NET starts on a pool thread (see
+/// <see cref="SshConnection.OffLoop(Action)"/>).
 /// </summary>
 internal sealed class SshNode : BlockNode
 {
@@ -31,6 +33,20 @@ internal sealed class SshNode : BlockNode
     /// </summary>
     public const int ReadLength = 32 * 1024;
 
+    /// <summary>
+    /// Bytes sent by one SSH_FXP_WRITE: 32 KiB less room for the request's other fields. A handle's
+    /// write buffer is the client's buffer size less those fields (length, type, id, handle, offset,
+    /// data length); a piece shorter than the buffer stays in it until the flush sends it whole,
+    /// where a piece of exactly its length would be sent and awaited by the write itself.
+    /// </summary>
+    public const int WriteLength = ReadLength - 256;
+
+    /// <summary>
+    /// Writes in flight up to which each is cut into pieces sent together (see <see cref="WriteCoreAsync"/>):
+    /// four writes of 256 KiB fill the handles.
+    /// </summary>
+    public const int PipelinedWrites = 4;
+
     /// <summary>The fields of an SSH_FXP_DATA before its data (length, type, id, data length), which SSH.NET takes off the buffer size.</summary>
     public const int DataHeaderLength = 13;
 
@@ -39,6 +55,7 @@ internal sealed class SshNode : BlockNode
     private readonly SemaphoreSlim _available = new(Handles, Handles);
     private readonly SftpFileStream[] _all;
     private readonly string _fileName;
+    private int _writesInFlight;
 
     public SshNode(string nodeName, bool readOnly, SftpClient client, SftpFileStream[] streams, long length, string fileName)
         : base(nodeName, readOnly)
@@ -68,18 +85,19 @@ internal sealed class SshNode : BlockNode
         await SshConnection.OffLoop(() => ReadPiecesAsync(offset, buffer)).ConfigureAwait(false);
     }
 
-    private Task ReadPiecesAsync(long offset, Memory<byte> buffer)
-    {
-        if (buffer.Length <= ReadLength)
-        {
-            return ReadPieceAsync(offset, buffer).AsTask();
-        }
+    private Task ReadPiecesAsync(long offset, Memory<byte> buffer) =>
+        buffer.Length <= ReadLength
+            ? ReadPieceAsync(offset, buffer).AsTask()
+            : InPieces(buffer.Length, ReadLength, (start, length) => ReadPieceAsync(offset + start, buffer.Slice(start, length)));
 
-        var pieces = new Task[(buffer.Length + ReadLength - 1) / ReadLength];
+    /// <summary>Starts <paramref name="piece"/> for each piece of at most <paramref name="pieceLength"/> bytes, all before any is awaited.</summary>
+    private static Task InPieces(int length, int pieceLength, Func<int, int, ValueTask> piece)
+    {
+        var pieces = new Task[(length + pieceLength - 1) / pieceLength];
         for (var i = 0; i < pieces.Length; i++)
         {
-            var start = i * ReadLength;
-            pieces[i] = ReadPieceAsync(offset + start, buffer.Slice(start, Math.Min(ReadLength, buffer.Length - start))).AsTask();
+            var start = i * pieceLength;
+            pieces[i] = piece(start, Math.Min(pieceLength, length - start)).AsTask();
         }
 
         return Task.WhenAll(pieces);
@@ -137,7 +155,34 @@ internal sealed class SshNode : BlockNode
         stream.Position = offset;
     }
 
+    /// <summary>
+    /// With few writes in flight, sends the SFTP writes of this one from a pool thread (see
+    /// <see cref="ReadCoreAsync"/>) and awaits their answers together: the write completes once the
+    /// server has answered every piece, a round trip instead of one per piece. With more, the writes
+    /// in flight already hide the round trips, and each goes whole through one handle's synchronous
+    /// write and flush (a round trip per SSH_FXP_WRITE): SSH.NET's asynchronous requests took about
+    /// twice the processor time per byte of its synchronous ones, measured against a local sshd.
+    /// </summary>
     protected override async ValueTask WriteCoreAsync(long offset, ReadOnlyMemory<byte> buffer, WriteFlags flags)
+    {
+        try
+        {
+            if (Interlocked.Increment(ref _writesInFlight) <= PipelinedWrites)
+            {
+                await SshConnection.OffLoop(() => WritePiecesAsync(offset, buffer)).ConfigureAwait(false);
+            }
+            else
+            {
+                await WriteWholeAsync(offset, buffer).ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _writesInFlight);
+        }
+    }
+
+    private async ValueTask WriteWholeAsync(long offset, ReadOnlyMemory<byte> buffer)
     {
         var stream = await TakeAsync().ConfigureAwait(false);
         try
@@ -148,6 +193,35 @@ internal sealed class SshNode : BlockNode
                 stream.Write(buffer.Span);
                 stream.Flush();
             }).ConfigureAwait(false);
+        }
+        catch (Exception e) when (IsSftpFailure(e))
+        {
+            throw Failure("write", e);
+        }
+        finally
+        {
+            Return(stream);
+        }
+    }
+
+    private Task WritePiecesAsync(long offset, ReadOnlyMemory<byte> buffer) =>
+        buffer.Length <= WriteLength
+            ? WritePieceAsync(offset, buffer).AsTask()
+            : InPieces(buffer.Length, WriteLength, (start, length) => WritePieceAsync(offset + start, buffer.Slice(start, length)));
+
+    /// <summary>
+    /// One piece of at most <see cref="WriteLength"/> bytes on a handle of its own: the stream keeps
+    /// it in its write buffer, which is longer, and its flush sends it as one SSH_FXP_WRITE and waits
+    /// for the server's status. Pieces of other writes go out on other handles meanwhile.
+    /// </summary>
+    private async ValueTask WritePieceAsync(long offset, ReadOnlyMemory<byte> piece)
+    {
+        var stream = await TakeAsync().ConfigureAwait(false);
+        try
+        {
+            stream.Position = offset;
+            await stream.WriteAsync(piece).ConfigureAwait(false);
+            await stream.FlushAsync().ConfigureAwait(false);
         }
         catch (Exception e) when (IsSftpFailure(e))
         {
