@@ -17,6 +17,16 @@ internal sealed class GlusterNode : BlockNode, IImageInfoSource
     private nint _fs;
     private nint _fd;
 
+    /// <summary>
+    /// QEMU's block-status cache: the last data range SEEK_DATA/SEEK_HOLE found, so that reads
+    /// (which ask block status for holes) do not cost two more round trips to the brick each.
+    /// Writes only add data; zero writes and discards drop it before and after, truncation before.
+    /// </summary>
+    private volatile DataRange? _knownData;
+
+    /// <summary>Bumped by every drop of <see cref="_knownData"/>: a range found across a drop is not kept.</summary>
+    private int _dataGeneration;
+
     private GlusterNode(string nodeName, bool readOnly, nint fs, nint fd, long size, string fileName)
         : base(nodeName, readOnly)
     {
@@ -198,11 +208,31 @@ internal sealed class GlusterNode : BlockNode, IImageInfoSource
         }
     }
 
-    protected override async ValueTask WriteZeroesCoreAsync(long offset, long length, ZeroFlags flags) =>
-        Check(await GlusterOp.WriteZeroes(_fd, offset, length).ConfigureAwait(false));
+    protected override async ValueTask WriteZeroesCoreAsync(long offset, long length, ZeroFlags flags)
+    {
+        ForgetData();
+        try
+        {
+            Check(await GlusterOp.WriteZeroes(_fd, offset, length).ConfigureAwait(false));
+        }
+        finally
+        {
+            ForgetData();
+        }
+    }
 
-    protected override async ValueTask DiscardCoreAsync(long offset, long length) =>
-        Check(await GlusterOp.Discard(_fd, offset, length).ConfigureAwait(false));
+    protected override async ValueTask DiscardCoreAsync(long offset, long length)
+    {
+        ForgetData();
+        try
+        {
+            Check(await GlusterOp.Discard(_fd, offset, length).ConfigureAwait(false));
+        }
+        finally
+        {
+            ForgetData();
+        }
+    }
 
     protected override async ValueTask FlushCoreAsync() =>
         Check(await GlusterOp.Flush(_fd).ConfigureAwait(false));
@@ -210,11 +240,18 @@ internal sealed class GlusterNode : BlockNode, IImageInfoSource
     /// <summary>
     /// QEMU's find_allocation: the next data at or after <paramref name="offset"/>; when the offset
     /// is in data, it lasts to the next hole. A brick that cannot tell (EINVAL, ENOTSUP) makes it all data.
+    /// A range inside the last data range found is answered without asking the brick.
     /// </summary>
     protected override ValueTask<BlockStatus> GetBlockStatusCoreAsync(long offset, long length)
     {
         var data = new BlockStatus(length, BlockStatusFlags.Data | BlockStatusFlags.Allocated);
         var end = offset + length;
+        if (_knownData is { } known && offset >= known.Start && offset < known.End)
+        {
+            return ValueTask.FromResult(new BlockStatus(Math.Min(known.End, end) - offset, BlockStatusFlags.Data | BlockStatusFlags.Allocated));
+        }
+
+        var generation = Volatile.Read(ref _dataGeneration);
         var nextData = LibGfapi.glfs_lseek(_fd, offset, LibC.SEEK_DATA);
         if (nextData < 0)
         {
@@ -229,13 +266,22 @@ internal sealed class GlusterNode : BlockNode, IImageInfoSource
         }
 
         var nextHole = LibGfapi.glfs_lseek(_fd, offset, LibC.SEEK_HOLE);
-        return ValueTask.FromResult(nextHole <= offset
-            ? data
-            : new BlockStatus(Math.Min(nextHole, end) - offset, BlockStatusFlags.Data | BlockStatusFlags.Allocated));
+        if (nextHole <= offset)
+        {
+            return ValueTask.FromResult(data);
+        }
+
+        _knownData = new DataRange(offset, nextHole);
+        if (Volatile.Read(ref _dataGeneration) != generation)
+        {
+            _knownData = null;
+        }
+        return ValueTask.FromResult(new BlockStatus(Math.Min(nextHole, end) - offset, BlockStatusFlags.Data | BlockStatusFlags.Allocated));
     }
 
     protected override async ValueTask TruncateCoreAsync(long length)
     {
+        ForgetData();
         var (r, errno) = await Task.Run(() => (LibGfapi.glfs_ftruncate(_fd, length, 0, 0), Marshal.GetLastPInvokeError())).ConfigureAwait(false);
         if (r < 0)
         {
@@ -263,4 +309,13 @@ internal sealed class GlusterNode : BlockNode, IImageInfoSource
             }
         }).ConfigureAwait(false);
     }
+
+    private void ForgetData()
+    {
+        Interlocked.Increment(ref _dataGeneration);
+        _knownData = null;
+    }
+
+    /// <summary>Bytes [Start, End) of the file hold data.</summary>
+    private sealed record DataRange(long Start, long End);
 }
