@@ -266,9 +266,9 @@ internal sealed partial class FileNode
     private async ValueTask<bool> FAllocateAsync(int mode, long offset, long length)
     {
         using var fd = Lease();
-        ForgetDataRegion();
+        _knownData.Forget();
         var errno = await Task.Run(() => LibC.FAllocate(fd.Fd, mode, offset, length) == 0 ? 0 : Marshal.GetLastPInvokeError()).ConfigureAwait(false);
-        ForgetDataRegion();
+        _knownData.Forget();
         return errno switch
         {
             0 => true,
@@ -307,13 +307,13 @@ internal sealed partial class FileNode
         const BlockStatusFlags data = BlockStatusFlags.Data | BlockStatusFlags.Allocated;
         const BlockStatusFlags hole = BlockStatusFlags.Zero | BlockStatusFlags.Allocated;
 
-        var known = Volatile.Read(ref _dataRegion);
-        if (known is not null && known.Contains(offset))
+        var knownEnd = _knownData.EndOfRunAt(offset);
+        if (knownEnd >= 0)
         {
-            return ValueTask.FromResult(new BlockStatus(Math.Min(known.End - offset, length), data));
+            return ValueTask.FromResult(new BlockStatus(Math.Min(knownEnd - offset, length), data));
         }
 
-        var generation = Volatile.Read(ref _dataRegionGeneration);
+        var generation = _knownData.Generation;
         using var fd = Lease();
         var dataStart = LibC.LSeek(fd.Fd, offset, LibC.SEEK_DATA);
         if (dataStart < 0)
@@ -328,7 +328,7 @@ internal sealed partial class FileNode
         var holeStart = LibC.LSeek(fd.Fd, Math.Max(dataStart, offset), LibC.SEEK_HOLE);
         if (holeStart > dataStart)
         {
-            RememberDataRegion(new DataExtent(dataStart, (holeStart + a - 1) / a * a), generation);
+            _knownData.Remember(dataStart, (holeStart + a - 1) / a * a, generation);
         }
 
         if (dataStart > offset)
@@ -344,31 +344,6 @@ internal sealed partial class FileNode
         return ValueTask.FromResult(new BlockStatus(Math.Min(dataEnd - offset, length), data));
     }
 
-    /// <summary>Keeps a run found by a lookup, unless a punch, zeroing or resize began since the lookup began.</summary>
-    private void RememberDataRegion(DataExtent run, long generation)
-    {
-        lock (_dataRegionLock)
-        {
-            if (_dataRegionGeneration == generation)
-            {
-                Volatile.Write(ref _dataRegion, run);
-            }
-        }
-    }
-
-    /// <summary>
-    /// Drops the remembered run. Called before a change that can turn data into a hole (so no lookup
-    /// running across it stores what it saw) and after it (so no lookup that ran during it survives).
-    /// </summary>
-    private void ForgetDataRegion()
-    {
-        lock (_dataRegionLock)
-        {
-            _dataRegionGeneration++;
-            Volatile.Write(ref _dataRegion, null);
-        }
-    }
-
     protected override async ValueTask TruncateCoreAsync(long length)
     {
         if (!_isRegular)
@@ -378,9 +353,9 @@ internal sealed partial class FileNode
         }
 
         using var fd = Lease();
-        ForgetDataRegion();
+        _knownData.Forget();
         var errno = await Task.Run(() => LibC.FTruncate(fd.Fd, length) == 0 ? 0 : Marshal.GetLastPInvokeError()).ConfigureAwait(false);
-        ForgetDataRegion();
+        _knownData.Forget();
         if (errno != 0)
         {
             throw Failure("Failed to resize", errno);

@@ -25,13 +25,8 @@ internal sealed partial class FileNode : BlockNode
     private readonly WriteBehind? _writeBehind;
     private SafeFileHandle _handle;
 
-    /// <summary>The last data run block status found, as QEMU's file-posix remembers it; null when unknown.</summary>
-    private DataExtent? _dataRegion;
-
-    /// <summary>Counts the forgets of <see cref="_dataRegion"/>; a lookup stores its run only if none came between.</summary>
-    private long _dataRegionGeneration;
-
-    private readonly Lock _dataRegionLock = new();
+    /// <summary>The last data run block status found; forgotten around punches, zeroing and resizes.</summary>
+    private readonly DataRunCache _knownData = new();
 
     /// <summary>Whether FUA writes use RWF_DSYNC; cleared when the kernel or file system refuses the flag.</summary>
     private bool _nativeFua = true;

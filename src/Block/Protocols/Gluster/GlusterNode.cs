@@ -18,14 +18,10 @@ internal sealed class GlusterNode : BlockNode, IImageInfoSource
     private nint _fd;
 
     /// <summary>
-    /// QEMU's block-status cache: the last data range SEEK_DATA/SEEK_HOLE found, so that reads
-    /// (which ask block status for holes) do not cost two more round trips to the brick each.
-    /// Writes only add data; zero writes and discards drop it before and after, truncation before.
+    /// The last data range SEEK_DATA/SEEK_HOLE found, so that reads (which ask block status for holes)
+    /// do not cost two more round trips to the brick each.
     /// </summary>
-    private volatile DataRange? _knownData;
-
-    /// <summary>Bumped by every drop of <see cref="_knownData"/>: a range found across a drop is not kept.</summary>
-    private int _dataGeneration;
+    private readonly DataRunCache _knownData = new();
 
     private GlusterNode(string nodeName, bool readOnly, nint fs, nint fd, long size, string fileName)
         : base(nodeName, readOnly)
@@ -210,27 +206,27 @@ internal sealed class GlusterNode : BlockNode, IImageInfoSource
 
     protected override async ValueTask WriteZeroesCoreAsync(long offset, long length, ZeroFlags flags)
     {
-        ForgetData();
+        _knownData.Forget();
         try
         {
             Check(await GlusterOp.WriteZeroes(_fd, offset, length).ConfigureAwait(false));
         }
         finally
         {
-            ForgetData();
+            _knownData.Forget();
         }
     }
 
     protected override async ValueTask DiscardCoreAsync(long offset, long length)
     {
-        ForgetData();
+        _knownData.Forget();
         try
         {
             Check(await GlusterOp.Discard(_fd, offset, length).ConfigureAwait(false));
         }
         finally
         {
-            ForgetData();
+            _knownData.Forget();
         }
     }
 
@@ -246,12 +242,13 @@ internal sealed class GlusterNode : BlockNode, IImageInfoSource
     {
         var data = new BlockStatus(length, BlockStatusFlags.Data | BlockStatusFlags.Allocated);
         var end = offset + length;
-        if (_knownData is { } known && offset >= known.Start && offset < known.End)
+        var knownEnd = _knownData.EndOfRunAt(offset);
+        if (knownEnd >= 0)
         {
-            return ValueTask.FromResult(new BlockStatus(Math.Min(known.End, end) - offset, BlockStatusFlags.Data | BlockStatusFlags.Allocated));
+            return ValueTask.FromResult(new BlockStatus(Math.Min(knownEnd, end) - offset, BlockStatusFlags.Data | BlockStatusFlags.Allocated));
         }
 
-        var generation = Volatile.Read(ref _dataGeneration);
+        var generation = _knownData.Generation;
         var nextData = LibGfapi.glfs_lseek(_fd, offset, LibC.SEEK_DATA);
         if (nextData < 0)
         {
@@ -271,18 +268,15 @@ internal sealed class GlusterNode : BlockNode, IImageInfoSource
             return ValueTask.FromResult(data);
         }
 
-        _knownData = new DataRange(offset, nextHole);
-        if (Volatile.Read(ref _dataGeneration) != generation)
-        {
-            _knownData = null;
-        }
+        _knownData.Remember(offset, nextHole, generation);
         return ValueTask.FromResult(new BlockStatus(Math.Min(nextHole, end) - offset, BlockStatusFlags.Data | BlockStatusFlags.Allocated));
     }
 
     protected override async ValueTask TruncateCoreAsync(long length)
     {
-        ForgetData();
+        _knownData.Forget();
         var (r, errno) = await Task.Run(() => (LibGfapi.glfs_ftruncate(_fd, length, 0, 0), Marshal.GetLastPInvokeError())).ConfigureAwait(false);
+        _knownData.Forget();
         if (r < 0)
         {
             throw new BlockException((Errno)errno, $"Failed to truncate file: {LibC.StrError(errno)}");
@@ -309,13 +303,4 @@ internal sealed class GlusterNode : BlockNode, IImageInfoSource
             }
         }).ConfigureAwait(false);
     }
-
-    private void ForgetData()
-    {
-        Interlocked.Increment(ref _dataGeneration);
-        _knownData = null;
-    }
-
-    /// <summary>Bytes [Start, End) of the file hold data.</summary>
-    private sealed record DataRange(long Start, long End);
 }
