@@ -1,4 +1,8 @@
 using System.Buffers;
+using System.Diagnostics;
+using System.IO.Pipelines;
+using System.Net.Sockets;
+using ExportServer.Block.Exports;
 using ExportServer.Block.Core;
 using ExportServer.Nbd.Protocol;
 
@@ -38,7 +42,11 @@ internal sealed partial class NbdConnection
     {
         while (true)
         {
-            var result = await _reader.ReadAsync().ConfigureAwait(false);
+            if (!_reader.TryRead(out var result))
+            {
+                result = await WaitForRequestAsync().ConfigureAwait(false);
+            }
+
             var buffer = result.Buffer;
             var status = NbdRequestCodec.TryParse(buffer, _extended, out var request, out var consumed);
             if (status == NbdParseStatus.Incomplete)
@@ -134,6 +142,46 @@ internal sealed partial class NbdConnection
             {
                 _ = Task.Factory.StartNew(s_execute, slot, CancellationToken.None, TaskCreationOptions.DenyChildAttach, scheduler);
             }
+        }
+    }
+
+    /// <summary>
+    /// Waits for more of the request stream. A connection that is the server's only one and has nothing
+    /// in flight first busy-polls its socket for up to the adaptive poll time (see <see cref="RequestPolling"/>):
+    /// a client sending one request at a time then finds this thread awake, with no wake-up on either
+    /// side. With other connections no connection polls, as a poll holds up the event thread they share;
+    /// nor while requests are in flight, whose completions need the CPU.
+    /// </summary>
+    private async ValueTask<ReadResult> WaitForRequestAsync()
+    {
+        var policy = _export!.Options.Polling;
+        if (_tls is not null || policy.MaxNs <= 0 || _server.ConnectionCount != 1 || _slots.CurrentCount != MaxInFlight)
+        {
+            return await _reader.ReadAsync().ConfigureAwait(false);
+        }
+
+        var start = Stopwatch.GetTimestamp();
+        if (_poll.Ns > 0)
+        {
+            PollSocket(start + (_poll.Ns * Stopwatch.Frequency / 1_000_000_000));
+        }
+
+        var result = await _reader.ReadAsync().ConfigureAwait(false);
+        _poll.Adjust(policy, AdaptivePoll.ElapsedNs(start, Stopwatch.GetTimestamp()));
+        return result;
+    }
+
+    private void PollSocket(long until)
+    {
+        try
+        {
+            while (!_socket.Poll(0, SelectMode.SelectRead) && Stopwatch.GetTimestamp() < until)
+            {
+            }
+        }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException)
+        {
+            // The receive that follows reports the closed socket.
         }
     }
 

@@ -3,6 +3,7 @@ using System.Collections.Concurrent;
 using System.IO.Pipelines;
 using System.Net.Sockets;
 using ExportServer.Nbd.Protocol;
+using ExportServer.Block.Exports;
 using Microsoft.Extensions.Logging;
 
 namespace ExportServer.Nbd.Server;
@@ -33,6 +34,9 @@ internal sealed partial class NbdConnection
 
     private NbdExport? _export;
     private int _closed;
+
+    /// <summary>How long the receive loop polls before it waits (see WaitForRequestAsync).</summary>
+    private AdaptivePoll _poll;
 
     public NbdConnection(NbdServer server, Socket socket, long id, ILogger log)
     {

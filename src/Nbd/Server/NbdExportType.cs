@@ -122,6 +122,7 @@ public sealed class NbdExportType : IBlockExportType
             {
                 Name = name, Description = description, Node = export.Root, Writable = settings.Writable, AllocationDepth = allocationDepth,
                 Bitmaps = bitmaps, Scheduler = settings.Scheduler,
+                Polling = settings.Scheduler is null ? RequestPolling.MainLoop : RequestPolling.Off,
             });
         }
         catch

@@ -81,7 +81,7 @@ public sealed class NativeFuaTests
     private static int Index(List<string> lines, string pattern) => lines.FindIndex(l => Regex.IsMatch(l, pattern));
 
     /// <summary>Waits until a tracer is attached to every thread of the process.</summary>
-    private static async Task WaitTracedAsync(int pid)
+    internal static async Task WaitTracedAsync(int pid)
     {
         for (var i = 0; i < 100; i++)
         {

@@ -72,10 +72,10 @@ internal sealed class Daemon : IAsyncDisposable
     /// <summary>Starts qemu-storage-daemon with the same kind of arguments (the reference implementation).</summary>
     public static Task<Daemon> StartQsdAsync(TempDir dir, params string[] args) => StartAsync("/usr/bin/qemu-storage-daemon", dir, args);
 
-    public static async Task<Daemon> StartAsync(string exe, TempDir dir, string[] args)
+    public static async Task<Daemon> StartAsync(string exe, TempDir dir, string[] args, IReadOnlyDictionary<string, string>? environment = null)
     {
         var pid = dir[$"daemon-{Guid.NewGuid():N}.pid"];
-        var d = Launch(exe, [.. args, "--pidfile", pid]);
+        var d = Launch(exe, [.. args, "--pidfile", pid], environment);
         var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
         while (!File.Exists(pid))
         {
@@ -97,7 +97,7 @@ internal sealed class Daemon : IAsyncDisposable
     }
 
     /// <summary>Starts the process without waiting for readiness (for tests of startup failures).</summary>
-    public static Daemon Launch(string exe, string[] args)
+    public static Daemon Launch(string exe, string[] args, IReadOnlyDictionary<string, string>? environment = null)
     {
         var psi = new ProcessStartInfo(exe)
         {
@@ -105,6 +105,11 @@ internal sealed class Daemon : IAsyncDisposable
             RedirectStandardError = true,
             RedirectStandardOutput = true,
         };
+        foreach (var (name, value) in environment ?? new Dictionary<string, string>())
+        {
+            psi.Environment[name] = value;
+        }
+
         foreach (var a in args)
         {
             psi.ArgumentList.Add(a);

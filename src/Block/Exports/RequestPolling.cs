@@ -1,0 +1,65 @@
+using System.Diagnostics;
+
+namespace ExportServer.Block.Exports;
+
+/// <summary>
+/// How long a connection busy-polls for the next request before it sleeps, with the meaning of QEMU's
+/// iothread properties poll-max-ns, poll-grow and poll-shrink. A client that sends its next request
+/// soon after the last reply (one request at a time) then finds the server awake: neither side pays
+/// for a wake-up.
+/// </summary>
+/// <param name="MaxNs">The longest poll, in nanoseconds; 0 turns polling off.</param>
+/// <param name="Grow">Factor by which a too-short poll grows; 0 means 2.</param>
+/// <param name="Shrink">Divisor by which a too-long poll shrinks; 0 means it drops to nothing.</param>
+public sealed record RequestPolling(long MaxNs, long Grow, long Shrink)
+{
+    /// <summary>The environment variable that sets the main loop's poll-max-ns (0 turns polling off).</summary>
+    public const string MaxNsVariable = "EXPORT_SERVER_POLL_MAX_NS";
+
+    /// <summary>QEMU's default for iothreads.</summary>
+    public static RequestPolling Default { get; } = new(32768, 0, 0);
+
+    /// <summary>No polling.</summary>
+    public static RequestPolling Off { get; } = new(0, 0, 0);
+
+    /// <summary>
+    /// The main loop's polling: the iothread default unless <see cref="MaxNsVariable"/> sets the
+    /// maximum (for instance 0 on a host whose CPUs are all busy, where a poll only takes time from others).
+    /// </summary>
+    public static RequestPolling MainLoop { get; } =
+        long.TryParse(Environment.GetEnvironmentVariable(MaxNsVariable), out var ns) && ns >= 0 ? Default with { MaxNs = ns } : Default;
+
+    /// <summary>The first poll after polling was off, as QEMU starts.</summary>
+    public const long InitialNs = 4000;
+}
+
+/// <summary>
+/// The adaptive poll time of one connection. After each wait the time the wait took adjusts the next
+/// poll: a wait the poll covered changes nothing, a wait longer than the maximum shrinks the poll
+/// (polling would only burn the CPU), and a shorter one grows it toward the time the client takes.
+/// </summary>
+public struct AdaptivePoll
+{
+    public long Ns { get; private set; }
+
+    public void Adjust(RequestPolling policy, long waitedNs)
+    {
+        if (waitedNs <= Ns)
+        {
+            return;
+        }
+
+        if (waitedNs > policy.MaxNs)
+        {
+            Ns = policy.Shrink > 0 ? Ns / policy.Shrink : 0;
+        }
+        else if (Ns < policy.MaxNs)
+        {
+            var grow = policy.Grow > 0 ? policy.Grow : 2;
+            Ns = Math.Min(Ns == 0 ? RequestPolling.InitialNs : Ns * grow, policy.MaxNs);
+        }
+    }
+
+    /// <summary>Nanoseconds between two <see cref="Stopwatch"/> timestamps.</summary>
+    public static long ElapsedNs(long start, long end) => (long)((end - start) * (1e9 / Stopwatch.Frequency));
+}

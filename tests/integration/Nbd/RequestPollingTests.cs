@@ -1,0 +1,70 @@
+using System.Diagnostics;
+using System.Text.RegularExpressions;
+using ExportServer.IntegrationTests.Support;
+using Xunit;
+
+namespace ExportServer.IntegrationTests.Nbd;
+
+/// <summary>
+/// Busy-polling for the next request: a lone connection sending one request at a time makes the
+/// daemon poll its socket between requests (zero-timeout poll calls, watched with strace). With
+/// EXPORT_SERVER_POLL_MAX_NS=0 it never polls, nor does a connection that is not alone, nor one to an
+/// export on an iothread. strace slows every system call, so waits take far longer than the default
+/// 32 µs maximum: the cases that should poll allow 10 ms.
+/// </summary>
+public sealed class RequestPollingTests
+{
+    [Theory]
+    [InlineData("alone", true)]
+    [InlineData("off", false)]
+    [InlineData("second-connection", false)]
+    [InlineData("iothread", false)]
+    public async Task ALoneConnectionPollsUnlessPollingIsOff(string setup, bool polls)
+    {
+        using var dir = new TempDir();
+        var image = dir["disk.raw"];
+        await File.WriteAllBytesAsync(image, new byte[1 << 20]);
+        var export = "type=nbd,id=e,node-name=f,name=f" + (setup == "iothread" ? ",iothread=io0" : "");
+        var environment = new Dictionary<string, string> { ["EXPORT_SERVER_POLL_MAX_NS"] = setup == "off" ? "0" : "10000000" };
+        await using var d = await Daemon.StartAsync(Daemon.ExportServerPath, dir,
+            ["--object", "iothread,id=io0", "--blockdev", $"driver=file,node-name=f,filename={image}",
+             "--nbd-server", $"addr.type=unix,addr.path={dir["s.sock"]}", "--export", export], environment);
+        var uri = $"nbd+unix:///f?socket={dir["s.sock"]}";
+
+        var trace = dir["trace"];
+        using var strace = Process.Start(new ProcessStartInfo("strace",
+            ["-f", "-qq", "-e", "trace=poll,ppoll", "-o", trace, "-p", d.Pid.ToString()])
+        {
+            RedirectStandardError = true,
+        })!;
+        await Options.NativeFuaTests.WaitTracedAsync(d.Pid);
+
+        // Back-to-back reads from one client; with "second-connection" another client stays connected.
+        (await Tool.NbdshAsync(uri, $"""
+            other = None
+            if {(setup == "second-connection" ? "True" : "False")}:
+                other = nbd.NBD()
+                other.connect_uri("{uri}")
+            for i in range(2000):
+                h.pread(512, (i % 256) * 4096)
+            if other is not None:
+                other.shutdown()
+            """)).Check("nbdsh");
+
+        strace.Kill();
+        await strace.WaitForExitAsync();
+        var text = File.ReadAllText(trace);
+        var zeroTimeoutPolls = Regex.Matches(text, @"\bpoll\(\[\{fd=\d+, events=POLLIN[^\]]*\], 1, 0\)").Count;
+        var excerpt = text[..Math.Min(text.Length, 4000)];
+        if (polls)
+        {
+            Assert.True(zeroTimeoutPolls > 0, $"no zero-timeout poll of the socket in:\n{excerpt}");
+        }
+        else
+        {
+            Assert.True(zeroTimeoutPolls == 0, $"{zeroTimeoutPolls} zero-timeout polls:\n{excerpt}");
+        }
+
+        Assert.Equal(0, await d.StopAsync());
+    }
+}
