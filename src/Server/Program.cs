@@ -77,7 +77,7 @@ internal static class Program
         ThreadPool.GetMinThreads(out var workers, out var io);
         ThreadPool.SetMinThreads(Math.Max(workers, 32), io);
 
-        using var loggers = LoggerFactory.Create(b => b.AddProvider(new StderrLoggerProvider(cl.TracePatterns)).SetMinimumLevel(LogLevel.Trace));
+        using var loggers = new StderrLoggerFactory(new StderrLoggerProvider(cl.TracePatterns));
         await using var daemon = new StorageDaemon(loggers);
         await using var qmp = new QmpService(daemon, loggers.CreateLogger("ExportServer.Qmp"));
         using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Quit);
