@@ -91,43 +91,15 @@ public sealed class QemuImageCompatTests
         using var dir = new TempDir();
         var image = await MakeAsync(dir, "chain");
         var map = JsonDocument.Parse((await Tool.RunAsync("qemu-img", "map", "--output=json", image)).Check("map").Stdout).RootElement;
-        var expectedStatus = Merge(map.EnumerateArray().Select(e => (
-            e.GetProperty("start").GetInt64(), e.GetProperty("length").GetInt64(),
-            (e.GetProperty("data").GetBoolean() ? 0 : 1) | (e.GetProperty("zero").GetBoolean() ? 2 : 0))));
-        var expectedDepth = Merge(map.EnumerateArray().Select(e => (
+        var expectedStatus = await BlockMap.QemuImgAsync(image, "qcow2");
+        var expectedDepth = BlockMap.Merge(map.EnumerateArray().Select(e => (
             e.GetProperty("start").GetInt64(), e.GetProperty("length").GetInt64(),
             e.GetProperty("present").GetBoolean() ? e.GetProperty("depth").GetInt32() + 1 : 0)));
 
         await using var d = await Qcow2Export.StartAsync(dir, image, writable: false);
-        Assert.Equal(expectedStatus, await NbdMapAsync(dir, "base:allocation"));
-        Assert.Equal(expectedDepth, await NbdMapAsync(dir, "qemu:allocation-depth"));
+        Assert.Equal(expectedStatus, await BlockMap.NbdinfoAsync(Qcow2Export.Uri(dir)));
+        Assert.Equal(expectedDepth, await BlockMap.NbdinfoAsync(Qcow2Export.Uri(dir), "qemu:allocation-depth"));
         Assert.Contains(expectedDepth, e => e.Value == 3);
         Assert.Contains(expectedDepth, e => e.Value == 0);
-    }
-
-    private static async Task<List<(long Start, long Length, int Value)>> NbdMapAsync(TempDir dir, string context)
-    {
-        var r = (await Tool.RunAsync("/usr/bin/nbdinfo", $"--map={context}", "--json", Qcow2Export.Uri(dir))).Check("nbdinfo --map");
-        return Merge(JsonDocument.Parse(r.Stdout).RootElement.EnumerateArray().Select(e => (
-            e.GetProperty("offset").GetInt64(), e.GetProperty("length").GetInt64(), e.GetProperty("type").GetInt32())));
-    }
-
-    /// <summary>Joins neighbouring extents with the same value (servers may split extents differently).</summary>
-    private static List<(long Start, long Length, int Value)> Merge(IEnumerable<(long Start, long Length, int Value)> extents)
-    {
-        var merged = new List<(long Start, long Length, int Value)>();
-        foreach (var e in extents)
-        {
-            if (merged.Count > 0 && merged[^1].Value == e.Value && merged[^1].Start + merged[^1].Length == e.Start)
-            {
-                merged[^1] = (merged[^1].Start, merged[^1].Length + e.Length, e.Value);
-            }
-            else
-            {
-                merged.Add(e);
-            }
-        }
-
-        return merged;
     }
 }

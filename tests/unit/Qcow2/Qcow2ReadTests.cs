@@ -182,4 +182,26 @@ public sealed class Qcow2ReadTests
         Assert.Equal(0, s.Depth);
         Assert.True(s.IsZero);
     }
+
+    [Fact]
+    public async Task BlockStatusJoinsRunsAcrossL2Tables()
+    {
+        // 4 KiB clusters: one L2 table maps 2 MiB, so every run below spans several tables, and one
+        // answer may join clusters that are not contiguous on the host.
+        using var dir = new TempDir();
+        Ok("qemu-img", "create", "-f", "qcow2", "-o", "cluster_size=4096", dir["img.qcow2"], "32M");
+        Ok("qemu-io", "-f", "qcow2", "-c", "write -P 1 1M 5M", "-c", "write -z 7M 5M", dir["img.qcow2"]);
+        await using var h = new Qcow2Harness();
+        var node = await h.OpenAsync(dir["img.qcow2"], readOnly: true);
+        const long M = 1024 * 1024;
+
+        Assert.Equal(new BlockStatus(M, BlockStatusFlags.None), await node.GetBlockStatusAsync(0, 32 * M));
+        Assert.Equal(new BlockStatus(5 * M, BlockStatusFlags.Allocated | BlockStatusFlags.Data), await node.GetBlockStatusAsync(M, 31 * M));
+        Assert.Equal(new BlockStatus(M, BlockStatusFlags.None), await node.GetBlockStatusAsync(6 * M, 26 * M));
+        Assert.Equal(new BlockStatus(5 * M, BlockStatusFlags.Allocated | BlockStatusFlags.Zero), await node.GetBlockStatusAsync(7 * M, 25 * M));
+        Assert.Equal(new BlockStatus(20 * M, BlockStatusFlags.None), await node.GetBlockStatusAsync(12 * M, 20 * M));
+
+        // An answer never goes beyond the range asked for.
+        Assert.Equal(new BlockStatus(3 * M, BlockStatusFlags.Allocated | BlockStatusFlags.Data), await node.GetBlockStatusAsync(2 * M, 3 * M));
+    }
 }

@@ -99,9 +99,11 @@ public sealed partial class Qcow2Node
 
     /// <summary>
     /// Maps guest bytes [offset, offset+max) through <paramref name="l1"/>: the returned run has one kind
-    /// and, for normal clusters, is contiguous on the host. It never crosses an L2 table.
+    /// and, for normal clusters, is contiguous on the host. It never crosses an L2 table. With
+    /// <paramref name="anyHost"/> (block status) a run of data joins normal and compressed clusters
+    /// wherever they are on the host; its host offset and COPIED flag then describe its start only.
     /// </summary>
-    private async ValueTask<Qcow2Mapping> GetMappingAsync(ulong[] l1, long offset, long max)
+    private async ValueTask<Qcow2Mapping> GetMappingAsync(ulong[] l1, long offset, long max, bool anyHost = false)
     {
         var l2Span = 1L << (_clusterBits + _l2Bits);
         max = Math.Min(max, l2Span - (offset & (l2Span - 1)));
@@ -120,7 +122,7 @@ public sealed partial class Qcow2Node
         var table = await _l2Cache.GetAsync(l2Offset).ConfigureAwait(false);
         try
         {
-            return MapInTable(table, offset, max);
+            return MapInTable(table, offset, max, anyHost);
         }
         catch (Qcow2CorruptionException e)
         {
@@ -128,7 +130,7 @@ public sealed partial class Qcow2Node
         }
     }
 
-    private Qcow2Mapping MapInTable(Qcow2Table table, long offset, long max)
+    private Qcow2Mapping MapInTable(Qcow2Table table, long offset, long max, bool anyHost)
     {
         var subSize = 1L << _subclusterBits;
         var index = L2Index(offset);
@@ -138,7 +140,7 @@ public sealed partial class Qcow2Node
         var kind = KindOf(table, index, entry, bitmap, sc);
         var guestCluster = offset & ClusterOffsetMask;
         var host = kind == Qcow2ClusterKind.Normal ? HostCluster(entry, guestCluster) + (offset - guestCluster) : 0;
-        if (kind == Qcow2ClusterKind.Compressed)
+        if (kind == Qcow2ClusterKind.Compressed && !anyHost)
         {
             return new Qcow2Mapping(kind, Math.Min(max, guestCluster + _clusterSize - offset), 0, entry);
         }
@@ -179,16 +181,18 @@ public sealed partial class Qcow2Node
             }
 
             var nsc = (int)((next & (_clusterSize - 1)) >> _subclusterBits);
-            if (KindOf(table, index, entry, bitmap, nsc) != kind)
+            var nextKind = KindOf(table, index, entry, bitmap, nsc);
+            if (anyHost ? AsStatus(nextKind) != AsStatus(kind) : nextKind != kind)
             {
                 break;
             }
 
-            if (kind == Qcow2ClusterKind.Normal)
+            if (nextKind == Qcow2ClusterKind.Normal)
             {
+                // The host cluster is checked even where the run does not need it to be contiguous.
                 var nGuestCluster = next & ClusterOffsetMask;
-                if (HostCluster(entry, nGuestCluster) + (next - nGuestCluster) != host + length ||
-                    ((entry & Qcow2Format.FlagCopied) != 0) != copied)
+                if ((HostCluster(entry, nGuestCluster) + (next - nGuestCluster) != host + length ||
+                    ((entry & Qcow2Format.FlagCopied) != 0) != copied) && !anyHost)
                 {
                     break;
                 }
@@ -198,6 +202,9 @@ public sealed partial class Qcow2Node
         }
 
         return new Qcow2Mapping(kind, length, host, entry, copied);
+
+        // Block status does not tell compressed data from normal data.
+        static Qcow2ClusterKind AsStatus(Qcow2ClusterKind k) => k == Qcow2ClusterKind.Compressed ? Qcow2ClusterKind.Normal : k;
     }
 
     /// <summary>

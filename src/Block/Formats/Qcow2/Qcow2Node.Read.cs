@@ -99,16 +99,37 @@ public sealed partial class Qcow2Node
         }
     }
 
-    /// <summary>This layer only: unallocated ranges are reported without Allocated so the caller asks the backing node.</summary>
+    /// <summary>
+    /// This layer only: unallocated ranges are reported without Allocated so the caller asks the backing node.
+    /// Block status tells only data, zeroes and unallocated apart, so one answer joins the clusters of one
+    /// status wherever they are on the host, and goes on into the next L2 tables while the status lasts
+    /// (a map of a sparse image then costs one call per run, not one per L2 table or host run).
+    /// </summary>
     protected override async ValueTask<BlockStatus> GetBlockStatusCoreAsync(long offset, long length)
     {
-        var m = await GetMappingAsync(_l1, offset, length).ConfigureAwait(false);
-        var flags = m.Kind switch
+        var l1 = _l1;
+        var l2Span = 1L << (_clusterBits + _l2Bits);
+        var flags = BlockStatusFlags.None;
+        var done = 0L;
+        do
         {
-            Qcow2ClusterKind.Unallocated => BlockStatusFlags.None,
-            Qcow2ClusterKind.Zero => BlockStatusFlags.Allocated | BlockStatusFlags.Zero,
-            _ => BlockStatusFlags.Allocated | BlockStatusFlags.Data,
-        };
-        return new BlockStatus(m.Length, flags);
+            var m = await GetMappingAsync(l1, offset + done, length - done, anyHost: true).ConfigureAwait(false);
+            var next = m.Kind switch
+            {
+                Qcow2ClusterKind.Unallocated => BlockStatusFlags.None,
+                Qcow2ClusterKind.Zero => BlockStatusFlags.Allocated | BlockStatusFlags.Zero,
+                _ => BlockStatusFlags.Allocated | BlockStatusFlags.Data,
+            };
+            if (done > 0 && next != flags)
+            {
+                break;
+            }
+
+            flags = next;
+            done += m.Length;
+        }
+        while (done < length && ((offset + done) & (l2Span - 1)) == 0);
+
+        return new BlockStatus(done, flags);
     }
 }

@@ -299,8 +299,9 @@ internal sealed partial class FileNode
 
     /// <summary>
     /// Holes (SEEK_HOLE) read as zeroes, the rest is data; everything belongs to this layer. A query
-    /// inside the last data run found is answered without a system call, and a query that starts in a
-    /// hole looks up the data run after it, so walking a sparse file costs two seeks a data run.
+    /// inside a data run found before is answered without a system call, and a query that starts in a
+    /// hole looks up the data run after it, so walking a sparse file costs two seeks a data run, and one
+    /// (SEEK_DATA) when walking it again.
     /// </summary>
     protected override ValueTask<BlockStatus> GetBlockStatusCoreAsync(long offset, long length)
     {
@@ -324,11 +325,17 @@ internal sealed partial class FileNode
         }
 
         // With O_DIRECT an answer stays a multiple of the alignment: a partial block counts as data.
+        // The end of the data run at dataStart comes from the cache when a walk found it before.
         long a = Limits.RequestAlignment;
-        var holeStart = LibC.LSeek(fd.Fd, Math.Max(dataStart, offset), LibC.SEEK_HOLE);
-        if (holeStart > dataStart)
+        var dataEnd = dataStart > offset ? _knownData.EndOfRunAt(dataStart) : -1;
+        if (dataEnd < 0)
         {
-            _knownData.Remember(dataStart, (holeStart + a - 1) / a * a, generation);
+            var holeStart = LibC.LSeek(fd.Fd, Math.Max(dataStart, offset), LibC.SEEK_HOLE);
+            dataEnd = holeStart > offset ? (holeStart + a - 1) / a * a : offset + length;
+            if (holeStart > dataStart)
+            {
+                _knownData.Remember(dataStart, dataEnd, generation);
+            }
         }
 
         if (dataStart > offset)
@@ -340,7 +347,6 @@ internal sealed partial class FileNode
             }
         }
 
-        var dataEnd = holeStart > offset ? (holeStart + a - 1) / a * a : offset + length;
         return ValueTask.FromResult(new BlockStatus(Math.Min(dataEnd - offset, length), data));
     }
 
