@@ -1,8 +1,14 @@
 using System.Buffers;
+using System.Runtime.CompilerServices;
 
 namespace ExportServer.Block.Core;
 
-/// <summary>The common I/O path: the public, non-virtual request methods and the driver hooks.</summary>
+/// <summary>
+/// The common I/O path: the public, non-virtual request methods and the driver hooks. The request
+/// methods reuse their state machines (pooled builders): a request that waits for the disk would
+/// otherwise leave one object per method behind, and at a few thousand such requests a second the
+/// garbage grew the heap by megabytes before each collection.
+/// </summary>
 public abstract partial class BlockNode
 {
     private const int ZeroChunk = 1024 * 1024;
@@ -70,6 +76,7 @@ public abstract partial class BlockNode
         return a <= 1 || ((offset | length) & (a - 1)) == 0;
     }
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     public async ValueTask ReadAsync(long offset, Memory<byte> buffer)
     {
         CheckRange(offset, buffer.Length, Errno.EINVAL);
@@ -107,6 +114,7 @@ public abstract partial class BlockNode
         }
     }
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask ReadSplitAsync(long offset, Memory<byte> buffer)
     {
         var max = MaxTransferAligned();
@@ -146,6 +154,7 @@ public abstract partial class BlockNode
         bounce.Memory.Span.Slice((int)(offset - start), buffer.Length).CopyTo(buffer.Span);
     }
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     public async ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> buffer, WriteFlags flags = WriteFlags.None)
     {
         CheckWritable();
@@ -208,6 +217,7 @@ public abstract partial class BlockNode
         }
     }
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask WriteSplitAsync(long offset, ReadOnlyMemory<byte> buffer, WriteFlags flags)
     {
         var fua = (flags & WriteFlags.Fua) != 0;
@@ -249,6 +259,7 @@ public abstract partial class BlockNode
     /// Makes [offset, offset+length) read as zeroes. Without driver support, or when the driver
     /// refuses this particular range, zero buffers are written unless <see cref="ZeroFlags.NoFallback"/>.
     /// </summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     public async ValueTask WriteZeroesAsync(long offset, long length, ZeroFlags flags = ZeroFlags.None)
     {
         CheckWritable();
@@ -294,6 +305,7 @@ public abstract partial class BlockNode
         }
     }
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask WriteZeroesAlignedAsync(long offset, long length, ZeroFlags flags)
     {
         var fast = (flags & ZeroFlags.NoFallback) != 0;
@@ -361,6 +373,7 @@ public abstract partial class BlockNode
     }
 
     /// <summary>Advisory discard; the part not aligned to the discard granularity is left alone.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     public async ValueTask DiscardAsync(long offset, long length)
     {
         CheckWritable();
@@ -415,6 +428,7 @@ public abstract partial class BlockNode
         }
     }
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     public async ValueTask FlushAsync()
     {
         if (!TryEnter())
@@ -439,6 +453,7 @@ public abstract partial class BlockNode
     }
 
     /// <summary>Status of this layer for a prefix of [offset, offset+length); never empty, never beyond the end.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     public async ValueTask<BlockStatus> GetBlockStatusAsync(long offset, long length)
     {
         CheckRange(offset, length, Errno.EINVAL);
@@ -473,6 +488,7 @@ public abstract partial class BlockNode
     /// unallocated, the backing node answers; past the end of the chain the range reads as zeroes.
     /// <see cref="BlockStatus.Depth"/> says which layer holds it (1 = this node, 0 = none).
     /// </summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     public async ValueTask<BlockStatus> GetBlockStatusAboveAsync(long offset, long length)
     {
         if (this is ForwardingNode forwarding)

@@ -1,6 +1,5 @@
 using System.Buffers;
 using System.Diagnostics;
-using System.IO.Pipelines;
 using System.Net.Sockets;
 using ExportServer.Block.Exports;
 using ExportServer.Block.Core;
@@ -44,7 +43,12 @@ internal sealed partial class NbdConnection
         {
             if (!_reader.TryRead(out var result))
             {
-                result = await WaitForRequestAsync().ConfigureAwait(false);
+                var waitStart = PollForRequest();
+                result = await _reader.ReadAsync().ConfigureAwait(false);
+                if (waitStart != 0)
+                {
+                    _poll.Adjust(_export!.Options.Polling, AdaptivePoll.ElapsedNs(waitStart, Stopwatch.GetTimestamp()));
+                }
             }
 
             var buffer = result.Buffer;
@@ -146,18 +150,19 @@ internal sealed partial class NbdConnection
     }
 
     /// <summary>
-    /// Waits for more of the request stream. A connection that is the server's only one and has nothing
-    /// in flight first busy-polls its socket for up to the adaptive poll time (see <see cref="RequestPolling"/>):
+    /// Before the receive loop waits for more of the request stream: a connection that is the server's
+    /// only one and has nothing in flight first busy-polls its socket for up to the adaptive poll time (see <see cref="RequestPolling"/>):
     /// a client sending one request at a time then finds this thread awake, with no wake-up on either
     /// side. With other connections no connection polls, as a poll holds up the event thread they share;
-    /// nor while requests are in flight, whose completions need the CPU.
+    /// nor while requests are in flight, whose completions need the CPU. Returns when the wait began
+    /// (0 when the connection does not poll), for the loop to adjust the poll time when the wait ends.
     /// </summary>
-    private async ValueTask<ReadResult> WaitForRequestAsync()
+    private long PollForRequest()
     {
         var policy = _export!.Options.Polling;
         if (_tls is not null || policy.MaxNs <= 0 || _server.ConnectionCount != 1 || _slots.CurrentCount != MaxInFlight)
         {
-            return await _reader.ReadAsync().ConfigureAwait(false);
+            return 0;
         }
 
         var start = Stopwatch.GetTimestamp();
@@ -166,9 +171,7 @@ internal sealed partial class NbdConnection
             PollSocket(start + (_poll.Ns * Stopwatch.Frequency / 1_000_000_000));
         }
 
-        var result = await _reader.ReadAsync().ConfigureAwait(false);
-        _poll.Adjust(policy, AdaptivePoll.ElapsedNs(start, Stopwatch.GetTimestamp()));
-        return result;
+        return start;
     }
 
     private void PollSocket(long until)
