@@ -14,8 +14,9 @@ namespace ExportServer.Nbd.Server;
 /// flight, twice over) and at most 128 MiB (four arrays of a 32 MiB request); beyond that a returned
 /// array is left to the collector. Every trim period (a second in the daemon), each bucket drops the
 /// arrays that lay unused through the whole period (its low-water mark); once the pool has been idle
-/// for a period and dropped arrays, a collection returns their pages to the system (large arrays are
-/// freed only by a full collection). Not pooling large arrays at all was worse: each 32 MiB request
+/// for a period and dropped arrays, or after large arrays were handed out (one whose connection was
+/// cut mid-reply is never returned), a collection returns their pages to the system (large arrays
+/// are freed only by a full collection). Not pooling large arrays at all was worse: each 32 MiB request
 /// then left a fresh array for the next full collection, and the daemon grew to hundreds of MiB.</item>
 /// </list>
 /// </summary>
@@ -30,11 +31,17 @@ internal sealed class NbdBufferPool : ArrayPool<byte>
     private const long MaxBucketBytes = 128L << 20;
     private const long CollectAfterDroppedBytes = 1 << 20;
 
+    /// <summary>Arrays from 1 MiB up count as large (see <see cref="_largeSinceCollect"/>).</summary>
+    private const int LargeShift = 20;
+
     private readonly Bucket[] _buckets;
     private readonly Timer _trimTimer;
     private readonly TimeSpan _trimPeriod;
     private int _trimArmed;
     private bool _used;
+
+    /// <summary>A large array was handed out since the last collection: it may lie unreturned (its connection was cut) until one.</summary>
+    private bool _largeSinceCollect;
 
     /// <param name="trimPeriod">How often unused arrays are let go (infinite: only when <see cref="Trim"/> is called).</param>
     public NbdBufferPool(TimeSpan trimPeriod)
@@ -61,12 +68,18 @@ internal sealed class NbdBufferPool : ArrayPool<byte>
         }
 
         var shift = ShiftFor(minimumLength);
+        _used = true;
+        if (shift >= LargeShift)
+        {
+            _largeSinceCollect = true;
+            ArmTrim();
+        }
+
         if (shift > MaxPooledShift)
         {
             return GC.AllocateUninitializedArray<byte>(minimumLength);
         }
 
-        _used = true;
         var bucket = _buckets[shift - MinShift];
         return bucket.TryPop() ?? GC.AllocateUninitializedArray<byte>(bucket.ArrayLength);
     }
@@ -87,6 +100,11 @@ internal sealed class NbdBufferPool : ArrayPool<byte>
         }
 
         _buckets[shift - MinShift].TryPush(array);
+        ArmTrim();
+    }
+
+    private void ArmTrim()
+    {
         if (Volatile.Read(ref _trimArmed) == 0 && Interlocked.Exchange(ref _trimArmed, 1) == 0)
         {
             _trimTimer.Change(_trimPeriod, Timeout.InfiniteTimeSpan);
@@ -110,14 +128,17 @@ internal sealed class NbdBufferPool : ArrayPool<byte>
             retained += bucket.Count;
         }
 
-        if (!used && dropped >= CollectAfterDroppedBytes)
+        if (!used && (dropped >= CollectAfterDroppedBytes || _largeSinceCollect))
         {
-            GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: false);
+            // Aggressive: the collector also gives the freed regions back to the system at once;
+            // otherwise the pages of a 32 MiB array stayed resident long after it was freed.
+            _largeSinceCollect = false;
+            GC.Collect(2, GCCollectionMode.Aggressive, blocking: true, compacting: true);
         }
 
-        // Keep ticking while there is something to watch; the next Return arms the timer again.
+        // Keep ticking while there is something to watch; the next Rent or Return arms the timer again.
         Volatile.Write(ref _trimArmed, 0);
-        if ((used || retained > 0) && Interlocked.Exchange(ref _trimArmed, 1) == 0)
+        if ((used || retained > 0 || _largeSinceCollect) && Interlocked.Exchange(ref _trimArmed, 1) == 0)
         {
             _trimTimer.Change(_trimPeriod, Timeout.InfiniteTimeSpan);
         }
