@@ -9,9 +9,9 @@ namespace ExportServer.Block.Native;
 /// A request to a native library that calls back when it ends (librbd, libgfapi), as a
 /// <see cref="ValueTask{T}"/>: the library's callback, on its own thread, passes
 /// <see cref="Argument"/> and the result (bytes or a negative errno) to <see cref="Complete"/>, and
-/// the awaiting code continues on the thread pool, so no thread waits for a request. Instances are
-/// pooled with the GC handle that the library carries as the callback's argument; the buffer pin
-/// is released when the request ends.
+/// the awaiting code continues on <see cref="NativeCompletionThread"/>, so no thread waits for a
+/// request. Instances are pooled with the GC handle that the library carries as the callback's
+/// argument; the buffer pin is released when the request ends.
 /// </summary>
 internal sealed class NativeCompletion : IValueTaskSource<long>
 {
@@ -22,11 +22,13 @@ internal sealed class NativeCompletion : IValueTaskSource<long>
     private readonly GCHandle _self;
     private ManualResetValueTaskSourceCore<long> _core;
     private MemoryHandle _pin;
+    private long _result;
 
     private NativeCompletion()
     {
         _self = GCHandle.Alloc(this);
-        _core.RunContinuationsAsynchronously = true;
+        // The continuation runs inline where SetResult is called: on NativeCompletionThread, never on the library's thread.
+        _core.RunContinuationsAsynchronously = false;
     }
 
     /// <summary>What the native call carries to its callback.</summary>
@@ -50,14 +52,21 @@ internal sealed class NativeCompletion : IValueTaskSource<long>
         return request;
     }
 
-    /// <summary>Ends the request whose <see cref="Argument"/> is <paramref name="argument"/>; called on the library's thread.</summary>
+    /// <summary>
+    /// Ends the request whose <see cref="Argument"/> is <paramref name="argument"/>; called on the
+    /// library's thread, it only records the result and queues the request to resume elsewhere.
+    /// </summary>
     public static void Complete(nint argument, long result)
     {
         var request = (NativeCompletion)GCHandle.FromIntPtr(argument).Target!;
         request._pin.Dispose();
         request._pin = default;
-        request._core.SetResult(result);
+        request._result = result;
+        NativeCompletionThread.Post(request);
     }
+
+    /// <summary>Ends the request on <see cref="NativeCompletionThread"/>: the awaiting code continues here.</summary>
+    internal void Resume() => _core.SetResult(_result);
 
     /// <summary>For a request the library refused to start: <paramref name="result"/> at once, and the instance back in the pool.</summary>
     public ValueTask<long> Fail(long result)
