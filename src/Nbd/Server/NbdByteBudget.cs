@@ -16,13 +16,8 @@ namespace ExportServer.Nbd.Server;
 /// </summary>
 internal sealed class NbdByteBudget(long limit)
 {
-    /// <summary>
-    /// 32 MiB: what one nbdcopy connection keeps in flight against qemu-storage-daemon (64 requests of
-    /// 256 KiB) twice over, or 16 of qemu-img's 2 MiB. At 8 MiB the budget, not the storage, set the
-    /// pace of sequential copies to rbd and gluster: nbdcopy's four connections shared 32 requests,
-    /// and every receive loop that waited for bytes resumed on another thread.
-    /// </summary>
-    public const long DefaultLimit = 32 << 20;
+    /// <summary>8 MiB: several requests of qemu-img's 2 MiB or nbdcopy's 256 KiB in flight, a small part of the daemon's memory.</summary>
+    public const long DefaultLimit = 8 << 20;
 
     private readonly Lock _lock = new();
     private readonly LinkedList<Account> _waiting = new();
