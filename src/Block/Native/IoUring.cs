@@ -86,7 +86,8 @@ internal sealed unsafe class IoUring : IDisposable
     /// Sets up a ring of <paramref name="entries"/> submission entries (a power of two); the negative
     /// errno of io_uring_setup or mmap when the kernel refuses (ENOSYS: no io_uring; EPERM: forbidden
     /// by kernel.io_uring_disabled or a seccomp filter). With <paramref name="inlineCompletions"/>,
-    /// code awaiting a request continues on the completion thread.
+    /// code awaiting a request continues on the completion thread (the last of a batch reaped
+    /// together; the others on the thread pool).
     /// </summary>
     public static int TryCreate(uint entries, bool inlineCompletions, out IoUring? ring)
     {
@@ -281,9 +282,11 @@ internal sealed unsafe class IoUring : IDisposable
                 }
             }
 
+            // Of several requests reaped together, all but the last continue on the thread pool, so
+            // that their work spreads over the cores; the last (at queue depth 1 the only one) continues here.
             for (var i = 0; i < count; i++)
             {
-                done[i].Request.Complete(done[i].Result);
+                done[i].Request.Complete(done[i].Result, runInline: i == count - 1);
                 done[i] = default;
             }
         }
