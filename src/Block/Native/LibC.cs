@@ -158,6 +158,29 @@ internal static unsafe partial class LibC
         return Ioctl(fd, FsIocFsSetXattr, attr) == 0 ? 0 : -Marshal.GetLastPInvokeError();
     }
 
+    public const int ECANCELED = 125;
+
+    [LibraryImport(Lib, EntryPoint = "close", SetLastError = true)]
+    public static partial int Close(int fd);
+
+    public const int PROT_READ = 0x1;
+    public const int PROT_WRITE = 0x2;
+    public const int MAP_SHARED = 0x01;
+    public const int MAP_POPULATE = 0x08000;
+
+    [LibraryImport(Lib, EntryPoint = "mmap", SetLastError = true)]
+    public static partial void* MMap(void* address, nuint length, int protection, int flags, int fd, long offset);
+
+    [LibraryImport(Lib, EntryPoint = "munmap", SetLastError = true)]
+    public static partial int MUnmap(void* address, nuint length);
+
+    /// <summary>
+    /// syscall(2) for calls glibc has no wrapper for (io_uring). Every argument is passed as a
+    /// 64-bit integer, which is how the kernel takes them on x86_64 and aarch64.
+    /// </summary>
+    [LibraryImport(Lib, EntryPoint = "syscall", SetLastError = true)]
+    public static partial long Syscall(long number, long a1, long a2, long a3, long a4, long a5, long a6);
+
     /// <summary>The text of an errno value, as strerror(3) gives it.</summary>
     public static string StrError(int errno) => Marshal.GetPInvokeErrorMessage(errno);
 }

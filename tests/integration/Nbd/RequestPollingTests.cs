@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Text.RegularExpressions;
 using ExportServer.IntegrationTests.Support;
 using Xunit;
@@ -31,13 +30,7 @@ public sealed class RequestPollingTests
              "--nbd-server", $"addr.type=unix,addr.path={dir["s.sock"]}", "--export", export], environment);
         var uri = $"nbd+unix:///f?socket={dir["s.sock"]}";
 
-        var trace = dir["trace"];
-        using var strace = Process.Start(new ProcessStartInfo("strace",
-            ["-f", "-qq", "-e", "trace=poll,ppoll", "-o", trace, "-p", d.Pid.ToString()])
-        {
-            RedirectStandardError = true,
-        })!;
-        await Options.NativeFuaTests.WaitTracedAsync(d.Pid);
+        var strace = await Strace.AttachAsync(d.Pid, "poll,ppoll", dir["trace"]);
 
         // Back-to-back reads from one client; with "second-connection" another client stays connected.
         (await Tool.NbdshAsync(uri, $"""
@@ -51,9 +44,7 @@ public sealed class RequestPollingTests
                 other.shutdown()
             """)).Check("nbdsh");
 
-        strace.Kill();
-        await strace.WaitForExitAsync();
-        var text = File.ReadAllText(trace);
+        var text = string.Join('\n', await strace.StopAsync());
         var zeroTimeoutPolls = Regex.Matches(text, @"\bpoll\(\[\{fd=\d+, events=POLLIN[^\]]*\], 1, 0\)").Count;
         var excerpt = text[..Math.Min(text.Length, 4000)];
         if (polls)

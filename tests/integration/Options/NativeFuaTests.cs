@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Text.RegularExpressions;
 using ExportServer.IntegrationTests.Support;
 using Xunit;
@@ -34,13 +33,7 @@ public sealed class NativeFuaTests
             "--nbd-server", $"addr.type=unix,addr.path={dir["s.sock"]}",
             "--export", "type=nbd,id=e,node-name=f,name=f,writable=on");
 
-        var trace = dir["trace"];
-        using var strace = Process.Start(new ProcessStartInfo("strace",
-            ["-f", "-qq", "-s", "0", "-e", "trace=pwrite64,pwritev,pwritev2,fdatasync,fsync,fallocate", "-o", trace, "-p", d.Pid.ToString()])
-        {
-            RedirectStandardError = true,
-        })!;
-        await WaitTracedAsync(d.Pid);
+        var strace = await Strace.AttachAsync(d.Pid, "pwrite64,pwritev,pwritev2,fdatasync,fsync,fallocate", dir["trace"]);
 
         (await Tool.NbdshAsync($"nbd+unix:///f?socket={dir["s.sock"]}", $"""
             h.pwrite(b"\x01" * 4096, {FuaWrite}, nbd.CMD_FLAG_FUA)
@@ -50,9 +43,7 @@ public sealed class NativeFuaTests
             assert h.pread(4096, {PlainWrite}) == b"\x02" * 4096
             """)).Check("nbdsh");
 
-        strace.Kill();
-        await strace.WaitForExitAsync();
-        var lines = File.ReadAllLines(trace).ToList();
+        var lines = await strace.StopAsync();
         var text = string.Join('\n', lines);
 
         var fuaWrite = Index(lines, $@"pwritev2\(\d+, .*, {FuaWrite}, RWF_DSYNC\b");
@@ -79,21 +70,4 @@ public sealed class NativeFuaTests
     }
 
     private static int Index(List<string> lines, string pattern) => lines.FindIndex(l => Regex.IsMatch(l, pattern));
-
-    /// <summary>Waits until a tracer is attached to every thread of the process.</summary>
-    internal static async Task WaitTracedAsync(int pid)
-    {
-        for (var i = 0; i < 100; i++)
-        {
-            var threads = Directory.GetDirectories($"/proc/{pid}/task");
-            if (threads.All(t => File.ReadAllLines(Path.Combine(t, "status")).Any(l => l.StartsWith("TracerPid:", StringComparison.Ordinal) && l.Trim() != "TracerPid:\t0")))
-            {
-                return;
-            }
-
-            await Task.Delay(50);
-        }
-
-        throw new TimeoutException("strace did not attach");
-    }
 }

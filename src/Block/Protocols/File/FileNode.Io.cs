@@ -119,7 +119,7 @@ internal sealed partial class FileNode
     /// <summary>
     /// A write flagged FUA, as QEMU 10's file-posix does it: one pwritev2 with RWF_DSYNC, which puts
     /// this write's range on stable storage, instead of the write and an fdatasync of the whole file.
-    /// It waits for the device, so it runs on the I/O threads, buffered or not. Where the kernel or
+    /// It waits for the device, so it runs on the ring or the I/O threads, buffered or not. Where the kernel or
     /// the file system has no RWF_DSYNC, the write is followed by fdatasync.
     /// </summary>
     private async ValueTask WriteFuaAsync(DescriptorLease fd, long offset, ReadOnlyMemory<byte> buffer)
@@ -140,7 +140,7 @@ internal sealed partial class FileNode
         {
             if (Volatile.Read(ref _nativeFua))
             {
-                var n = await BlockingIoPool.Shared.WriteAsync(fd.Fd, buffer, offset, LibC.RWF_DSYNC).ConfigureAwait(false);
+                var n = await DeviceWriteAsync(fd, buffer, offset, LibC.RWF_DSYNC).ConfigureAwait(false);
                 if (n >= 0)
                 {
                     return;
@@ -172,15 +172,17 @@ internal sealed partial class FileNode
     }
 
     /// <summary>
-    /// One positional read. Direct I/O waits for the device, so it goes to the dedicated I/O threads
-    /// where the queue depth becomes device concurrency; buffered I/O that missed the inline path goes
+    /// One positional read. Direct I/O waits for the device, so it goes to the ring or to the
+    /// dedicated I/O threads, where the queue depth becomes device concurrency; buffered I/O that missed the inline path goes
     /// to the .NET thread pool, whose few threads contend less on the inode lock than many would.
     /// </summary>
     private async ValueTask<int> PReadAsync(DescriptorLease fd, long offset, Memory<byte> buffer)
     {
         if (_direct)
         {
-            var n = await BlockingIoPool.Shared.ReadAsync(fd.Fd, buffer, offset).ConfigureAwait(false);
+            var n = _ring is { } ring
+                ? await ring.ReadAsync(fd.Fd, buffer, offset).ConfigureAwait(false)
+                : await BlockingIoPool.Shared.ReadAsync(fd.Fd, buffer, offset).ConfigureAwait(false);
             return n >= 0 ? (int)n : throw Failure("Could not read from", (int)-n);
         }
 
@@ -199,7 +201,7 @@ internal sealed partial class FileNode
     {
         if (_direct)
         {
-            var n = await BlockingIoPool.Shared.WriteAsync(fd.Fd, buffer, offset).ConfigureAwait(false);
+            var n = await DeviceWriteAsync(fd, buffer, offset, 0).ConfigureAwait(false);
             if (n < 0)
             {
                 throw Failure("Could not write to", (int)-n);
@@ -216,6 +218,32 @@ internal sealed partial class FileNode
         {
             throw BlockException.From(e);
         }
+    }
+
+    /// <summary>
+    /// A write that may wait for the device: on the ring when the node has one, else on the I/O
+    /// threads; the whole buffer (short writes continue) or -errno.
+    /// </summary>
+    private async ValueTask<long> DeviceWriteAsync(DescriptorLease fd, ReadOnlyMemory<byte> buffer, long offset, int rwFlags)
+    {
+        if (_ring is not { } ring)
+        {
+            return await BlockingIoPool.Shared.WriteAsync(fd.Fd, buffer, offset, rwFlags).ConfigureAwait(false);
+        }
+
+        var done = 0;
+        while (done < buffer.Length)
+        {
+            var n = await ring.WriteAsync(fd.Fd, buffer[done..], offset + done, rwFlags).ConfigureAwait(false);
+            if (n <= 0)
+            {
+                return n < 0 ? n : -LibC.EIO;
+            }
+
+            done += (int)n;
+        }
+
+        return done;
     }
 
     private static unsafe bool IsDirectAligned(in MemoryHandle pin) =>
@@ -290,7 +318,9 @@ internal sealed partial class FileNode
 
     private async ValueTask SyncAsync(DescriptorLease fd)
     {
-        var errno = await Task.Run(() => LibC.FDataSync(fd.Fd) == 0 ? 0 : Marshal.GetLastPInvokeError()).ConfigureAwait(false);
+        var errno = _ring is { } ring
+            ? (int)-await ring.SyncAsync(fd.Fd).ConfigureAwait(false)
+            : await Task.Run(() => LibC.FDataSync(fd.Fd) == 0 ? 0 : Marshal.GetLastPInvokeError()).ConfigureAwait(false);
         if (errno != 0)
         {
             throw Failure("Could not flush", errno);

@@ -7,8 +7,9 @@ namespace ExportServer.Block.Protocols.File;
 
 /// <summary>
 /// A node over a regular file or a block device, QEMU's file-posix. Reads and writes are served
-/// inline from the page cache when possible, otherwise by the .NET thread pool (buffered) or by
-/// <see cref="BlockingIoPool"/> (O_DIRECT); zeroing,
+/// inline from the page cache when possible, otherwise by the .NET thread pool (buffered) or, with
+/// O_DIRECT, by the shared <see cref="IoUring"/> (aio=io_uring or aio=native) or
+/// <see cref="BlockingIoPool"/> (aio=threads, or where the kernel has no io_uring); zeroing,
 /// discard, block status, flush and resize go through libc.
 /// With O_DIRECT, buffers whose address is not aligned are bounced through aligned memory.
 /// </summary>
@@ -23,6 +24,9 @@ internal sealed partial class FileNode : BlockNode
     private readonly bool _locked;
     private readonly bool _forceShare;
     private readonly WriteBehind? _writeBehind;
+
+    /// <summary>With O_DIRECT and an aio engine other than threads: the ring reads, writes and flushes go through.</summary>
+    private readonly IoUring? _ring;
     private SafeFileHandle _handle;
 
     /// <summary>The last data run block status found; forgotten around punches, zeroing and resizes.</summary>
@@ -33,7 +37,7 @@ internal sealed partial class FileNode : BlockNode
 
     public FileNode(
         string nodeName, string driverName, string fileName, SafeFileHandle handle, bool readOnly, bool isRegular, CacheOptions cache,
-        bool locked, bool forceShare)
+        bool locked, bool forceShare, bool useRing)
         : base(nodeName, readOnly)
     {
         DriverName = driverName;
@@ -44,6 +48,7 @@ internal sealed partial class FileNode : BlockNode
         _noFlush = cache.NoFlush;
         _locked = locked;
         _forceShare = forceShare;
+        _ring = _direct && useRing ? IoUring.Shared : null;
 
         // Early writeback shortens the flush that ends a stream; without flushes (cache.no-flush)
         // or with O_DIRECT there is nothing for it to shorten.
