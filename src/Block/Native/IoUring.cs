@@ -265,9 +265,21 @@ internal sealed unsafe class IoUring : IDisposable
                     }
 
                     var slot = (int)(userData - 1);
-                    done[count++] = (_slots[slot]!, *(int*)(cqe + 8));
+                    var request = _slots[slot]!;
+                    var result = *(int*)(cqe + 8);
                     _slots[slot] = null;
                     _freeSlots.Push(slot);
+                    if (result == -LibC.ECANCELED && !_disposing && !request.Resubmitted)
+                    {
+                        // The kernel cancels the work it took over from a thread when that thread
+                        // exits (a pool thread retiring after its request was submitted): submitted
+                        // again from this thread, which lives as long as the ring, it goes through.
+                        request.Resubmitted = true;
+                        _backlog.Enqueue(request);
+                        continue;
+                    }
+
+                    done[count++] = (request, result);
                 }
 
                 Volatile.Write(ref *_cqHead, head);

@@ -40,6 +40,9 @@ internal sealed unsafe class IoUringRequest : IValueTaskSource<long>
     private long _offset;
     private uint _opFlags;
 
+    /// <summary>Whether the completion thread already submitted this request again (see IoUring.Reap).</summary>
+    public bool Resubmitted { get; set; }
+
     public IoUringRequest(IoUring ring, bool inlineCompletions)
     {
         _ring = ring;
@@ -50,6 +53,7 @@ internal sealed unsafe class IoUringRequest : IValueTaskSource<long>
     public ValueTask<long> Start(byte opcode, nint fd, MemoryHandle pin, int length, long offset, uint opFlags)
     {
         _core.Reset();
+        Resubmitted = false;
         _opcode = opcode;
         _fd = fd;
         _pin = pin;
