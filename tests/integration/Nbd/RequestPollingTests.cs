@@ -30,7 +30,7 @@ public sealed class RequestPollingTests
              "--nbd-server", $"addr.type=unix,addr.path={dir["s.sock"]}", "--export", export], environment);
         var uri = $"nbd+unix:///f?socket={dir["s.sock"]}";
 
-        var strace = await Strace.AttachAsync(d.Pid, "poll,ppoll", dir["trace"]);
+        var strace = await Strace.AttachAsync(d.Pid, "poll,ppoll", dir["trace"], arguments: true);
 
         // Back-to-back reads from one client; with "second-connection" another client stays connected.
         (await Tool.NbdshAsync(uri, $"""

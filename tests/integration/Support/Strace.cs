@@ -16,10 +16,13 @@ internal sealed class Strace : IAsyncDisposable
     /// <summary>Where the trace goes.</summary>
     public string Output { get; }
 
-    /// <summary>Attaches to <paramref name="pid"/> tracing <paramref name="calls"/> (strace's -e trace= list) and waits until every thread is traced.</summary>
-    public static async Task<Strace> AttachAsync(int pid, string calls, string output)
+    /// <summary>
+    /// Attaches to <paramref name="pid"/> tracing <paramref name="calls"/> (strace's -e trace= list) and waits until every thread is traced.
+    /// Buffers and arrays are left out of the trace unless <paramref name="arguments"/> is set.
+    /// </summary>
+    public static async Task<Strace> AttachAsync(int pid, string calls, string output, bool arguments = false)
     {
-        var process = Process.Start(new ProcessStartInfo("strace", ["-f", "-qq", "-s", "0", "-e", $"trace={calls}", "-o", output, "-p", pid.ToString()])
+        var process = Process.Start(new ProcessStartInfo("strace", ["-f", "-qq", "-s", arguments ? "32" : "0", "-e", $"trace={calls}", "-o", output, "-p", pid.ToString()])
         {
             RedirectStandardError = true,
         })!;
