@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using ExportServer.Block.Core;
+using ExportServer.Block.Exports;
 using ExportServer.Server.Cli;
 using ExportServer.Server.Daemon;
 using ExportServer.Server.Logging;
@@ -62,6 +63,16 @@ internal static class Program
         {
             Console.WriteLine($"{Name} version {typeof(Program).Assembly.GetName().Version} (qemu-storage-daemon 7.2 compatible)");
             return 0;
+        }
+
+        try
+        {
+            RequestPolling.FromEnvironment();
+        }
+        catch (BlockException e)
+        {
+            Console.Error.WriteLine($"{Name}: {e.Message}");
+            return 1;
         }
 
         if (cl.Daemonize && !Daemonizer.IsChild)

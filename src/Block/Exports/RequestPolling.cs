@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using ExportServer.Block.Core;
 
 namespace ExportServer.Block.Exports;
 
@@ -25,9 +26,26 @@ public sealed record RequestPolling(long MaxNs, long Grow, long Shrink)
     /// <summary>
     /// The main loop's polling: the iothread default unless <see cref="MaxNsVariable"/> sets the
     /// maximum (for instance 0 on a host whose CPUs are all busy, where a poll only takes time from others).
+    /// The daemon checks the variable at start (<see cref="FromEnvironment"/>) and refuses a bad value.
     /// </summary>
-    public static RequestPolling MainLoop { get; } =
-        long.TryParse(Environment.GetEnvironmentVariable(MaxNsVariable), out var ns) && ns >= 0 ? Default with { MaxNs = ns } : Default;
+    public static RequestPolling MainLoop { get; private set; } = Default;
+
+    /// <summary>Sets <see cref="MainLoop"/> from <see cref="MaxNsVariable"/>; a value that is not a whole number from 0 is refused.</summary>
+    public static void FromEnvironment()
+    {
+        var value = Environment.GetEnvironmentVariable(MaxNsVariable);
+        if (value is null)
+        {
+            return;
+        }
+
+        if (!long.TryParse(value, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var ns))
+        {
+            throw BlockException.Invalid($"{MaxNsVariable} value must be in range [0, {long.MaxValue}], not '{value}'");
+        }
+
+        MainLoop = Default with { MaxNs = ns };
+    }
 
     /// <summary>The first poll after polling was off, as QEMU starts.</summary>
     public const long InitialNs = 4000;

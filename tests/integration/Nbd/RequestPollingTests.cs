@@ -58,4 +58,20 @@ public sealed class RequestPollingTests
 
         Assert.Equal(0, await d.StopAsync());
     }
+
+    [Theory]
+    [InlineData("-1")]
+    [InlineData("abc")]
+    [InlineData("32k")]
+    [InlineData("")]
+    public async Task ABadPollMaximumIsRefusedAtStart(string value)
+    {
+        using var dir = new TempDir();
+        await using var d = Daemon.Launch(Daemon.ExportServerPath,
+            ["--blockdev", "driver=null-co,node-name=n", "--nbd-server", $"addr.type=unix,addr.path={dir["s.sock"]}"],
+            new Dictionary<string, string> { ["EXPORT_SERVER_POLL_MAX_NS"] = value });
+        Assert.Equal(1, await d.WaitForExitAsync(TimeSpan.FromSeconds(30)));
+        Assert.Contains($"EXPORT_SERVER_POLL_MAX_NS value must be in range [0, 9223372036854775807], not '{value}'", d.Stderr);
+        Assert.False(File.Exists(dir["s.sock"]), "the daemon listened before refusing");
+    }
 }
