@@ -271,9 +271,11 @@ internal sealed unsafe class IoUring : IDisposable
                     _freeSlots.Push(slot);
                     if (result == -LibC.ECANCELED && !_disposing && !request.Resubmitted)
                     {
-                        // The kernel cancels the work it took over from a thread when that thread
-                        // exits (a pool thread retiring after its request was submitted): submitted
-                        // again from this thread, which lives as long as the ring, it goes through.
+                        // Not asked for by anyone (no request here is ever cancelled by the daemon):
+                        // seen once for an RWF_DSYNC write under the full test suite, not reproduced
+                        // alone. The kernel cancels work it took over from a submitting thread that
+                        // has exited, which fits; submitted again from this thread, which lives as
+                        // long as the ring, the request goes through instead of failing.
                         request.Resubmitted = true;
                         _backlog.Enqueue(request);
                         continue;
