@@ -22,6 +22,9 @@ public sealed class NbdServer : IAsyncDisposable
     private readonly ILogger _log;
     private readonly ConcurrentDictionary<string, NbdExport> _exports = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<NbdConnection, Task> _connections = new();
+
+    /// <summary>The connections registered now, kept beside the dictionary: its Count takes every lock, and a receive loop asks before each wait.</summary>
+    private int _connectionCount;
     private readonly List<(Socket Socket, EndPoint EndPoint)> _listeners = new();
     private readonly List<Task> _acceptLoops = new();
     private readonly CancellationTokenSource _stop = new();
@@ -42,7 +45,7 @@ public sealed class NbdServer : IAsyncDisposable
 
     public IReadOnlyCollection<NbdExportOptions> Exports => _exports.Values.Select(e => e.Options).ToList();
 
-    public int ConnectionCount => _connections.Count;
+    public int ConnectionCount => Volatile.Read(ref _connectionCount);
 
     internal IEnumerable<NbdExport> ExportList => _exports.Values;
 
@@ -173,6 +176,7 @@ public sealed class NbdServer : IAsyncDisposable
             var connection = new NbdConnection(this, client, Interlocked.Increment(ref _nextId), _log);
             NbdLog.Accepted(_log, connection.Id, remote);
             var gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            Interlocked.Increment(ref _connectionCount);
             _connections[connection] = RunConnectionAsync(connection, gate.Task);
             gate.SetResult();
         }
@@ -189,6 +193,7 @@ public sealed class NbdServer : IAsyncDisposable
         finally
         {
             _connections.TryRemove(connection, out _);
+            Interlocked.Decrement(ref _connectionCount);
             _slots?.Release();
         }
     }
