@@ -17,6 +17,9 @@ public sealed class NbdServer : IAsyncDisposable
     /// <summary>How long disposal waits for connections to finish their requests before cutting them.</summary>
     private static readonly TimeSpan s_closeGrace = TimeSpan.FromSeconds(5);
 
+    /// <summary>The send buffer asked for on every accepted connection (see <see cref="SetSendBuffer"/>).</summary>
+    private const int SendBufferBytes = 2 * 1024 * 1024;
+
     private readonly NbdServerOptions _options;
     private readonly SemaphoreSlim? _slots;
     private readonly ILogger _log;
@@ -173,12 +176,33 @@ public sealed class NbdServer : IAsyncDisposable
                 }
             }
 
+            SetSendBuffer(client);
             var connection = new NbdConnection(this, client, Interlocked.Increment(ref _nextId), _log);
             NbdLog.Accepted(_log, connection.Id, remote);
             var gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
             Interlocked.Increment(ref _connectionCount);
             _connections[connection] = RunConnectionAsync(connection, gate.Task);
             gate.SetResult();
+        }
+    }
+
+    /// <summary>
+    /// Asks for a send buffer of <see cref="SendBufferBytes"/> (the kernel doubles it, within
+    /// net.core.wmem_max); QEMU 10.1's NBD server enlarges its send buffer too. The default unix-socket buffer (208 KiB) is
+    /// smaller than one 256 KiB READ reply, so every large reply went out in pieces, each waiting for
+    /// the client to drain the last. Best effort: a kernel that refuses keeps its default.
+    /// </summary>
+    private static void SetSendBuffer(Socket client)
+    {
+        try
+        {
+            if (client.SendBufferSize < SendBufferBytes)
+            {
+                client.SendBufferSize = SendBufferBytes;
+            }
+        }
+        catch (SocketException)
+        {
         }
     }
 
