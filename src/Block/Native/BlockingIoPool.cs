@@ -33,6 +33,24 @@ internal sealed class BlockingIoPool
     public ValueTask<long> WriteAsync(nint fd, ReadOnlyMemory<byte> buffer, long offset, int rwFlags = 0) =>
         Submit(fd, buffer.Pin(), buffer.Length, offset, write: true, rwFlags);
 
+    /// <summary>What <see cref="ReadAsync"/> does, on the calling thread (see <see cref="Core.BlockingAllowed"/>).</summary>
+    public static unsafe long ReadNow(nint fd, Span<byte> buffer, long offset)
+    {
+        fixed (byte* p = buffer)
+        {
+            return BlockingIoRequest.ReadOnce(fd, p, buffer.Length, offset);
+        }
+    }
+
+    /// <summary>What <see cref="WriteAsync"/> does, on the calling thread (see <see cref="Core.BlockingAllowed"/>).</summary>
+    public static unsafe long WriteNow(nint fd, ReadOnlySpan<byte> buffer, long offset, int rwFlags = 0)
+    {
+        fixed (byte* p = buffer)
+        {
+            return BlockingIoRequest.WriteAll(fd, p, buffer.Length, offset, rwFlags);
+        }
+    }
+
     private ValueTask<long> Submit(nint fd, System.Buffers.MemoryHandle pin, int length, long offset, bool write, int rwFlags = 0)
     {
         if (!_free.TryDequeue(out var request))

@@ -40,17 +40,20 @@ internal sealed unsafe class BlockingIoRequest : IValueTaskSource<long>
     /// <summary>Runs on an I/O thread.</summary>
     public void Execute()
     {
-        var result = _write ? WriteAll() : ReadOnce();
+        var result = _write
+            ? WriteAll(_fd, (byte*)_pin.Pointer, _length, _offset, _rwFlags)
+            : ReadOnce(_fd, (byte*)_pin.Pointer, _length, _offset);
         _pin.Dispose();
         _pin = default;
         _core.SetResult(result);
     }
 
-    private long ReadOnce()
+    /// <summary>One pread(2), repeated after EINTR; the byte count or -errno. Blocks the calling thread.</summary>
+    internal static long ReadOnce(nint fd, byte* buffer, int length, long offset)
     {
         while (true)
         {
-            var n = LibC.PRead(_fd, (byte*)_pin.Pointer, (nuint)_length, _offset);
+            var n = LibC.PRead(fd, buffer, (nuint)length, offset);
             if (n >= 0)
             {
                 return n;
@@ -64,12 +67,13 @@ internal sealed unsafe class BlockingIoRequest : IValueTaskSource<long>
         }
     }
 
-    private long WriteAll()
+    /// <summary>Writes all <paramref name="length"/> bytes, continuing after short writes; the byte count or -errno. Blocks the calling thread.</summary>
+    internal static long WriteAll(nint fd, byte* buffer, int length, long offset, int rwFlags)
     {
         long done = 0;
-        while (done < _length)
+        while (done < length)
         {
-            var n = Write((byte*)_pin.Pointer + done, (int)(_length - done), _offset + done);
+            var n = Write(fd, buffer + done, (int)(length - done), offset + done, rwFlags);
             if (n < 0)
             {
                 var errno = Marshal.GetLastPInvokeError();
@@ -92,15 +96,15 @@ internal sealed unsafe class BlockingIoRequest : IValueTaskSource<long>
         return done;
     }
 
-    private nint Write(byte* data, int length, long offset)
+    private static nint Write(nint fd, byte* data, int length, long offset, int rwFlags)
     {
-        if (_rwFlags == 0)
+        if (rwFlags == 0)
         {
-            return LibC.PWrite(_fd, data, (nuint)length, offset);
+            return LibC.PWrite(fd, data, (nuint)length, offset);
         }
 
         var iov = new IoVec { Base = data, Length = (nuint)length };
-        return LibC.PWriteV2(_fd, &iov, 1, offset, _rwFlags);
+        return LibC.PWriteV2(fd, &iov, 1, offset, rwFlags);
     }
 
     public long GetResult(short token)

@@ -64,15 +64,19 @@ internal sealed unsafe class IoUringRequest : IValueTaskSource<long>
     }
 
     /// <summary>Writes this request's submission entry.</summary>
-    public void Fill(byte* sqe, ulong userData)
+    public void Fill(byte* sqe, ulong userData) =>
+        FillEntry(sqe, _opcode, _fd, (byte*)_pin.Pointer, _length, _offset, _opFlags, userData);
+
+    /// <summary>Writes a submission entry of <paramref name="opcode"/> (read, write or fsync) for the given range.</summary>
+    public static void FillEntry(byte* sqe, byte opcode, nint fd, byte* buffer, int length, long offset, uint opFlags, ulong userData)
     {
         new Span<byte>(sqe, SqeSize).Clear();
-        sqe[SqeOpcode] = _opcode;
-        *(int*)(sqe + SqeFd) = (int)_fd;
-        *(long*)(sqe + SqeOffset) = _offset;
-        *(ulong*)(sqe + SqeAddress) = (ulong)_pin.Pointer;
-        *(uint*)(sqe + SqeLength) = (uint)_length;
-        *(uint*)(sqe + SqeOpFlags) = _opFlags;
+        sqe[SqeOpcode] = opcode;
+        *(int*)(sqe + SqeFd) = (int)fd;
+        *(long*)(sqe + SqeOffset) = offset;
+        *(ulong*)(sqe + SqeAddress) = (ulong)buffer;
+        *(uint*)(sqe + SqeLength) = (uint)length;
+        *(uint*)(sqe + SqeOpFlags) = opFlags;
         *(ulong*)(sqe + SqeUserData) = userData;
     }
 

@@ -140,7 +140,19 @@ internal sealed partial class NbdConnection
             {
                 // Run on the receive loop up to the request's first real wait: a read served from the
                 // page cache is answered here, without handing it to another thread (see SocketEventLoop).
-                _ = ProcessAsync(slot);
+                // The only request of the server's only connection may even wait for the device here:
+                // the thread has nothing else to serve, and the client waits for this reply.
+                if (IsOnlyRequest())
+                {
+                    using (BlockingAllowed.Enter())
+                    {
+                        _ = ProcessAsync(slot);
+                    }
+                }
+                else
+                {
+                    _ = ProcessAsync(slot);
+                }
             }
             else
             {
@@ -172,6 +184,38 @@ internal sealed partial class NbdConnection
         }
 
         return start;
+    }
+
+    /// <summary>
+    /// Whether the request just read is the only one the server has: its connection is the only one,
+    /// nothing else of it is in flight and no further request is waiting, neither read ahead nor in the
+    /// socket (a client with two requests in flight must not wait behind the first one's device wait).
+    /// </summary>
+    private bool IsOnlyRequest()
+    {
+        if (_server.ConnectionCount != 1 || _slots.CurrentCount != MaxInFlight - 1)
+        {
+            return false;
+        }
+
+        if (_reader.TryRead(out var ahead))
+        {
+            var empty = ahead.Buffer.IsEmpty;
+            _reader.AdvanceTo(ahead.Buffer.Start);
+            if (!empty)
+            {
+                return false;
+            }
+        }
+
+        try
+        {
+            return _socket.Available == 0;
+        }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException)
+        {
+            return false;
+        }
     }
 
     private void PollSocket(long until)

@@ -51,16 +51,7 @@ public sealed class DirectIoTests
     public async Task TheAioOptionPicksTheEngine(string aio, bool ring)
     {
         using var dir = new TempDir();
-        var image = dir["disk.raw"];
-        await using (var f = File.Create(image))
-        {
-            f.SetLength(8 << 20);
-        }
-
-        await using var d = await Daemon.StartAsync(dir,
-            "--blockdev", $"driver=file,node-name=f,filename={image},cache.direct=on,aio={aio}",
-            "--nbd-server", $"addr.type=unix,addr.path={dir["s.sock"]}",
-            "--export", "type=nbd,id=e,node-name=f,name=f,writable=on");
+        await using var d = await ServeEmptyImageAsync(dir, $"cache.direct=on,aio={aio}");
 
         var strace = await Strace.AttachAsync(d.Pid, "io_uring_enter,pread64,pwrite64,pwritev2,fdatasync", dir["trace"]);
         (await Tool.NbdshAsync($"nbd+unix:///f?socket={dir["s.sock"]}", """
@@ -77,6 +68,21 @@ public sealed class DirectIoTests
         Assert.True(entered == ring, $"aio={aio}: io_uring_enter {(entered ? "seen" : "not seen")}:\n{text}");
         Assert.True(direct != ring, $"aio={aio}: pread/pwrite/fdatasync {(direct ? "seen" : "not seen")}:\n{text}");
         Assert.Equal(0, await d.StopAsync());
+    }
+
+    /// <summary>Serves an empty 8 MiB raw file, as export f on s.sock, through a file node with <paramref name="fileOptions"/>.</summary>
+    internal static async Task<Daemon> ServeEmptyImageAsync(TempDir dir, string fileOptions)
+    {
+        var image = dir["disk.raw"];
+        await using (var f = File.Create(image))
+        {
+            f.SetLength(8 << 20);
+        }
+
+        return await Daemon.StartAsync(dir,
+            "--blockdev", $"driver=file,node-name=f,filename={image},{fileOptions}",
+            "--nbd-server", $"addr.type=unix,addr.path={dir["s.sock"]}",
+            "--export", "type=nbd,id=e,node-name=f,name=f,writable=on");
     }
 
     private static async Task MakeImagesAsync(string reference, string image, string format)

@@ -192,6 +192,51 @@ public sealed class IoUringTests : IDisposable
         }
     }
 
+    [Fact]
+    public unsafe void AThreadsOwnRingWaitsForEachRequestInPlace()
+    {
+        var ring = ThreadRing.Current;
+        Assert.NotNull(ring);
+        Assert.Same(ring, ThreadRing.Current);
+        var fd = OpenDirect("here.raw", blocks: 8);
+        try
+        {
+            using var data = Filled(Block * 2, 0x3c);
+            using var back = new AlignedBuffer(Block * 2);
+            var src = data.Memory.Pin();
+            var dst = back.Memory.Pin();
+            try
+            {
+                Assert.Equal(Block * 2, ring!.WriteAll(fd, (byte*)src.Pointer, Block * 2, Block, LibC.RWF_DSYNC));
+                Assert.Equal(0, ring.Run(IoUringRequest.OpFsync, fd, null, 0, 0, IoUringRequest.FsyncDataSync));
+                Assert.Equal(Block * 2, ring.Run(IoUringRequest.OpRead, fd, (byte*)dst.Pointer, Block * 2, Block, 0));
+                Assert.True(back.Memory.Span.SequenceEqual(data.Memory.Span));
+
+                // Short at the end of the file, EINVAL for an unaligned O_DIRECT read, EBADF (9) for a descriptor that is not open.
+                Assert.Equal(Block, ring.Run(IoUringRequest.OpRead, fd, (byte*)dst.Pointer, Block * 2, Block * 7, 0));
+                Assert.Equal(-LibC.EINVAL, ring.Run(IoUringRequest.OpRead, fd, (byte*)dst.Pointer, Block, 100, 0));
+                Assert.Equal(-9, ring.Run(IoUringRequest.OpRead, 100000, (byte*)dst.Pointer, Block, 0, 0));
+            }
+            finally
+            {
+                src.Dispose();
+                dst.Dispose();
+            }
+        }
+        finally
+        {
+            LibC.Close((int)fd);
+        }
+
+        // Another thread has a ring of its own.
+        ThreadRing? other = null;
+        var t = new Thread(() => other = ThreadRing.Current);
+        t.Start();
+        t.Join();
+        Assert.NotNull(other);
+        Assert.NotSame(ThreadRing.Current, other);
+    }
+
     private static IoUring Create(uint entries, bool inlineCompletions = false)
     {
         var errno = IoUring.TryCreate(entries, inlineCompletions, out var ring);

@@ -119,7 +119,8 @@ internal sealed partial class FileNode
     /// <summary>
     /// A write flagged FUA, as QEMU 10's file-posix does it: one pwritev2 with RWF_DSYNC, which puts
     /// this write's range on stable storage, instead of the write and an fdatasync of the whole file.
-    /// It waits for the device, so it runs on the ring or the I/O threads, buffered or not. Where the kernel or
+    /// It waits for the device, so it runs on the ring or the I/O threads, buffered or not, unless the
+    /// caller may block (<see cref="BlockingAllowed"/>). Where the kernel or
     /// the file system has no RWF_DSYNC, the write is followed by fdatasync.
     /// </summary>
     private async ValueTask WriteFuaAsync(DescriptorLease fd, long offset, ReadOnlyMemory<byte> buffer)
@@ -178,6 +179,11 @@ internal sealed partial class FileNode
     /// </summary>
     private async ValueTask<int> PReadAsync(DescriptorLease fd, long offset, Memory<byte> buffer)
     {
+        if (TryReadHere(fd, buffer.Span, offset, out var here))
+        {
+            return here >= 0 ? (int)here : throw Failure("Could not read from", (int)-here);
+        }
+
         if (_direct)
         {
             var n = _ring is { } ring
@@ -199,7 +205,7 @@ internal sealed partial class FileNode
     /// <summary>Writes the whole buffer; dispatched like <see cref="PReadAsync"/>.</summary>
     private async ValueTask WriteFullyAsync(DescriptorLease fd, long offset, ReadOnlyMemory<byte> buffer)
     {
-        if (_direct)
+        if (_direct || BlockingAllowed.Here)
         {
             var n = await DeviceWriteAsync(fd, buffer, offset, 0).ConfigureAwait(false);
             if (n < 0)
@@ -226,6 +232,11 @@ internal sealed partial class FileNode
     /// </summary>
     private async ValueTask<long> DeviceWriteAsync(DescriptorLease fd, ReadOnlyMemory<byte> buffer, long offset, int rwFlags)
     {
+        if (TryWriteHere(fd, buffer.Span, offset, rwFlags, out var here))
+        {
+            return here;
+        }
+
         if (_ring is not { } ring)
         {
             return await BlockingIoPool.Shared.WriteAsync(fd.Fd, buffer, offset, rwFlags).ConfigureAwait(false);
@@ -318,9 +329,13 @@ internal sealed partial class FileNode
 
     private async ValueTask SyncAsync(DescriptorLease fd)
     {
-        var errno = _ring is { } ring
-            ? (int)-await ring.SyncAsync(fd.Fd).ConfigureAwait(false)
-            : await Task.Run(() => LibC.FDataSync(fd.Fd) == 0 ? 0 : Marshal.GetLastPInvokeError()).ConfigureAwait(false);
+        if (!TrySyncHere(fd, out var errno))
+        {
+            errno = _ring is { } ring
+                ? (int)-await ring.SyncAsync(fd.Fd).ConfigureAwait(false)
+                : await Task.Run(() => LibC.FDataSync(fd.Fd) == 0 ? 0 : Marshal.GetLastPInvokeError()).ConfigureAwait(false);
+        }
+
         if (errno != 0)
         {
             throw Failure("Could not flush", errno);
