@@ -11,7 +11,7 @@ namespace ExportServer.Nbd.Server;
 /// The transmission phase: one receive loop parses and validates requests, reads WRITE payloads into
 /// pooled buffers and starts each request on the spot; requests build complete replies for the sender.
 /// </summary>
-internal sealed partial class NbdConnection
+internal sealed partial class NbdConnection : BlockingAllowed.IGate
 {
     /// <summary>Requests of one connection processed at once; the receive loop waits for a free slot.</summary>
     private const int MaxInFlight = 64;
@@ -142,9 +142,9 @@ internal sealed partial class NbdConnection
                 // page cache is answered here, without handing it to another thread (see SocketEventLoop).
                 // The only request of the server's only connection may even wait for the device here:
                 // the thread has nothing else to serve, and the client waits for this reply.
-                if (IsOnlyRequest())
+                if (_server.ConnectionCount == 1 && _slots.CurrentCount == MaxInFlight - 1)
                 {
-                    using (BlockingAllowed.Enter())
+                    using (BlockingAllowed.Enter(this))
                     {
                         _ = ProcessAsync(slot);
                     }
@@ -187,34 +187,39 @@ internal sealed partial class NbdConnection
     }
 
     /// <summary>
-    /// Whether the request just read is the only one the server has: its connection is the only one,
-    /// nothing else of it is in flight and no further request is waiting, neither read ahead nor in the
-    /// socket (a client with two requests in flight must not wait behind the first one's device wait).
+    /// Asked by a driver about to wait for the device while a request runs on the receive loop (see
+    /// <see cref="BlockingAllowed"/>): whether that request is still the only one the server has. Its
+    /// connection is the only one, nothing else of it is in flight and no further request is waiting,
+    /// neither read ahead nor in the socket (a client with two requests in flight must not wait behind
+    /// the first one's device wait).
     /// </summary>
-    private bool IsOnlyRequest()
+    bool BlockingAllowed.IGate.MayBlock
     {
-        if (_server.ConnectionCount != 1 || _slots.CurrentCount != MaxInFlight - 1)
+        get
         {
-            return false;
-        }
-
-        if (_reader.TryRead(out var ahead))
-        {
-            var empty = ahead.Buffer.IsEmpty;
-            _reader.AdvanceTo(ahead.Buffer.Start);
-            if (!empty)
+            if (_server.ConnectionCount != 1 || _slots.CurrentCount != MaxInFlight - 1)
             {
                 return false;
             }
-        }
 
-        try
-        {
-            return _socket.Available == 0;
-        }
-        catch (Exception e) when (e is SocketException or ObjectDisposedException)
-        {
-            return false;
+            if (_reader.TryRead(out var ahead))
+            {
+                var empty = ahead.Buffer.IsEmpty;
+                _reader.AdvanceTo(ahead.Buffer.Start);
+                if (!empty)
+                {
+                    return false;
+                }
+            }
+
+            try
+            {
+                return _socket.Available == 0;
+            }
+            catch (Exception e) when (e is SocketException or ObjectDisposedException)
+            {
+                return false;
+            }
         }
     }
 
