@@ -43,6 +43,28 @@ public abstract partial class BlockNode : IAsyncDisposable
     /// <summary>The file name shown in query-named-block-nodes (the image, or a description).</summary>
     public virtual string FileName => FileChild?.Node.FileName ?? string.Empty;
 
+    /// <summary>
+    /// Whether requests to this node reach storage over a network (rbd, gluster, nbd, ssh, http) rather
+    /// than a local file: each then waits a round trip, so keeping the storage busy takes many more bytes
+    /// in flight. A node above such storage (a format, a filter, a backing chain) is remote through its
+    /// children.
+    /// </summary>
+    public virtual bool IsRemote
+    {
+        get
+        {
+            foreach (var child in Children)
+            {
+                if (child.Node.IsRemote)
+                {
+                    return true;
+                }
+            }
+
+            return false;
+        }
+    }
+
     /// <summary>What the driver can do beyond reading and writing; set when it opens, as <see cref="Limits"/>.</summary>
     public BlockCapabilities Capabilities { get; protected set; } = BlockCapabilities.None;
 

@@ -61,6 +61,8 @@ internal sealed class NbdNode : BlockNode
 
     public override string DriverName => "nbd";
 
+    public override bool IsRemote => true;
+
     public override string FileName => _fileName;
 
     /// <summary>The export as negotiated on the first connection; reconnections must match its size.</summary>

@@ -13,11 +13,20 @@ namespace ExportServer.Nbd.Server;
 /// <item>Waiting connections are served in the order they asked, so a small request cannot keep
 /// overtaking a large one.</item>
 /// </list>
+/// A connection to remote storage may fill the budget further (<see cref="RemoteLimit"/>) than one to
+/// a local file: its buffers wait longer, and fewer of them would leave the storage idle.
 /// </summary>
 internal sealed class NbdByteBudget(long limit)
 {
     /// <summary>8 MiB: several requests of qemu-img's 2 MiB or nbdcopy's 256 KiB in flight, a small part of the daemon's memory.</summary>
     public const long DefaultLimit = 8 << 20;
+
+    /// <summary>
+    /// The limit for the requests of a connection whose export is remote storage (<see cref="Block.Core.BlockNode.IsRemote"/>):
+    /// each of them waits a network round trip or more, so 8 MiB in flight kept rbd and gluster
+    /// images at a fraction of what they can do; 32 MiB is two of nbdcopy's 64-request queues.
+    /// </summary>
+    public const long RemoteLimit = 32 << 20;
 
     private readonly Lock _lock = new();
     private readonly LinkedList<Account> _waiting = new();
@@ -40,7 +49,7 @@ internal sealed class NbdByteBudget(long limit)
     {
         lock (_lock)
         {
-            if (account.InFlight == 0 || (_waiting.Count == 0 && _used + bytes <= limit))
+            if (account.InFlight == 0 || (_waiting.Count == 0 && _used + bytes <= LimitOf(account)))
             {
                 Grant(account, bytes);
                 return ValueTask.CompletedTask;
@@ -67,7 +76,7 @@ internal sealed class NbdByteBudget(long limit)
                 (wake ??= []).Add(Grant(account, account.Wanted)!);
             }
 
-            while (_waiting.First is { } head && _used + head.Value.Wanted <= limit)
+            while (_waiting.First is { } head && _used + head.Value.Wanted <= LimitOf(head.Value))
             {
                 _waiting.RemoveFirst();
                 (wake ??= []).Add(Grant(head.Value, head.Value.Wanted)!);
@@ -82,6 +91,9 @@ internal sealed class NbdByteBudget(long limit)
             }
         }
     }
+
+    /// <summary>The bytes in flight, of all connections, up to which this account's requests are granted.</summary>
+    private long LimitOf(Account account) => Math.Max(limit, account.Limit);
 
     /// <summary>Takes the bytes for the account; returns the waiter it had, if any (to be woken outside the lock).</summary>
     private TaskCompletionSource? Grant(Account account, long bytes)
@@ -104,6 +116,9 @@ internal sealed class NbdByteBudget(long limit)
         internal long InFlight { get; set; }
 
         internal long Wanted { get; set; }
+
+        /// <summary>A limit above the budget's own for this account's requests (<see cref="RemoteLimit"/>), or 0.</summary>
+        internal long Limit { get; set; }
 
         internal TaskCompletionSource? Waiter { get; set; }
     }

@@ -39,6 +39,7 @@ internal sealed partial class NbdConnection : BlockingAllowed.IGate
 
     private async Task ReceiveLoopAsync()
     {
+        _budgetAccount.Limit = _export!.Options.Node.IsRemote ? NbdByteBudget.RemoteLimit : 0;
         while (true)
         {
             if (!_reader.TryRead(out var result))

@@ -65,4 +65,28 @@ public sealed class NbdByteBudgetTests
         await Task.WhenAll(bigNext, smallNext).WaitAsync(TimeSpan.FromSeconds(5));
         Assert.Equal(50 + 40 + 800 + 5, budget.Used);
     }
+
+    [Fact]
+    public async Task AnAccountWithAHigherLimitFillsTheBudgetFurther()
+    {
+        var budget = new NbdByteBudget(Limit);
+        var local = new NbdByteBudget.Account();
+        var remote = new NbdByteBudget.Account { Limit = 3 * Limit };
+        await budget.AcquireAsync(local, 10);
+        await budget.AcquireAsync(remote, 900);
+
+        // Past the budget's own limit: the remote account's request is granted, the local one's waits.
+        Assert.True(budget.AcquireAsync(remote, 1500).IsCompleted);
+        var localNext = budget.AcquireAsync(local, 100).AsTask();
+        Assert.False(localNext.IsCompleted);
+        Assert.False(budget.AcquireAsync(remote, 700).IsCompleted);
+
+        // The remote account gives back enough for its own waiter, not for the local one's; the local
+        // one asked first, so both wait until the total is under the budget's own limit again.
+        budget.Release(remote, 1500);
+        Assert.False(localNext.IsCompleted);
+        budget.Release(remote, 900);
+        await localNext.WaitAsync(TimeSpan.FromSeconds(5));
+        Assert.Equal(10 + 100 + 700, budget.Used);
+    }
 }

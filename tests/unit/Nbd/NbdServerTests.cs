@@ -606,6 +606,71 @@ public sealed class NbdServerTests : IAsyncLifetime
         Assert.Same(pair.ExclusiveScheduler, _node.LastReadScheduler);
     }
 
+    [Theory]
+    [InlineData("local", 32)]
+    [InlineData("remote", 60)]
+    [InlineData("over-remote", 60)]
+    public async Task AnExportOfRemoteStorageHoldsMoreReadsInFlight(string storage, int expected)
+    {
+        // 60 reads of 256 KiB: 8 MiB in flight holds 32 of them, the 32 MiB of remote storage all. A
+        // node over remote storage (a format or filter node over its file child) counts as remote.
+        const int reads = 60, length = 256 * 1024;
+        var node = new HeldReadsNode(storage == "remote", storage == "over-remote" ? new HeldReadsNode(true) : null);
+        _server.AddExport(new NbdExportOptions { Name = "held", Node = node });
+        await using var c = await OpenAsync("held");
+        for (var i = 0; i < reads; i++)
+        {
+            await c.SendRequestAsync(C.CmdRead, (ulong)i, (ulong)i * length, length, C.CmdFlagDf);
+        }
+
+        await WaitUntil(() => node.Waiting == expected);
+        await Task.Delay(200);
+        Assert.Equal(expected, node.Waiting);
+
+        node.Release();
+        for (var i = 0; i < reads; i++)
+        {
+            Assert.Equal(0u, (await c.ReadStructuredReplyAsync())[^1].Header.Error);
+        }
+    }
+
+    /// <summary>Reads wait until <see cref="Release"/>; counts how many are waiting.</summary>
+    private sealed class HeldReadsNode : BlockNode
+    {
+        private readonly bool _remote;
+
+        private readonly TaskCompletionSource _released = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private int _waiting;
+
+        public override string DriverName => "held";
+
+        public override long Length => 16 << 20;
+
+        public HeldReadsNode(bool remote, BlockNode? file = null)
+            : base("held", true)
+        {
+            _remote = remote;
+            if (file is not null)
+            {
+                AttachChild("file", ChildRole.File, file);
+            }
+        }
+
+        public override bool IsRemote => _remote || base.IsRemote;
+
+        public int Waiting => Volatile.Read(ref _waiting);
+
+        public void Release() => _released.TrySetResult();
+
+        protected override async ValueTask ReadCoreAsync(long offset, Memory<byte> buffer)
+        {
+            Interlocked.Increment(ref _waiting);
+            await _released.Task;
+        }
+
+        protected override ValueTask WriteCoreAsync(long offset, ReadOnlyMemory<byte> buffer, WriteFlags flags) => ValueTask.CompletedTask;
+    }
+
     private sealed class SlowZeroNode : BlockNode
     {
         public SlowZeroNode()

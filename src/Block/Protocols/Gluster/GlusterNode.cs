@@ -35,6 +35,8 @@ internal sealed class GlusterNode : BlockNode, IImageInfoSource
 
     public override string DriverName => "gluster";
 
+    public override bool IsRemote => true;
+
     public override string FileName => _fileName;
 
     public BlockDriverInfo? DriverInfo => null;

@@ -34,6 +34,8 @@ internal sealed class HttpNode : BlockNode
 
     public override string DriverName { get; }
 
+    public override bool IsRemote => true;
+
     public override string FileName => _url;
 
     protected override async ValueTask ReadCoreAsync(long offset, Memory<byte> buffer)

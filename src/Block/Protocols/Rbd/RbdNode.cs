@@ -32,6 +32,8 @@ internal sealed class RbdNode : BlockNode, IImageInfoSource
 
     public override string DriverName => "rbd";
 
+    public override bool IsRemote => true;
+
     public override string FileName => _location.JsonFileName();
 
     public long ObjectSize { get; }

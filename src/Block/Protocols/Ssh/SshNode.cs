@@ -74,6 +74,8 @@ internal sealed class SshNode : BlockNode
 
     public override string DriverName => "ssh";
 
+    public override bool IsRemote => true;
+
     public override string FileName => _fileName;
 
     /// <summary>
