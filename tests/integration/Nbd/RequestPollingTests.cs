@@ -9,7 +9,7 @@ namespace ExportServer.IntegrationTests.Nbd;
 /// daemon poll its socket between requests (zero-timeout poll calls, watched with strace). With
 /// EXPORT_SERVER_POLL_MAX_NS=0 it never polls, nor does a connection that is not alone, nor one to an
 /// export on an iothread. strace slows every system call, so waits take far longer than the default
-/// 32 µs maximum: the cases that should poll allow 10 ms.
+/// 200 µs maximum: the cases that should poll allow 10 ms.
 /// </summary>
 public sealed class RequestPollingTests
 {

@@ -22,6 +22,26 @@ public sealed class AdaptivePollTests
     }
 
     [Fact]
+    public void TheMainLoopsMaximumCoversAClientTakingLongerThanQemusIothreadDefault()
+    {
+        // A client that sends its next request 150 µs after each reply: QEMU's 32 µs maximum never
+        // polls for it, the main loop's 200 µs grows to cover it.
+        var iothread = default(AdaptivePoll);
+        var mainLoop = default(AdaptivePoll);
+        var seen = new List<long>();
+        for (var i = 0; i < 8; i++)
+        {
+            iothread.Adjust(RequestPolling.Default, 150_000);
+            mainLoop.Adjust(RequestPolling.MainLoopDefault, 150_000);
+            Assert.Equal(0, iothread.Ns);
+            seen.Add(mainLoop.Ns);
+        }
+
+        Assert.Equal([4000, 8000, 16000, 32000, 64000, 128000, 200000, 200000], seen);
+        Assert.Equal(RequestPolling.MainLoopDefault, RequestPolling.MainLoop);
+    }
+
+    [Fact]
     public void AWaitThePollCoveredChangesNothing()
     {
         var poll = default(AdaptivePoll);
