@@ -12,28 +12,13 @@ namespace ExportServer.Block.Native;
 /// </summary>
 internal sealed unsafe class IoUring : IDisposable
 {
-    private const int SysSetup = 425;
-    private const int SysEnter = 426;
-    private const uint EnterGetEvents = 1;
-
     /// <summary>user_data of the no-op that wakes the completion thread at dispose; requests use their slot + 1.</summary>
     private const ulong StopMarker = 0;
 
     /// <summary>Submission entries of the shared ring: more than any queue depth an NBD client keeps (QEMU's is 128).</summary>
     private const uint SharedEntries = 256;
 
-    private readonly int _fd;
     private readonly IoUringMemory _memory;
-    private readonly uint* _sqTail;
-    private readonly uint* _sqHead;
-    private readonly uint* _sqArray;
-    private readonly uint _sqMask;
-    private readonly byte* _sqes;
-    private readonly uint* _cqHead;
-    private readonly uint* _cqTail;
-    private readonly uint _cqMask;
-    private readonly byte* _cqes;
-
     private readonly object _lock = new();
     private readonly IoUringRequest?[] _slots;
     private readonly Stack<int> _freeSlots;
@@ -44,26 +29,14 @@ internal sealed unsafe class IoUring : IDisposable
     private bool _disposing;
     private volatile bool _disposed;
 
-    private IoUring(int fd, in IoUringParams p, IoUringMemory memory, bool inlineCompletions)
+    private IoUring(IoUringMemory memory, bool inlineCompletions)
     {
-        _fd = fd;
         _memory = memory;
         _inlineCompletions = inlineCompletions;
-        var sq = memory.SqRing;
-        _sqHead = (uint*)(sq + p.SqHead);
-        _sqTail = (uint*)(sq + p.SqTail);
-        _sqMask = *(uint*)(sq + p.SqRingMask);
-        _sqArray = (uint*)(sq + p.SqArray);
-        _sqes = memory.Sqes;
-        var cq = memory.CqRing;
-        _cqHead = (uint*)(cq + p.CqHead);
-        _cqTail = (uint*)(cq + p.CqTail);
-        _cqMask = *(uint*)(cq + p.CqRingMask);
-        _cqes = cq + p.Cqes;
 
         // The completion queue is twice the submission queue; with no more requests in flight than
         // submission entries it cannot overflow.
-        Capacity = (int)p.SqEntries;
+        Capacity = (int)memory.Entries;
         _slots = new IoUringRequest?[Capacity];
         _freeSlots = new Stack<int>(Enumerable.Range(0, Capacity).Reverse());
         _reaper = new Thread(Reap) { IsBackground = true, Name = "io_uring" };
@@ -91,23 +64,9 @@ internal sealed unsafe class IoUring : IDisposable
     /// </summary>
     public static int TryCreate(uint entries, bool inlineCompletions, out IoUring? ring)
     {
-        ring = null;
-        IoUringParams p = default;
-        var fd = (int)LibC.Syscall(SysSetup, entries, (long)&p, 0, 0, 0, 0);
-        if (fd < 0)
-        {
-            return -Marshal.GetLastPInvokeError();
-        }
-
-        var errno = IoUringMemory.Map(fd, p, out var memory);
-        if (errno != 0)
-        {
-            LibC.Close(fd);
-            return errno;
-        }
-
-        ring = new IoUring(fd, p, memory, inlineCompletions);
-        return 0;
+        var errno = IoUringMemory.Setup(entries, out var memory);
+        ring = errno == 0 ? new IoUring(memory!, inlineCompletions) : null;
+        return errno;
     }
 
     private static IoUring? CreateShared()
@@ -191,9 +150,9 @@ internal sealed unsafe class IoUring : IDisposable
     /// <summary>Writes one submission entry and submits it; 0 or -errno (the entry is then taken back). Holds _lock.</summary>
     private int PushEntry(IoUringRequest? request, ulong userData)
     {
-        var tail = *_sqTail;
-        var index = tail & _sqMask;
-        var sqe = _sqes + (index * IoUringRequest.SqeSize);
+        var tail = *_memory.SqTail;
+        var index = tail & _memory.SqMask;
+        var sqe = _memory.Sqes + (index * IoUringRequest.SqeSize);
         if (request is null)
         {
             IoUringRequest.FillNop(sqe, userData);
@@ -203,11 +162,11 @@ internal sealed unsafe class IoUring : IDisposable
             request.Fill(sqe, userData);
         }
 
-        _sqArray[index] = index;
-        Volatile.Write(ref *_sqTail, tail + 1);
+        _memory.SqArray[index] = index;
+        Volatile.Write(ref *_memory.SqTail, tail + 1);
         while (true)
         {
-            var n = LibC.Syscall(SysEnter, _fd, 1, 0, 0, 0, 0);
+            var n = _memory.Enter(1, 0, 0);
             if (n >= 0)
             {
                 return 0;
@@ -217,7 +176,7 @@ internal sealed unsafe class IoUring : IDisposable
             if (errno != LibC.EINTR)
             {
                 // Not consumed: only this thread moves the tail, so the entry can be taken back.
-                Volatile.Write(ref *_sqTail, tail);
+                Volatile.Write(ref *_memory.SqTail, tail);
                 return -errno;
             }
         }
@@ -232,8 +191,8 @@ internal sealed unsafe class IoUring : IDisposable
         var done = new (IoUringRequest Request, long Result)[Capacity * 2];
         while (true)
         {
-            var head = *_cqHead;
-            var tail = Volatile.Read(ref *_cqTail);
+            var head = *_memory.CqHead;
+            var tail = Volatile.Read(ref *_memory.CqTail);
             if (head == tail)
             {
                 lock (_lock)
@@ -244,7 +203,7 @@ internal sealed unsafe class IoUring : IDisposable
                     }
                 }
 
-                if (LibC.Syscall(SysEnter, _fd, 0, 1, EnterGetEvents, 0, 0) < 0 && Marshal.GetLastPInvokeError() is not (LibC.EINTR or LibC.EAGAIN))
+                if (_memory.Enter(0, 1, IoUringMemory.EnterGetEvents) < 0 && Marshal.GetLastPInvokeError() is not (LibC.EINTR or LibC.EAGAIN))
                 {
                     Environment.FailFast($"io_uring_enter failed: {LibC.StrError(Marshal.GetLastPInvokeError())}");
                 }
@@ -257,7 +216,7 @@ internal sealed unsafe class IoUring : IDisposable
             {
                 for (; head != tail; head++)
                 {
-                    var cqe = _cqes + ((head & _cqMask) * IoUringRequest.CqeSize);
+                    var cqe = _memory.Cqes + ((head & _memory.CqMask) * IoUringRequest.CqeSize);
                     var userData = *(ulong*)cqe;
                     if (userData == StopMarker)
                     {
@@ -284,7 +243,7 @@ internal sealed unsafe class IoUring : IDisposable
                     done[count++] = (request, result);
                 }
 
-                Volatile.Write(ref *_cqHead, head);
+                Volatile.Write(ref *_memory.CqHead, head);
                 while (_backlog.Count > 0 && _freeSlots.Count > 0)
                 {
                     var next = _backlog.Dequeue();
@@ -306,7 +265,6 @@ internal sealed unsafe class IoUring : IDisposable
         }
 
         _memory.Dispose();
-        LibC.Close(_fd);
         _disposed = true;
     }
 

@@ -1,12 +1,19 @@
 namespace ExportServer.Block.Native;
 
 /// <summary>
-/// The three regions of an io_uring that the process maps: the submission ring (head, tail, index
-/// array), the completion ring (head, tail, completion entries; one mapping with the submission
-/// ring where the kernel has IORING_FEAT_SINGLE_MMAP) and the submission entries.
+/// One io_uring as the process sees it: the descriptor io_uring_setup(2) returns and the three
+/// regions mapped from it: the submission ring (head, tail, mask, index array), the completion ring
+/// (head, tail, mask, completion entries; one mapping with the submission ring where the kernel has
+/// IORING_FEAT_SINGLE_MMAP) and the submission entries. <see cref="IoUring"/> (the shared ring) and
+/// <see cref="ThreadRing"/> (a thread's own) are built on it; disposing it unmaps and closes.
 /// </summary>
 internal sealed unsafe class IoUringMemory : IDisposable
 {
+    /// <summary>IORING_ENTER_GETEVENTS: io_uring_enter waits for completions.</summary>
+    public const uint EnterGetEvents = 1;
+
+    private const int SysSetup = 425;
+    private const int SysEnter = 426;
     private const uint FeatSingleMmap = 1;
     private const long OffsetSqRing = 0;
     private const long OffsetCqRing = 0x8000000;
@@ -22,14 +29,74 @@ internal sealed unsafe class IoUringMemory : IDisposable
     {
     }
 
+    public int Fd { get; private set; } = -1;
+
+    /// <summary>Submission entries, as the kernel rounded them.</summary>
+    public uint Entries { get; private set; }
+
     public byte* SqRing { get; private set; }
 
     public byte* CqRing { get; private set; }
 
     public byte* Sqes { get; private set; }
 
+    public uint* SqHead { get; private set; }
+
+    public uint* SqTail { get; private set; }
+
+    public uint* SqArray { get; private set; }
+
+    public uint SqMask { get; private set; }
+
+    public uint* CqHead { get; private set; }
+
+    public uint* CqTail { get; private set; }
+
+    public uint CqMask { get; private set; }
+
+    public byte* Cqes { get; private set; }
+
+    /// <summary>
+    /// io_uring_setup(2) of <paramref name="entries"/> submission entries (a power of two), then the
+    /// mappings; 0, or the negative errno of setup or mmap (ENOSYS: no io_uring; EPERM: forbidden by
+    /// kernel.io_uring_disabled or a seccomp filter), nothing left open then.
+    /// </summary>
+    public static int Setup(uint entries, out IoUringMemory? ring)
+    {
+        ring = null;
+        IoUringParams p = default;
+        var fd = (int)LibC.Syscall(SysSetup, entries, (long)&p, 0, 0, 0, 0);
+        if (fd < 0)
+        {
+            return -System.Runtime.InteropServices.Marshal.GetLastPInvokeError();
+        }
+
+        var errno = Map(fd, p, out var memory);
+        if (errno != 0)
+        {
+            LibC.Close(fd);
+            return errno;
+        }
+
+        memory.Fd = fd;
+        memory.Entries = p.SqEntries;
+        memory.SqHead = (uint*)(memory.SqRing + p.SqHead);
+        memory.SqTail = (uint*)(memory.SqRing + p.SqTail);
+        memory.SqArray = (uint*)(memory.SqRing + p.SqArray);
+        memory.SqMask = *(uint*)(memory.SqRing + p.SqRingMask);
+        memory.CqHead = (uint*)(memory.CqRing + p.CqHead);
+        memory.CqTail = (uint*)(memory.CqRing + p.CqTail);
+        memory.CqMask = *(uint*)(memory.CqRing + p.CqRingMask);
+        memory.Cqes = memory.CqRing + p.Cqes;
+        ring = memory;
+        return 0;
+    }
+
+    /// <summary>io_uring_enter(2): submits <paramref name="toSubmit"/> entries and, with <see cref="EnterGetEvents"/>, waits for <paramref name="minComplete"/> completions; the call's result, negative on failure (errno from the last P/Invoke error).</summary>
+    public long Enter(uint toSubmit, uint minComplete, uint flags) => LibC.Syscall(SysEnter, Fd, toSubmit, minComplete, flags, 0, 0);
+
     /// <summary>Maps the regions of ring <paramref name="fd"/>; 0 or -errno (nothing stays mapped then).</summary>
-    public static int Map(int fd, in IoUringParams p, out IoUringMemory memory)
+    private static int Map(int fd, in IoUringParams p, out IoUringMemory memory)
     {
         memory = new IoUringMemory
         {
@@ -100,6 +167,12 @@ internal sealed unsafe class IoUringMemory : IDisposable
         {
             LibC.MUnmap(SqRing, _sqRingSize);
             SqRing = null;
+        }
+
+        if (Fd >= 0)
+        {
+            LibC.Close(Fd);
+            Fd = -1;
         }
     }
 }

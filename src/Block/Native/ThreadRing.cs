@@ -11,9 +11,6 @@ namespace ExportServer.Block.Native;
 /// </summary>
 internal sealed unsafe class ThreadRing
 {
-    private const int SysSetup = 425;
-    private const int SysEnter = 426;
-    private const uint EnterGetEvents = 1;
     private const uint Entries = 2;
 
     [ThreadStatic]
@@ -22,30 +19,9 @@ internal sealed unsafe class ThreadRing
     [ThreadStatic]
     private static bool t_refused;
 
-    private readonly int _fd;
-    private readonly IoUringMemory _memory;
-    private readonly uint* _sqHead;
-    private readonly uint* _sqTail;
-    private readonly uint* _sqArray;
-    private readonly uint _sqMask;
-    private readonly uint* _cqHead;
-    private readonly uint* _cqTail;
-    private readonly uint _cqMask;
-    private readonly byte* _cqes;
+    private readonly IoUringMemory _ring;
 
-    private ThreadRing(int fd, in IoUringParams p, IoUringMemory memory)
-    {
-        _fd = fd;
-        _memory = memory;
-        _sqHead = (uint*)(memory.SqRing + p.SqHead);
-        _sqTail = (uint*)(memory.SqRing + p.SqTail);
-        _sqMask = *(uint*)(memory.SqRing + p.SqRingMask);
-        _sqArray = (uint*)(memory.SqRing + p.SqArray);
-        _cqHead = (uint*)(memory.CqRing + p.CqHead);
-        _cqTail = (uint*)(memory.CqRing + p.CqTail);
-        _cqMask = *(uint*)(memory.CqRing + p.CqRingMask);
-        _cqes = memory.CqRing + p.Cqes;
-    }
+    private ThreadRing(IoUringMemory ring) => _ring = ring;
 
     /// <summary>The calling thread's ring, or null when the kernel refused one to it.</summary>
     public static ThreadRing? Current
@@ -57,46 +33,38 @@ internal sealed unsafe class ThreadRing
                 return t_ring;
             }
 
-            IoUringParams p = default;
-            var fd = (int)LibC.Syscall(SysSetup, Entries, (long)&p, 0, 0, 0, 0);
-            if (fd < 0 || IoUringMemory.Map(fd, p, out var memory) != 0)
+            if (IoUringMemory.Setup(Entries, out var ring) != 0)
             {
-                if (fd >= 0)
-                {
-                    LibC.Close(fd);
-                }
-
                 t_refused = true;
                 return null;
             }
 
-            return t_ring = new ThreadRing(fd, p, memory);
+            return t_ring = new ThreadRing(ring!);
         }
     }
 
     /// <summary>One read, write or fsync (<see cref="IoUringRequest"/>'s opcodes), waited for here; the kernel's result (bytes or -errno).</summary>
     public long Run(byte opcode, nint fd, byte* buffer, int length, long offset, uint opFlags)
     {
-        var tail = *_sqTail;
-        var index = tail & _sqMask;
-        IoUringRequest.FillEntry(_memory.Sqes + (index * IoUringRequest.SqeSize), opcode, fd, buffer, length, offset, opFlags, 1);
-        _sqArray[index] = index;
-        Volatile.Write(ref *_sqTail, tail + 1);
+        var tail = *_ring.SqTail;
+        var index = tail & _ring.SqMask;
+        IoUringRequest.FillEntry(_ring.Sqes + (index * IoUringRequest.SqeSize), opcode, fd, buffer, length, offset, opFlags, 1);
+        _ring.SqArray[index] = index;
+        Volatile.Write(ref *_ring.SqTail, tail + 1);
 
         var submitted = false;
         while (true)
         {
-            var head = *_cqHead;
-            if (head != Volatile.Read(ref *_cqTail))
+            var head = *_ring.CqHead;
+            if (head != Volatile.Read(ref *_ring.CqTail))
             {
-                var result = *(int*)(_cqes + ((head & _cqMask) * IoUringRequest.CqeSize) + 8);
-                Volatile.Write(ref *_cqHead, head + 1);
+                var result = *(int*)(_ring.Cqes + ((head & _ring.CqMask) * IoUringRequest.CqeSize) + 8);
+                Volatile.Write(ref *_ring.CqHead, head + 1);
                 return result;
             }
 
             // Submits the entry (once) and waits for its completion in the same call.
-            var n = LibC.Syscall(SysEnter, _fd, submitted ? 0 : 1, 1, EnterGetEvents, 0, 0);
-            if (n >= 0)
+            if (_ring.Enter(submitted ? 0u : 1u, 1, IoUringMemory.EnterGetEvents) >= 0)
             {
                 submitted = true;
                 continue;
@@ -105,7 +73,7 @@ internal sealed unsafe class ThreadRing
             var errno = Marshal.GetLastPInvokeError();
 
             // An interrupted enter may or may not have consumed the entry: the ring's head says.
-            submitted |= Volatile.Read(ref *_sqHead) == tail + 1;
+            submitted |= Volatile.Read(ref *_ring.SqHead) == tail + 1;
             if (errno is LibC.EINTR or LibC.EAGAIN)
             {
                 continue;
@@ -117,7 +85,7 @@ internal sealed unsafe class ThreadRing
                 Environment.FailFast($"io_uring_enter failed: {LibC.StrError(errno)}");
             }
 
-            Volatile.Write(ref *_sqTail, tail);
+            Volatile.Write(ref *_ring.SqTail, tail);
             return -errno;
         }
     }
