@@ -143,7 +143,7 @@ internal sealed partial class NbdConnection : BlockingAllowed.IGate
                 // page cache is answered here, without handing it to another thread (see SocketEventLoop).
                 // The only request of the server's only connection may even wait for the device here:
                 // the thread has nothing else to serve, and the client waits for this reply.
-                if (_server.ConnectionCount == 1 && _slots.CurrentCount == MaxInFlight - 1)
+                if (IsAloneWith(inFlight: 1))
                 {
                     using (BlockingAllowed.Enter(this))
                     {
@@ -173,7 +173,7 @@ internal sealed partial class NbdConnection : BlockingAllowed.IGate
     private long PollForRequest()
     {
         var policy = _export!.Options.Polling;
-        if (_tls is not null || policy.MaxNs <= 0 || _server.ConnectionCount != 1 || _slots.CurrentCount != MaxInFlight)
+        if (_tls is not null || policy.MaxNs <= 0 || !IsAloneWith(inFlight: 0))
         {
             return 0;
         }
@@ -198,7 +198,7 @@ internal sealed partial class NbdConnection : BlockingAllowed.IGate
     {
         get
         {
-            if (_server.ConnectionCount != 1 || _slots.CurrentCount != MaxInFlight - 1)
+            if (!IsAloneWith(inFlight: 1))
             {
                 return false;
             }
@@ -223,6 +223,9 @@ internal sealed partial class NbdConnection : BlockingAllowed.IGate
             }
         }
     }
+
+    /// <summary>Whether this is the server's only connection and has exactly <paramref name="inFlight"/> requests in flight.</summary>
+    private bool IsAloneWith(int inFlight) => _server.ConnectionCount == 1 && _slots.CurrentCount == MaxInFlight - inFlight;
 
     private void PollSocket(long until)
     {

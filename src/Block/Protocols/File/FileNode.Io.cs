@@ -205,24 +205,28 @@ internal sealed partial class FileNode
     /// <summary>Writes the whole buffer; dispatched like <see cref="PReadAsync"/>.</summary>
     private async ValueTask WriteFullyAsync(DescriptorLease fd, long offset, ReadOnlyMemory<byte> buffer)
     {
-        if (_direct || BlockingAllowed.Here)
+        long n;
+        if (_direct)
         {
-            var n = await DeviceWriteAsync(fd, buffer, offset, 0).ConfigureAwait(false);
-            if (n < 0)
+            n = await DeviceWriteAsync(fd, buffer, offset, 0).ConfigureAwait(false);
+        }
+        else if (!TryWriteHere(fd, buffer.Span, offset, 0, out n))
+        {
+            try
             {
-                throw Failure("Could not write to", (int)-n);
+                await RandomAccess.WriteAsync(fd.Handle, buffer, offset).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is not BlockException)
+            {
+                throw BlockException.From(e);
             }
 
             return;
         }
 
-        try
+        if (n < 0)
         {
-            await RandomAccess.WriteAsync(fd.Handle, buffer, offset).ConfigureAwait(false);
-        }
-        catch (Exception e) when (e is not BlockException)
-        {
-            throw BlockException.From(e);
+            throw Failure("Could not write to", (int)-n);
         }
     }
 
