@@ -23,11 +23,18 @@ internal sealed partial class NbdConnection
     private async Task<bool> HandshakeAsync()
     {
         var limit = _server.Options.HandshakeLimit;
-        using var timeout = new CancellationTokenSource(limit > TimeSpan.Zero ? limit : Timeout.InfiniteTimeSpan);
+        using var timeout = new CancellationTokenSource();
         var ct = timeout.Token;
         var greeting = new byte[NbdOptionCodec.GreetingSize];
         NbdOptionCodec.WriteGreeting(greeting, NbdConstants.FlagFixedNewstyle | NbdConstants.FlagNoZeroes);
         await SendAsync(greeting, ct).ConfigureAwait(false);
+
+        // The limit runs from the greeting: 18 bytes always fit the socket's buffer, and arming the
+        // timer first would start the runtime's timer thread ahead of a new daemon's first greeting.
+        if (limit > TimeSpan.Zero)
+        {
+            timeout.CancelAfter(limit);
+        }
 
         var word = new byte[4];
         await ReadExactAsync(word, ct).ConfigureAwait(false);
