@@ -30,6 +30,20 @@ public sealed class KeyvalParserTests
     public void TrailingCommaAndEmptyValueAreAllowed() =>
         Assert.Equal("""{"a":"","b":"x"}""", Json("a=,b=x,"));
 
+    [Theory]
+    [InlineData("a \"quoted\" name")]
+    [InlineData("C:\\dir\\file")]
+    [InlineData("tab\tnew\nline\u0001end")]
+    [InlineData("nön-ascii ✓ 𝄞")]
+    [InlineData("")]
+    public void EveryValueComesBackAsTheStringGiven(string value)
+    {
+        var node = KeyvalParser.Parse("filename=" + value.Replace(",", ",,", StringComparison.Ordinal))["filename"]!;
+        Assert.Equal(System.Text.Json.JsonValueKind.String, node.GetValueKind());
+        Assert.Equal(value, node.GetValue<string>());
+        Assert.Equal(value, JsonNode.Parse(node.ToJsonString())!.GetValue<string>());
+    }
+
     [Fact]
     public void NumericKeysBuildLists() =>
         Assert.Equal("""{"bitmaps":["b0","b1"]}""", Json("bitmaps.0=b0,bitmaps.1=b1"));
