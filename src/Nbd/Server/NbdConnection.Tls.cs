@@ -43,6 +43,7 @@ internal sealed partial class NbdConnection
         // The client waits for the ACK before its TLS hello, so the plain reader holds nothing more.
         var plain = _reader;
         _reader = CreateReader(session.Stream);
+        _receiveStream = null;
         _tls = session.Stream;
         await plain.CompleteAsync().ConfigureAwait(false);
         NbdLog.TlsEstablished(_log, Id, session.Protocol, session.Cipher);

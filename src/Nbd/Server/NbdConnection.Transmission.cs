@@ -19,6 +19,13 @@ internal sealed partial class NbdConnection : BlockingAllowed.IGate
     /// <summary>A refused WRITE payload up to this size is read and dropped; a larger one ends the connection.</summary>
     private const ulong MaxDiscardedPayload = 256 * 1024 * 1024;
 
+    /// <summary>
+    /// A WRITE payload at least this large is followed by a read of the next request header alone (see
+    /// <see cref="ReceiveStream"/>); the pipe's 128 KiB buffer would otherwise take in part of the next
+    /// payload. Below it, reading ahead into the pipe saves more receive calls than the copy costs.
+    /// </summary>
+    private const ulong HeaderOnlyAfterPayload = 64 * 1024;
+
     private static readonly Action<object?> s_execute = static s => ((NbdRequestSlot)s!).Execute();
 
     private async Task TransmissionAsync()
@@ -113,9 +120,19 @@ internal sealed partial class NbdConnection : BlockingAllowed.IGate
                     slot.Payload = NbdBuffers.Pool.Rent((int)payload);
                     slot.PayloadLength = (int)payload;
                     var destination = slot.Payload.AsMemory(0, (int)payload);
-                    await (_tls is null
-                        ? _reader.ReadExactAsync(_socket, destination, CancellationToken.None)
-                        : _reader.ReadExactAsync(destination, CancellationToken.None)).ConfigureAwait(false);
+                    if (_receiveStream is { } plain)
+                    {
+                        await _reader.ReadExactAsync(_socket, destination, CancellationToken.None).ConfigureAwait(false);
+                        if (payload >= HeaderOnlyAfterPayload)
+                        {
+                            // The payload's end came straight from the socket: the next header is read alone (see ReceiveStream).
+                            plain.LimitNextRead(_extended ? NbdConstants.ExtendedRequestHeaderSize : NbdConstants.RequestHeaderSize);
+                        }
+                    }
+                    else
+                    {
+                        await _reader.ReadExactAsync(destination, CancellationToken.None).ConfigureAwait(false);
+                    }
                 }
                 else if (payload > 0)
                 {

@@ -20,6 +20,9 @@ internal sealed partial class NbdConnection
     private readonly ILogger _log;
     private PipeReader _reader;
 
+    /// <summary>What the request pipe reads on a plain connection; null once TLS is on.</summary>
+    private ReceiveStream? _receiveStream;
+
     /// <summary>The TLS session after STARTTLS; null on a plain connection, whose sends and payload reads use the socket directly.</summary>
     private Stream? _tls;
     private readonly SemaphoreSlim _slots = new(MaxInFlight, MaxInFlight);
@@ -44,7 +47,8 @@ internal sealed partial class NbdConnection
         _socket = socket;
         _log = log;
         Id = id;
-        _reader = CreateReader(new NetworkStream(socket, ownsSocket: false));
+        _receiveStream = new ReceiveStream(socket);
+        _reader = CreateReader(_receiveStream);
         for (var i = 0; i < MaxInFlight; i++)
         {
             _free.Enqueue(new NbdRequestSlot(this));
