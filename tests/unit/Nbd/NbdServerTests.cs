@@ -612,7 +612,7 @@ public sealed class NbdServerTests : IAsyncLifetime
     [InlineData("over-remote", 60)]
     public async Task AnExportOfRemoteStorageHoldsMoreReadsInFlight(string storage, int expected)
     {
-        // 60 reads of 256 KiB: 8 MiB in flight holds 32 of them, the 32 MiB of remote storage all. A
+        // 60 reads of 256 KiB: 8 MiB in flight holds 32 of them, the 16 MiB of remote storage all. A
         // node over remote storage (a format or filter node over its file child) counts as remote.
         const int reads = 60, length = 256 * 1024;
         var node = new HeldReadsNode(storage == "remote", storage == "over-remote" ? new HeldReadsNode(true) : null);
