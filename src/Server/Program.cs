@@ -91,6 +91,11 @@ internal static class Program
         using var loggers = new StderrLoggerFactory(new StderrLoggerProvider(cl.TracePatterns));
         await using var daemon = new StorageDaemon(loggers);
         await using var qmp = new QmpService(daemon, loggers.CreateLogger("ExportServer.Qmp"));
+        // qemu-storage-daemon quits on SIGINT even when it was started with SIGINT ignored, as every
+        // background job of a non-interactive shell is; the runtime leaves an inherited SIG_IGN for
+        // SIGINT in place (its handler is never installed), so the disposition goes back to the default
+        // before the registration below.
+        Native.Libc.signal(Native.Libc.SIGINT, Native.Libc.SIG_DFL);
         using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Quit);
         using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, Quit);
         using var sighup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, Quit);

@@ -2,7 +2,7 @@ using System.Runtime.InteropServices;
 
 namespace ExportServer.Server.Native;
 
-/// <summary>The few process-level libc calls the daemon needs (daemonizing).</summary>
+/// <summary>The few process-level libc calls the daemon needs (daemonizing, signal dispositions).</summary>
 internal static partial class Libc
 {
     [LibraryImport("libc", SetLastError = true)]
@@ -20,5 +20,10 @@ internal static partial class Libc
     [LibraryImport("libc", SetLastError = true)]
     internal static partial int getpid();
 
+    [LibraryImport("libc", SetLastError = true)]
+    internal static partial nint signal(int signum, nint handler);
+
     internal const int O_RDWR = 2;
+    internal const int SIGINT = 2;
+    internal const nint SIG_DFL = 0;
 }

@@ -90,6 +90,34 @@ public sealed class LifecycleTests
         (await Tool.RunAsync("qemu-io", "-f", "raw", "-c", "read -P 0x61 0 128M", image)).Check("data on disk");
     }
 
+    /// <summary>
+    /// A daemon started with SIGINT ignored (every background job of a non-interactive shell is) still
+    /// quits on SIGINT, as qemu-storage-daemon does: a script that starts it with '&amp;' and stops it
+    /// with kill -INT works with either.
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task SigintQuitsADaemonStartedWithSigintIgnored(bool qsd)
+    {
+        // The same start, of a program that shows what it inherited: SIGINT (bit 1) is ignored.
+        var shown = (await Tool.RunAsync("/bin/sh", "-c", "trap '' INT; exec grep SigIgn: /proc/self/status")).Check("sh");
+        Assert.True((Convert.ToUInt64(shown.Stdout["SigIgn:".Length..].Trim(), 16) & 0b10) != 0, shown.Stdout);
+
+        using var dir = new TempDir();
+        var image = await RawImageAsync(dir);
+        var exe = qsd ? "/usr/bin/qemu-storage-daemon" : Daemon.ExportServerPath;
+        await using var d = await Daemon.StartAsync("/bin/sh", dir,
+        [
+            "-c", "trap '' INT; exec \"$0\" \"$@\"", exe,
+            "--blockdev", $"driver=file,node-name=f0,filename={image}",
+            "--nbd-server", $"addr.type=unix,addr.path={dir["s.sock"]}",
+            "--export", "type=nbd,id=e0,node-name=f0,name=disk",
+        ]);
+        d.Signal(2);
+        Assert.Equal(0, await d.WaitForExitAsync(TimeSpan.FromSeconds(30)));
+    }
+
     [Fact]
     public async Task DaemonizeReturnsOnceListening()
     {
