@@ -31,7 +31,6 @@ internal sealed unsafe class IoUringRequest : IValueTaskSource<long>
     private const int SqeUserData = 32;
 
     private readonly IoUring _ring;
-    private readonly bool _inline;
     private ManualResetValueTaskSourceCore<long> _core;
     private byte _opcode;
     private nint _fd;
@@ -46,7 +45,6 @@ internal sealed unsafe class IoUringRequest : IValueTaskSource<long>
     public IoUringRequest(IoUring ring, bool inlineCompletions)
     {
         _ring = ring;
-        _inline = inlineCompletions;
         _core.RunContinuationsAsynchronously = !inlineCompletions;
     }
 
@@ -89,14 +87,10 @@ internal sealed unsafe class IoUringRequest : IValueTaskSource<long>
     }
 
     /// <summary>Ends the request with the kernel's result (bytes or -errno); the buffer is unpinned first.</summary>
-    public void Complete(long result) => Complete(result, _inline);
-
-    /// <summary>As <see cref="Complete(long)"/>, the awaiting code running on this thread only when <paramref name="runInline"/> and the ring allows it.</summary>
-    public void Complete(long result, bool runInline)
+    public void Complete(long result)
     {
         _pin.Dispose();
         _pin = default;
-        _core.RunContinuationsAsynchronously = !(runInline && _inline);
         _core.SetResult(result);
     }
 

@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using ExportServer.Block.Core;
 
 namespace ExportServer.Block.Native;
 
@@ -47,10 +48,15 @@ internal static class NativeCompletionThread
     {
         while (true)
         {
+            // What is queued resumes as one batch (see CompletionBatch): an NBD connection sends the
+            // replies of the requests resumed here together, once the queue is empty.
+            CompletionBatch.Begin();
             while (Ready.TryDequeue(out var request))
             {
                 request.Resume();
             }
+
+            CompletionBatch.End();
 
             lock (Gate)
             {

@@ -283,18 +283,30 @@ internal sealed partial class NbdConnection
     /// <summary>
     /// Hands a finished reply to the sender. The thread that finds no send in progress becomes the
     /// sender and sends what is queued (its own reply and whatever arrives meanwhile), so a reply
-    /// usually leaves on the thread that built it, without waking another.
+    /// usually leaves on the thread that built it, without waking another. A reply finished inside a
+    /// <see cref="CompletionBatch"/> waits for the batch's end, to leave in one send with the others.
     /// </summary>
     private void Queue(NbdRequestSlot slot, byte[] reply, int length)
     {
         slot.Reply = reply;
         slot.ReplyLength = length;
         _replies.Enqueue(slot);
+        if (!CompletionBatch.TryDefer(this))
+        {
+            StartSending();
+        }
+    }
+
+    /// <summary>Sends what is queued unless another thread already does; a reply queued meanwhile is never left behind (see SendQueuedAsync).</summary>
+    private void StartSending()
+    {
         if (Interlocked.CompareExchange(ref _sending, 1, 0) == 0)
         {
             _ = SendQueuedAsync();
         }
     }
+
+    void CompletionBatch.IFlush.Flush() => StartSending();
 
     /// <summary>Returns a slot whose reply was sent or dropped, and frees its place for the next request.</summary>
     private void Release(NbdRequestSlot slot)

@@ -11,7 +11,7 @@ namespace ExportServer.Nbd.Server;
 /// The transmission phase: one receive loop parses and validates requests, reads WRITE payloads into
 /// pooled buffers and starts each request on the spot; requests build complete replies for the sender.
 /// </summary>
-internal sealed partial class NbdConnection : BlockingAllowed.IGate
+internal sealed partial class NbdConnection : BlockingAllowed.IGate, CompletionBatch.IFlush
 {
     /// <summary>Requests of one connection processed at once; the receive loop waits for a free slot.</summary>
     private const int MaxInFlight = 64;

@@ -193,6 +193,93 @@ public sealed class IoUringTests : IDisposable
     }
 
     [Fact]
+    public async Task RequestsReapedTogetherResumeInOneBatchAndFlushOnceAtItsEnd()
+    {
+        const int Count = 32;
+        using var ring = Create(64, inlineCompletions: true);
+        var fd = OpenDirect("batch.raw", blocks: Count);
+        try
+        {
+            var flush = new BatchProbe();
+            var buffers = Enumerable.Range(0, Count).Select(_ => new AlignedBuffer(Block)).ToArray();
+            var reads = await Task.Run(() =>
+            {
+                var tasks = new Task<bool>[Count];
+                for (var i = 0; i < Count; i++)
+                {
+                    var read = ring.ReadAsync(fd, buffers[i].Memory, (long)i * Block);
+                    tasks[i] = ResumeAsync(read, flush);
+                }
+
+                return Task.WhenAll(tasks);
+            }).WaitAsync(TimeSpan.FromSeconds(30));
+
+            // Every read that had not ended before its await resumed inside a batch, and each batch
+            // ran the deferred flush once, after all of its requests, whatever their number. (The
+            // last batch's flush may still be running when the test's own continuation gets here.)
+            var resumedOnRing = reads.Count(inBatch => inBatch);
+            Assert.True(resumedOnRing > 0, "no read resumed on the completion thread");
+            Assert.True(SpinWait.SpinUntil(() => flush.Pending == 0, TimeSpan.FromSeconds(10)), "the last batch never flushed");
+            Assert.Equal(resumedOnRing, flush.Deferred);
+            Assert.InRange(flush.Flushes, 1, resumedOnRing);
+            foreach (var buffer in buffers)
+            {
+                ((IDisposable)buffer).Dispose();
+            }
+        }
+        finally
+        {
+            LibC.Close((int)fd);
+        }
+    }
+
+    private static async Task<bool> ResumeAsync(ValueTask<long> read, BatchProbe flush)
+    {
+        if (read.IsCompleted)
+        {
+            Assert.Equal(Block, read.Result);
+            return false;
+        }
+
+        Assert.Equal(Block, await read);
+        var deferred = CompletionBatch.TryDefer(flush);
+        if (deferred)
+        {
+            Assert.Equal("io_uring", Thread.CurrentThread.Name);
+            flush.Defer();
+        }
+
+        return deferred;
+    }
+
+    /// <summary>Counts the requests that deferred it and how often it ran; written only on the completion thread.</summary>
+    private sealed class BatchProbe : CompletionBatch.IFlush
+    {
+        private int _deferred;
+        private int _pending;
+        private int _flushes;
+
+        public int Deferred => Volatile.Read(ref _deferred);
+
+        public int Pending => Volatile.Read(ref _pending);
+
+        public int Flushes => Volatile.Read(ref _flushes);
+
+        public void Defer()
+        {
+            Volatile.Write(ref _deferred, _deferred + 1);
+            Volatile.Write(ref _pending, _pending + 1);
+        }
+
+        public void Flush()
+        {
+            Assert.True(_pending > 0, "a flush ran with nothing deferred to it");
+            Volatile.Write(ref _flushes, _flushes + 1);
+            Volatile.Write(ref _pending, 0);
+        }
+    }
+
+    [Fact]
     public unsafe void AThreadsOwnRingWaitsForEachRequestInPlace()
     {
         var ring = ThreadRing.Current;
