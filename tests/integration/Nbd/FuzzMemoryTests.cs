@@ -27,14 +27,17 @@ public sealed class FuzzMemoryTests
         var fuzzer = Path.Combine(AppContext.BaseDirectory, "Nbd", "Scripts", "nbd_fuzz.py");
 
         // A well-behaved client stays connected through the whole run and reads again at the end what
-        // the file holds then (fuzzed writes may have changed it).
+        // the file holds then (fuzzed writes may have changed it). Its first read comes before any
+        // fuzzed input, which may zero or trim the range it reads.
         var go = dir["go"];
+        var ready = dir["ready"];
         var steady = Tool.PythonAsync($$"""
             import nbd, os, time
             expected = open("{{image}}", "rb").read()[1 << 20:(1 << 20) + 65536]
             h = nbd.NBD()
             h.connect_uri("{{uri}}")
             assert h.pread(65536, 1 << 20) == expected
+            open("{{ready}}", "w").close()
             deadline = time.monotonic() + 170
             while not os.path.exists("{{go}}") and time.monotonic() < deadline:
                 time.sleep(0.1)
@@ -42,6 +45,16 @@ public sealed class FuzzMemoryTests
             assert h.pread(65536, 1 << 20) == now
             h.shutdown()
             """, TimeSpan.FromMinutes(3));
+        for (var i = 0; i < 300 && !File.Exists(ready) && !steady.IsCompleted; i++)
+        {
+            await Task.Delay(50);
+        }
+
+        if (!File.Exists(ready))
+        {
+            (await steady).Check("the client connected throughout");
+            Assert.Fail("the client connected throughout made no first read in 15 s");
+        }
 
         var warm = await Tool.RunAsync("/usr/bin/python3", fuzzer, sock, "disk", "500", "1");
         warm.Check("fuzz warm-up");
