@@ -76,6 +76,38 @@ public abstract partial class BlockNode
         return a <= 1 || ((offset | length) & (a - 1)) == 0;
     }
 
+    /// <summary>
+    /// Instead of a read, the file extent where [offset, offset+length) lies as it is (see
+    /// <see cref="FileExtent"/>); false when the node's driver cannot say (any format with its own
+    /// layout, a filter, direct I/O) or the node is drained, and the caller reads as usual. The
+    /// bytes count as read; they are the file's when the caller sends them, which for a client is
+    /// no different from a read that ran that late.
+    /// </summary>
+    public bool TryLeaseFileExtent(long offset, int length, out FileExtent extent)
+    {
+        extent = default;
+        CheckRange(offset, length, Errno.EINVAL);
+        if (length == 0 || this is not IFileExtentSource source || !TryEnter())
+        {
+            return false;
+        }
+
+        try
+        {
+            if (!source.TryLeaseExtent(offset, length, out extent))
+            {
+                return false;
+            }
+
+            Stats.Read(length);
+            return true;
+        }
+        finally
+        {
+            Leave();
+        }
+    }
+
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     public async ValueTask ReadAsync(long offset, Memory<byte> buffer)
     {

@@ -7,7 +7,7 @@ namespace ExportServer.Block.Core;
 /// It is not entered in the graph; it is a parent of its current node. A drained section on that
 /// node or below holds the export's new requests here.
 /// </summary>
-public sealed class BlockRoot : ForwardingNode
+public sealed class BlockRoot : ForwardingNode, IFileExtentSource
 {
     private readonly object _swap = new();
 
@@ -44,6 +44,10 @@ public sealed class BlockRoot : ForwardingNode
 
     protected override ValueTask WriteCoreAsync(long offset, ReadOnlyMemory<byte> buffer, WriteFlags flags) =>
         Target.WriteAsync(offset, buffer, WriteThrough ? flags | WriteFlags.Fua : flags);
+
+    /// <summary>The root reads as its node does: the node's file extent, if it has one.</summary>
+    bool IFileExtentSource.TryLeaseExtent(long offset, int length, out FileExtent extent) =>
+        Target.TryLeaseFileExtent(offset, length, out extent);
 
     protected override ValueTask WriteZeroesCoreAsync(long offset, long length, ZeroFlags flags) =>
         Target.WriteZeroesAsync(offset, length, WriteThrough ? flags | ZeroFlags.Fua : flags);

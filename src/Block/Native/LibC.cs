@@ -181,6 +181,22 @@ internal static unsafe partial class LibC
     [LibraryImport(Lib, EntryPoint = "syscall", SetLastError = true)]
     public static partial long Syscall(long number, long a1, long a2, long a3, long a4, long a5, long a6);
 
+    /// <summary>cachestat(2) (Linux 6.5): x86_64 and aarch64 share the number.</summary>
+    private const long SysCachestat = 451;
+
+    /// <summary>
+    /// How many pages of the file's [offset, offset+length) are in the page cache (cachestat(2)), or
+    /// -errno: -ENOSYS on a kernel before 6.5.
+    /// </summary>
+    public static long CachedPages(nint fd, long offset, long length)
+    {
+        // struct cachestat_range { u64 off, len; }; struct cachestat { u64 nr_cache, nr_dirty, nr_writeback, nr_evicted, nr_recently_evicted; }
+        var range = stackalloc long[2] { offset, length };
+        var stat = stackalloc long[5];
+        var r = Syscall(SysCachestat, fd, (long)range, (long)stat, 0, 0, 0);
+        return r < 0 ? -Marshal.GetLastPInvokeError() : stat[0];
+    }
+
     /// <summary>The text of an errno value, as strerror(3) gives it.</summary>
     public static string StrError(int errno) => Marshal.GetPInvokeErrorMessage(errno);
 }

@@ -25,6 +25,17 @@ internal sealed partial class NbdConnection
     /// <summary>Over TLS, a batch up to this size is copied into one write (see SendTlsAsync).</summary>
     private const int MaxGatheredTlsBytes = 256 * 1024;
 
+    /// <summary>
+    /// A READ of at least this many bytes whose data lies in the page cache of a file (see
+    /// <see cref="FileExtent"/>) is sent from there with sendfile, sparing the copy into a buffer
+    /// (and over TCP the copy into the socket as well). Below it the copies cost less than the
+    /// extra system calls.
+    /// </summary>
+    private const int MinFileExtentRead = 64 * 1024;
+
+    /// <summary>When the socket is full in the middle of a file extent, this much of it goes through memory (see SendExtentAsync).</summary>
+    private const int ExtentCopyChunk = 64 * 1024;
+
     private void ReplyOk(NbdRequestSlot slot, in NbdRequest request)
     {
         // A read (only an empty one ends here) gets a structured reply once they are negotiated.
@@ -74,6 +85,11 @@ internal sealed partial class NbdConnection
         var length = (int)request.Length;
         if (!_structured)
         {
+            if (TryQueueFromFile(slot, request, node, NbdConstants.SimpleReplySize))
+            {
+                return;
+            }
+
             var simple = NbdBuffers.Pool.Rent(NbdConstants.SimpleReplySize + length);
             try
             {
@@ -109,6 +125,11 @@ internal sealed partial class NbdConnection
         }
 
         var header = NbdReplyCodec.ChunkHeaderSize(_extended);
+        if (TryQueueFromFile(slot, request, node, header + NbdReplyCodec.OffsetDataPrefixSize))
+        {
+            return;
+        }
+
         var buffer = NbdBuffers.Pool.Rent(header + NbdReplyCodec.OffsetDataPrefixSize + length);
         try
         {
@@ -123,6 +144,35 @@ internal sealed partial class NbdConnection
         var at = NbdReplyCodec.WriteChunkHeader(buffer, _extended, NbdConstants.ReplyFlagDone, NbdConstants.ReplyTypeOffsetData, request.Cookie, request.Offset, (ulong)(NbdReplyCodec.OffsetDataPrefixSize + length));
         NbdReplyCodec.WriteOffsetDataPrefix(buffer.AsSpan(at), request.Offset);
         Queue(slot, buffer, header + NbdReplyCodec.OffsetDataPrefixSize + length);
+    }
+
+    /// <summary>
+    /// Queues a READ reply (a simple reply, or with structured replies one OFFSET_DATA chunk) of
+    /// <paramref name="headerSize"/> bytes whose data the sender takes from the file that holds it;
+    /// false when the read is small, the connection uses TLS, or the node cannot lease its bytes.
+    /// </summary>
+    private bool TryQueueFromFile(NbdRequestSlot slot, in NbdRequest request, BlockNode node, int headerSize)
+    {
+        if (request.Length < MinFileExtentRead || _tls is not null ||
+            !node.TryLeaseFileExtent((long)request.Offset, (int)request.Length, out var extent))
+        {
+            return false;
+        }
+
+        var head = NbdBuffers.Pool.Rent(headerSize);
+        if (_structured)
+        {
+            var at = NbdReplyCodec.WriteChunkHeader(head, _extended, NbdConstants.ReplyFlagDone, NbdConstants.ReplyTypeOffsetData, request.Cookie, request.Offset, (ulong)(NbdReplyCodec.OffsetDataPrefixSize + (int)request.Length));
+            NbdReplyCodec.WriteOffsetDataPrefix(head.AsSpan(at), request.Offset);
+        }
+        else
+        {
+            NbdReplyCodec.WriteSimple(head, 0, request.Cookie);
+        }
+
+        slot.Extent = extent;
+        Queue(slot, head, headerSize);
+        return true;
     }
 
     /// <summary>Splits a read range into alternating data and zero extents; returns how many.</summary>
@@ -317,6 +367,12 @@ internal sealed partial class NbdConnection
             slot.Reply = null;
         }
 
+        if (slot.Extent.Handle is not null)
+        {
+            slot.Extent.Dispose();
+            slot.Extent = default;
+        }
+
         if (slot.Budgeted > 0)
         {
             _server.Budget.Release(_budgetAccount, slot.Budgeted);
@@ -344,6 +400,11 @@ internal sealed partial class NbdConnection
                 batch.Add(slot);
                 segments.Add(new ArraySegment<byte>(slot.Reply!, 0, slot.ReplyLength));
                 bytes += slot.ReplyLength;
+                if (slot.Extent.Handle is not null)
+                {
+                    // Its data follows from the file once the batch's bytes are out: it ends the batch.
+                    break;
+                }
             }
 
             if (batch.Count == 0)
@@ -368,6 +429,11 @@ internal sealed partial class NbdConnection
                     {
                         throw new IOException($"short send: {sent} of {bytes} bytes");
                     }
+
+                    if (batch[^1].Extent.Handle is not null)
+                    {
+                        await SendExtentAsync(batch[^1].Extent).ConfigureAwait(false);
+                    }
                 }
                 catch (Exception e) when (e is SocketException or IOException or ObjectDisposedException)
                 {
@@ -383,6 +449,56 @@ internal sealed partial class NbdConnection
 
             batch.Clear();
             segments.Clear();
+        }
+    }
+
+    /// <summary>
+    /// Sends a reply's data from its file with sendfile. While the socket is full, a chunk goes
+    /// through memory instead: a send from a buffer waits for room like any other, after which
+    /// sendfile takes over again. A file that ended early (cut short since the lease) is followed
+    /// by zeroes, as a read past its end gives, so the reply keeps its length.
+    /// </summary>
+    private async ValueTask SendExtentAsync(FileExtent extent)
+    {
+        var offset = extent.Offset;
+        var left = extent.Length;
+        byte[]? copy = null;
+        try
+        {
+            while (left > 0)
+            {
+                var n = SendFile.Send(_socket.SafeHandle, extent.Handle, ref offset, left);
+                if (n > 0)
+                {
+                    left -= (int)n;
+                    continue;
+                }
+
+                if (n == -SendFile.EINTR)
+                {
+                    continue;
+                }
+
+                if (n != 0 && n != -SendFile.EAGAIN)
+                {
+                    throw new IOException($"sendfile: {System.Runtime.InteropServices.Marshal.GetPInvokeErrorMessage((int)-n)}");
+                }
+
+                copy ??= NbdBuffers.Pool.Rent(ExtentCopyChunk);
+                var chunk = Math.Min(left, ExtentCopyChunk);
+                var read = n == 0 ? 0 : RandomAccess.Read(extent.Handle, copy.AsSpan(0, chunk), offset);
+                copy.AsSpan(read, chunk - read).Clear();
+                await SendAllAsync(new ArraySegment<byte>(copy, 0, chunk)).ConfigureAwait(false);
+                offset += chunk;
+                left -= chunk;
+            }
+        }
+        finally
+        {
+            if (copy is not null)
+            {
+                NbdBuffers.Pool.Return(copy);
+            }
         }
     }
 

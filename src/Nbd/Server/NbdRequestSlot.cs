@@ -1,3 +1,4 @@
+using ExportServer.Block.Core;
 using ExportServer.Nbd.Protocol;
 
 namespace ExportServer.Nbd.Server;
@@ -20,6 +21,12 @@ internal sealed class NbdRequestSlot(NbdConnection connection)
     public byte[]? Reply;
 
     public int ReplyLength;
+
+    /// <summary>
+    /// Data of a READ reply that follows <see cref="Reply"/> straight from a file (see
+    /// <see cref="FileExtent"/>); no handle when the reply is all in <see cref="Reply"/>.
+    /// </summary>
+    public FileExtent Extent;
 
     /// <summary>Data bytes this request holds of the server's <see cref="NbdByteBudget"/>, given back when the slot is.</summary>
     public long Budgeted;

@@ -6,7 +6,7 @@ namespace ExportServer.Block.Formats.Raw;
 /// Passes every request to its 'file' child, shifted by the window's offset. With a fixed size the
 /// node cannot be resized; without one its length follows the child's.
 /// </summary>
-internal sealed class RawNode : BlockNode, IImageInfoSource
+internal sealed class RawNode : BlockNode, IImageInfoSource, IFileExtentSource
 {
     private readonly BlockNode _file;
     private readonly long _offset;
@@ -32,6 +32,9 @@ internal sealed class RawNode : BlockNode, IImageInfoSource
 
     protected override ValueTask ReadCoreAsync(long offset, Memory<byte> buffer) =>
         _file.ReadAsync(_offset + offset, buffer);
+
+    bool IFileExtentSource.TryLeaseExtent(long offset, int length, out FileExtent extent) =>
+        _file.TryLeaseFileExtent(_offset + offset, length, out extent);
 
     protected override ValueTask WriteCoreAsync(long offset, ReadOnlyMemory<byte> buffer, WriteFlags flags) =>
         _file.WriteAsync(_offset + offset, buffer, flags);

@@ -13,7 +13,7 @@ namespace ExportServer.Block.Protocols.File;
 /// discard, block status, flush and resize go through libc.
 /// With O_DIRECT, buffers whose address is not aligned are bounced through aligned memory.
 /// </summary>
-internal sealed partial class FileNode : BlockNode
+internal sealed partial class FileNode : BlockNode, IFileExtentSource
 {
     private const int DirectMemoryAlignment = 4096;
 

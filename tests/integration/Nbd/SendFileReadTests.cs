@@ -1,0 +1,87 @@
+using System.Security.Cryptography;
+using ExportServer.IntegrationTests.Support;
+using Xunit;
+
+namespace ExportServer.IntegrationTests.Nbd;
+
+/// <summary>
+/// READ replies of 64 KiB and more whose data lies in the page cache of a raw file go out with
+/// sendfile(2), straight from the file to the socket. libnbd reads a whole warm image through such
+/// replies (one larger than the socket's send buffer, so sending stalls and resumes mid-reply;
+/// many in flight; unaligned ones; small ones sent the usual way) with simple and with structured
+/// replies, over unix and TCP, and gets the file's bytes; strace shows sendfile did the sending.
+/// nbdcopy then copies the image, and it compares equal to the file.
+/// </summary>
+public sealed class SendFileReadTests
+{
+    private const int Size = 48 << 20;
+
+    [Theory]
+    [InlineData("unix", true)]
+    [InlineData("unix", false)]
+    [InlineData("tcp", true)]
+    [InlineData("tcp", false)]
+    public async Task ReadsFromTheCacheAreSentFromTheFileAndMatchIt(string transport, bool structured)
+    {
+        using var dir = new TempDir();
+        var image = dir["disk.raw"];
+        var data = new byte[Size];
+        new Random(11).NextBytes(data);
+        await File.WriteAllBytesAsync(image, data);
+        var expected = Convert.ToHexStringLower(SHA256.HashData(data));
+
+        var port = FreePort.Get();
+        var (address, uri) = transport == "unix"
+            ? ($"addr.type=unix,addr.path={dir["s.sock"]}", $"nbd+unix:///r?socket={dir["s.sock"]}")
+            : ($"addr.type=inet,addr.host=127.0.0.1,addr.port={port}", $"nbd://127.0.0.1:{port}/r");
+        await using var d = await Daemon.StartAsync(dir,
+            "--blockdev", $"driver=file,node-name=f,filename={image}",
+            "--blockdev", "driver=raw,node-name=r,file=f",
+            "--nbd-server", address, "--export", "type=nbd,id=e,node-name=r,name=r");
+
+        var strace = await Strace.AttachAsync(d.Pid, "sendfile", dir["trace"]);
+        var result = await Tool.PythonAsync($$"""
+            import hashlib, nbd
+            h = nbd.NBD()
+            h.set_request_structured_replies({{(structured ? "True" : "False")}})
+            h.connect_uri("{{uri}}")
+            assert h.get_structured_replies_negotiated() == {{(structured ? "True" : "False")}}
+            size = h.get_size()
+            out = bytearray(size)
+            # One reply far larger than the socket's send buffer.
+            out[0:16 << 20] = h.pread(16 << 20, 0)
+            # Small reads, below the size sent from the file, and unaligned large ones.
+            for off in range(16 << 20, (16 << 20) + 65536, 4096):
+                out[off:off + 4096] = h.pread(4096, off)
+            odd = (17 << 20) + 12345
+            out[(16 << 20) + 65536:odd] = h.pread(odd - (16 << 20) - 65536, (16 << 20) + 65536)
+            out[odd:odd + 200001] = h.pread(200001, odd)
+            # The rest in 1 MiB reads, sixteen in flight.
+            commands = []
+            off = odd + 200001
+            while off < size:
+                n = min(1 << 20, size - off)
+                buf = nbd.Buffer(n)
+                commands.append((h.aio_pread(buf, off), buf, off))
+                off += n
+                while h.aio_in_flight() >= 16:
+                    h.poll(-1)
+            while h.aio_in_flight() > 0:
+                h.poll(-1)
+            for cookie, buf, at in commands:
+                assert h.aio_command_completed(cookie)
+                b = buf.to_bytearray()
+                out[at:at + len(b)] = b
+            print(hashlib.sha256(out).hexdigest())
+            h.shutdown()
+            """, TimeSpan.FromSeconds(60));
+        result.Check("python3 (libnbd)");
+        var lines = await strace.StopAsync();
+        Assert.Equal(expected, result.Stdout.Trim());
+        Assert.Contains(lines, l => l.Contains("sendfile(", StringComparison.Ordinal));
+
+        (await Tool.RunAsync("nbdcopy", uri, dir["copy.raw"])).Check("nbdcopy");
+        Assert.Equal(expected, Convert.ToHexStringLower(SHA256.HashData(await File.ReadAllBytesAsync(dir["copy.raw"]))));
+        Assert.Equal(0, await d.StopAsync());
+    }
+}
