@@ -65,6 +65,30 @@ public abstract partial class BlockNode : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// How many requests of one client connection are worth handing to this node at once, or 0 when
+    /// the node sets no such limit. Some storage libraries queue whatever they are given and get
+    /// slower the deeper one client's queue grows (see the rbd driver). A node above such storage (a
+    /// format, a filter, a backing chain) takes the smallest limit of its children.
+    /// </summary>
+    public virtual int RequestsWorthQueuing
+    {
+        get
+        {
+            var least = 0;
+            foreach (var child in Children)
+            {
+                var n = child.Node.RequestsWorthQueuing;
+                if (n > 0 && (least == 0 || n < least))
+                {
+                    least = n;
+                }
+            }
+
+            return least;
+        }
+    }
+
     /// <summary>What the driver can do beyond reading and writing; set when it opens, as <see cref="Limits"/>.</summary>
     public BlockCapabilities Capabilities { get; protected set; } = BlockCapabilities.None;
 

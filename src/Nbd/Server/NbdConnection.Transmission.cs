@@ -30,6 +30,15 @@ internal sealed partial class NbdConnection : BlockingAllowed.IGate, CompletionB
 
     private async Task TransmissionAsync()
     {
+        // Fewer slots when the export's storage says a deeper queue does not pay (see BlockNode.RequestsWorthQueuing):
+        // those beyond it stay taken for good.
+        var worth = _export!.Options.Node.RequestsWorthQueuing;
+        while (worth > 0 && _slots.CurrentCount > worth)
+        {
+            _slots.Wait(0);
+        }
+
+        _maxInFlight = _slots.CurrentCount;
         try
         {
             await ReceiveLoopAsync().ConfigureAwait(false);
@@ -37,7 +46,7 @@ internal sealed partial class NbdConnection : BlockingAllowed.IGate, CompletionB
         finally
         {
             // Every slot back means every request was answered (or its reply dropped): safe to close.
-            for (var i = 0; i < MaxInFlight; i++)
+            for (var i = 0; i < _maxInFlight; i++)
             {
                 await _slots.WaitAsync().ConfigureAwait(false);
             }
@@ -242,7 +251,7 @@ internal sealed partial class NbdConnection : BlockingAllowed.IGate, CompletionB
     }
 
     /// <summary>Whether this is the server's only connection and has exactly <paramref name="inFlight"/> requests in flight.</summary>
-    private bool IsAloneWith(int inFlight) => _server.ConnectionCount == 1 && _slots.CurrentCount == MaxInFlight - inFlight;
+    private bool IsAloneWith(int inFlight) => _server.ConnectionCount == 1 && _slots.CurrentCount == _maxInFlight - inFlight;
 
     private void PollSocket(long until)
     {

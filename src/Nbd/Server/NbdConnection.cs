@@ -26,6 +26,9 @@ internal sealed partial class NbdConnection
     /// <summary>The TLS session after STARTTLS; null on a plain connection, whose sends and payload reads use the socket directly.</summary>
     private Stream? _tls;
     private readonly SemaphoreSlim _slots = new(MaxInFlight, MaxInFlight);
+
+    /// <summary>The slots this connection uses: <see cref="MaxInFlight"/>, or fewer where the storage asks (see TransmissionAsync).</summary>
+    private int _maxInFlight = MaxInFlight;
     private readonly NbdByteBudget.Account _budgetAccount = new();
     private readonly ConcurrentQueue<NbdRequestSlot> _free = new();
     private readonly ConcurrentQueue<NbdRequestSlot> _replies = new();

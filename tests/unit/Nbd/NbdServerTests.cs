@@ -607,20 +607,32 @@ public sealed class NbdServerTests : IAsyncLifetime
     }
 
     [Theory]
-    [InlineData("local", 32)]
-    [InlineData("remote", 60)]
-    [InlineData("over-remote", 60)]
-    public async Task AnExportOfRemoteStorageHoldsMoreReadsInFlight(string storage, int expected)
+    [InlineData("local", 256 * 1024, 32)]
+    [InlineData("local", 4096, 60)]
+    [InlineData("local", 2 << 20, 4)]
+    [InlineData("remote", 256 * 1024, 60)]
+    [InlineData("remote", 2 << 20, 8)]
+    [InlineData("over-remote", 256 * 1024, 60)]
+    [InlineData("queue-16", 256 * 1024, 16)]
+    [InlineData("queue-16", 4096, 16)]
+    [InlineData("over-queue-16", 4096, 16)]
+    public async Task RequestsInFlightFollowTheBudgetAndWhatTheStorageFindsWorthQueuing(string storage, int length, int expected)
     {
-        // 60 reads of 256 KiB: 8 MiB in flight holds 32 of them, the 16 MiB of remote storage all. A
-        // node over remote storage (a format or filter node over its file child) counts as remote.
-        const int reads = 60, length = 256 * 1024;
-        var node = new HeldReadsNode(storage == "remote", storage == "over-remote" ? new HeldReadsNode(true) : null);
+        // 60 reads: a local export holds as many as fit in 8 MiB (all 60 small ones: up to 64 requests
+        // a connection), an export of remote storage as many as fit in 16 MiB, and storage that finds
+        // only 16 requests worth queuing gets 16 at most. A node over such storage (a format or filter
+        // node over its file child) counts as it does.
+        const int reads = 60;
+        var remote = storage is "remote" or "queue-16";
+        var worth = storage.EndsWith("queue-16", StringComparison.Ordinal) ? 16 : 0;
+        var node = storage.StartsWith("over-", StringComparison.Ordinal)
+            ? new HeldReadsNode(false, 0, new HeldReadsNode(true, worth))
+            : new HeldReadsNode(remote, worth);
         _server.AddExport(new NbdExportOptions { Name = "held", Node = node });
         await using var c = await OpenAsync("held");
         for (var i = 0; i < reads; i++)
         {
-            await c.SendRequestAsync(C.CmdRead, (ulong)i, (ulong)i * length, length, C.CmdFlagDf);
+            await c.SendRequestAsync(C.CmdRead, (ulong)i, (ulong)(i * (long)length % node.Length), (uint)length, C.CmdFlagDf);
         }
 
         await WaitUntil(() => node.Waiting == expected);
@@ -638,6 +650,7 @@ public sealed class NbdServerTests : IAsyncLifetime
     private sealed class HeldReadsNode : BlockNode
     {
         private readonly bool _remote;
+        private readonly int _worth;
 
         private readonly TaskCompletionSource _released = new(TaskCreationOptions.RunContinuationsAsynchronously);
         private int _waiting;
@@ -646,10 +659,11 @@ public sealed class NbdServerTests : IAsyncLifetime
 
         public override long Length => 16 << 20;
 
-        public HeldReadsNode(bool remote, BlockNode? file = null)
+        public HeldReadsNode(bool remote, int worth = 0, BlockNode? file = null)
             : base("held", true)
         {
             _remote = remote;
+            _worth = worth;
             if (file is not null)
             {
                 AttachChild("file", ChildRole.File, file);
@@ -657,6 +671,8 @@ public sealed class NbdServerTests : IAsyncLifetime
         }
 
         public override bool IsRemote => _remote || base.IsRemote;
+
+        public override int RequestsWorthQueuing => _worth > 0 ? _worth : base.RequestsWorthQueuing;
 
         public int Waiting => Volatile.Read(ref _waiting);
 
