@@ -10,7 +10,9 @@ namespace ExportServer.IntegrationTests.Nbd;
 /// replies (one larger than the socket's send buffer, so sending stalls and resumes mid-reply;
 /// many in flight; unaligned ones; small ones sent the usual way) with simple and with structured
 /// replies, over unix and TCP, and gets the file's bytes; strace shows sendfile did the sending.
-/// nbdcopy then copies the image, and it compares equal to the file.
+/// nbdcopy then copies the image, and it compares equal to the file. A reply whose client stops
+/// reading fills the socket; the file is cut short meanwhile: the reply resumes, keeps its length,
+/// and what lies past the new end comes as zeroes.
 /// </summary>
 public sealed class SendFileReadTests
 {
@@ -82,6 +84,49 @@ public sealed class SendFileReadTests
 
         (await Tool.RunAsync("nbdcopy", uri, dir["copy.raw"])).Check("nbdcopy");
         Assert.Equal(expected, Convert.ToHexStringLower(SHA256.HashData(await File.ReadAllBytesAsync(dir["copy.raw"]))));
+        Assert.Equal(0, await d.StopAsync());
+    }
+
+    [Fact]
+    public async Task AReplyStalledByAFullSocketResumesAndAFileCutShortMeanwhileIsPaddedWithZeroes()
+    {
+        using var dir = new TempDir();
+        var image = dir["disk.raw"];
+        var data = new byte[Size];
+        new Random(12).NextBytes(data);
+        await File.WriteAllBytesAsync(image, data);
+        var expected = new byte[32 << 20];
+        data.AsSpan(0, 16 << 20).CopyTo(expected);
+        var sock = dir["s.sock"];
+        await using var d = await Daemon.StartAsync(dir,
+            "--blockdev", $"driver=file,node-name=f,filename={image}",
+            "--blockdev", "driver=raw,node-name=r,file=f",
+            "--nbd-server", $"addr.type=unix,addr.path={sock}", "--export", "type=nbd,id=e,node-name=r,name=r");
+
+        var strace = await Strace.AttachAsync(d.Pid, "sendfile", dir["trace"]);
+        var result = await Tool.PythonAsync($$"""
+            import hashlib, nbd, os, time
+            h = nbd.NBD()
+            h.connect_uri("nbd+unix:///r?socket={{sock}}")
+            buf = nbd.Buffer(32 << 20)
+            cookie = h.aio_pread(buf, 0)
+            # The request is out; nothing reads the reply for a while, so the socket fills up.
+            time.sleep(1)
+            os.truncate("{{image}}", 16 << 20)
+            while not h.aio_command_completed(cookie):
+                h.poll(-1)
+            print(hashlib.sha256(buf.to_bytearray()).hexdigest())
+            assert h.pread(4096, 4096) == open("{{image}}", "rb").read()[4096:8192]
+            h.shutdown()
+            """, TimeSpan.FromSeconds(60));
+        result.Check("python3 (libnbd)");
+        var lines = await strace.StopAsync();
+        Assert.Equal(Convert.ToHexStringLower(SHA256.HashData(expected)), result.Stdout.Trim());
+
+        // The socket filled (sendfile said EAGAIN) and sending went on to the file's new end (sendfile said 0).
+        var text = string.Join('\n', lines);
+        Assert.Contains(lines, l => l.Contains("sendfile(", StringComparison.Ordinal) && l.Contains("EAGAIN", StringComparison.Ordinal));
+        Assert.True(lines.Any(l => l.Contains("sendfile(", StringComparison.Ordinal) && l.TrimEnd().EndsWith("= 0", StringComparison.Ordinal)), $"no sendfile at the end of the file:\n{text}");
         Assert.Equal(0, await d.StopAsync());
     }
 }
