@@ -62,6 +62,58 @@ public sealed class GlusterTests
         await AssertSameAsync(Gluster.Uri(file), Gluster.Uri(mirrorTarget), "raw", "raw");
     }
 
+    /// <summary>
+    /// Reads and writes above 128 KiB go to libgfapi as pieces of 128 KiB, all in flight at once: a
+    /// 128 MiB copy in nbdcopy's 256 KiB writes makes the daemon map none of libgfapi's 2 MiB regions
+    /// of 256 KiB buffers (it mapped one every few MiB before); writes of 300 KiB at an odd offset and
+    /// of 1 MiB read back through qemu-img's own gluster driver, with the copy; and a read whose last
+    /// pieces fall past the end of a file cut short on the brick, behind the daemon's back, gives the
+    /// data before and zeroes after.
+    /// </summary>
+    [Fact]
+    public async Task RequestsAbove128KiBGoInPiecesThatReadBackEqualAndMapNoBuffersAfresh()
+    {
+        using var dir = new TempDir();
+        var file = Gluster.NewFile("piece");
+        var local = dir["data.raw"];
+        var data = new byte[128 << 20];
+        Random.Shared.NextBytes(data);
+        await File.WriteAllBytesAsync(local, data);
+        await QemuImgAsync("create", "-q", "-f", "raw", Gluster.Uri(file), "128M");
+
+        await using var d = await StartAsync(dir, "a");
+        await d.Qmp.ExecuteAsync("blockdev-add", Gluster.Node("g0", file));
+        await d.Qmp.ExecuteAsync("block-export-add", new JsonObject
+        {
+            ["type"] = "nbd", ["id"] = "e0", ["node-name"] = "g0", ["name"] = "g0", ["writable"] = true,
+        });
+
+        var strace = await Strace.AttachAsync(d.Process.Pid, "mmap", dir["trace"], arguments: true);
+        (await Tool.RunAsync("nbdcopy", local, d.NbdUri("g0"))).Check("nbdcopy");
+        var maps = (await strace.StopAsync()).Count(l => l.Contains("mmap(NULL, 2097152, PROT_READ|PROT_WRITE", StringComparison.Ordinal));
+        Assert.True(maps == 0, $"{maps} regions of 2 MiB mapped during the copy");
+
+        await QemuIoAsync(d.NbdUri("g0"), "nbd", "write -P 0x3c 1000k 300k", "write -P 0x4d 5M 1M", "write -P 0x5e 127M 1M", "flush");
+        data.AsSpan(1000 << 10, 300 << 10).Fill(0x3c);
+        data.AsSpan(5 << 20, 1 << 20).Fill(0x4d);
+        data.AsSpan(127 << 20, 1 << 20).Fill(0x5e);
+        var copy = dir["copy.raw"];
+        await QemuImgAsync("convert", "-f", "raw", "-O", "raw", Gluster.Uri(file), copy);
+        var read = await File.ReadAllBytesAsync(copy);
+        Assert.True(data.AsSpan().SequenceEqual(read), "qemu-img reads other bytes than were written");
+
+        // One read of 1 MiB (eight pieces) over a file that now ends 300 KiB into it, cut short on the brick.
+        using (var brickFile = File.OpenHandle(Path.Combine(Gluster.Dir, "brick", file), FileMode.Open, FileAccess.Write))
+        {
+            RandomAccess.SetLength(brickFile, (127L << 20) + (300 << 10));
+        }
+
+        (await Tool.RunAsync("/usr/bin/nbdsh", "-u", d.NbdUri("g0"), "-c",
+            "b = h.pread(1 << 20, 127 << 20)\n" +
+            "assert b[:300 << 10] == b'\\x5e' * (300 << 10), 'data before the end'\n" +
+            "assert b[300 << 10:] == bytes(724 << 10), 'zeroes after the end'")).Check("nbdsh read across the end");
+    }
+
     /// <summary>A volume that does not exist and a file that does not exist fail as in qemu-storage-daemon; the daemon stays up.</summary>
     [Fact]
     public async Task BadVolumeAndMissingFileFailInQemusWords()
