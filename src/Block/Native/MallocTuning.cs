@@ -9,7 +9,8 @@ namespace ExportServer.Block.Native;
 /// there; a library that mallocs and frees a 128 KiB buffer per request on several threads then faults
 /// its pages in afresh over and over (tens of thousands of page faults per GiB copied, each dearer on
 /// a virtual machine than the copy itself). Allocations up to 2 MiB come from the heap, and a heap keeps
-/// up to 32 MiB free at its top: the memory a burst of requests in flight holds, no more.
+/// up to 32 MiB free at its top (each of glibc's arenas, up to eight per core): about what a burst of
+/// requests in flight holds. That memory stays with the process once the burst is over.
 /// </summary>
 internal static partial class MallocTuning
 {
@@ -22,18 +23,11 @@ internal static partial class MallocTuning
     /// <summary>Free memory a heap keeps at its top before giving it back.</summary>
     public const int TrimThreshold = 32 * 1024 * 1024;
 
-    private static int s_applied;
+    private static readonly Lazy<bool> s_applied = new(
+        () => mallopt(M_MMAP_THRESHOLD, MmapThreshold) == 1 && mallopt(M_TRIM_THRESHOLD, TrimThreshold) == 1);
 
-    /// <summary>Applies the settings once per process; later calls do nothing. Returns whether glibc took them.</summary>
-    public static bool KeepIoBuffers()
-    {
-        if (Interlocked.Exchange(ref s_applied, 1) != 0)
-        {
-            return true;
-        }
-
-        return mallopt(M_MMAP_THRESHOLD, MmapThreshold) == 1 && mallopt(M_TRIM_THRESHOLD, TrimThreshold) == 1;
-    }
+    /// <summary>Applies the settings once per process; later calls only repeat whether glibc took them.</summary>
+    public static bool KeepIoBuffers() => s_applied.Value;
 
     [LibraryImport("libc")]
     private static partial int mallopt(int param, int value);
