@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Runtime.InteropServices;
 using ExportServer.Block.Core;
 using ExportServer.Block.Native;
 using Xunit;
@@ -10,7 +11,7 @@ namespace ExportServer.UnitTests.Drivers;
 /// Our image locks against QEMU's: the same bytes, the same conflicts, the same messages. OFD locks
 /// belong to an open file description, so two nodes of one process conflict just as two processes do.
 /// </summary>
-public sealed class ImageLockTests : IAsyncLifetime
+public sealed partial class ImageLockTests : IAsyncLifetime
 {
     private readonly DriverTestBed _bed = new();
 
@@ -64,6 +65,33 @@ public sealed class ImageLockTests : IAsyncLifetime
         var again = await OpenAsync("w", path);
         Assert.False(again.IsReadOnly);
     }
+
+    [Fact]
+    public async Task ClosingTheNodeReleasesItsLocksWhileACopyOfItsDescriptorLives()
+    {
+        // A process started from another thread holds a copy of every descriptor until it executes
+        // its program; a close alone releases the locks only after that.
+        var path = _bed.CreateFile("d.img", 65536);
+        await OpenAsync("w", path);
+        var fd = Directory.GetFiles("/proc/self/fd")
+            .Select(link => (Fd: int.Parse(Path.GetFileName(link)), Target: new FileInfo(link).LinkTarget))
+            .Single(entry => entry.Target == path).Fd;
+        var copy = Dup(fd);
+        Assert.True(copy >= 0);
+        try
+        {
+            await _bed.Graph.RemoveAsync("w");
+            var again = await OpenAsync("w", path);
+            Assert.False(again.IsReadOnly);
+        }
+        finally
+        {
+            _ = LibC.Close(copy);
+        }
+    }
+
+    [LibraryImport("libc", EntryPoint = "dup")]
+    private static partial int Dup(int fd);
 
     [Fact]
     public async Task QemuToolsSeeOurWriteLock()

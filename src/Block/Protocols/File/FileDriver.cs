@@ -90,6 +90,8 @@ internal partial class FileDriver : IBlockDriver
         }
         catch
         {
+            // A refused open may have taken some of the bytes before it found the conflict.
+            ImageLock.Release(handle);
             handle.Dispose();
             throw;
         }

@@ -150,6 +150,11 @@ internal sealed partial class FileNode : BlockNode, IFileExtentSource
 
     protected override ValueTask DisposeCoreAsync()
     {
+        if (_locked)
+        {
+            ImageLock.Release(_handle);
+        }
+
         _handle.Dispose();
         return ValueTask.CompletedTask;
     }

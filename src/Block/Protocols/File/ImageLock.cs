@@ -59,6 +59,17 @@ internal static unsafe class ImageLock
         }
     }
 
+    /// <summary>
+    /// Releases every lock byte of the open file description. Closing the descriptor would too, but
+    /// only once no copy of it is left: a process being started inherits one until it executes its
+    /// program, and the image would stay locked against the next open meanwhile.
+    /// </summary>
+    public static void Release(SafeFileHandle handle)
+    {
+        var fl = new Flock { Type = LibC.F_UNLCK, Start = 0, Length = 0 };
+        _ = LibC.FcntlLock(handle.DangerousGetHandle(), LibC.F_OFD_SETLK, &fl);
+    }
+
     private static void SetByte(nint fd, int offset, bool locked, string fileName)
     {
         var fl = new Flock { Type = locked ? LibC.F_RDLCK : LibC.F_UNLCK, Start = offset, Length = 1 };
