@@ -202,6 +202,59 @@ public sealed class FileDriverTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task KnownHolesLastUntilTheNextWriteThroughTheNode()
+    {
+        const BlockStatusFlags hole = BlockStatusFlags.Zero | BlockStatusFlags.Allocated;
+        const BlockStatusFlags data = BlockStatusFlags.Data | BlockStatusFlags.Allocated;
+        var path = _bed.CreateSparseFile("h.img", 8 * MiB);
+        var node = await OpenFileAsync(path);
+        Assert.Equal(new BlockStatus(8 * MiB, hole), await node.GetBlockStatusAsync(0, 8 * MiB));
+
+        // A writer that ignores the image locks goes unseen: the answer comes from the known hole.
+        WriteBehindTheLocks(path, 2 * MiB);
+        Assert.Equal(new BlockStatus(8 * MiB, hole), await node.GetBlockStatusAsync(0, 8 * MiB));
+
+        // A write through the node, anywhere, ends what was known.
+        await node.WriteAsync(6 * MiB, Enumerable.Repeat((byte)4, 4096).ToArray());
+        Assert.Equal(new BlockStatus(2 * MiB, hole), await node.GetBlockStatusAsync(0, 8 * MiB));
+        Assert.Equal(new BlockStatus(4096, data), await node.GetBlockStatusAsync(2 * MiB, 6 * MiB));
+        Assert.Equal(new BlockStatus(4 * MiB - 4096, hole), await node.GetBlockStatusAsync(2 * MiB + 4096, 6 * MiB - 4096));
+        Assert.Equal(new BlockStatus(4096, data), await node.GetBlockStatusAsync(6 * MiB, 2 * MiB));
+
+        // So do a zeroing and a resize.
+        WriteBehindTheLocks(path, 4 * MiB);
+        await node.WriteZeroesAsync(7 * MiB, 4096, ZeroFlags.None);
+        Assert.Equal(new BlockStatus(4096, data), await node.GetBlockStatusAsync(4 * MiB, 4 * MiB));
+        WriteBehindTheLocks(path, 5 * MiB);
+        await node.TruncateAsync(9 * MiB);
+        Assert.Equal(new BlockStatus(4096, data), await node.GetBlockStatusAsync(5 * MiB, 4 * MiB));
+    }
+
+    [Theory]
+    [InlineData(""","read-only":true,"force-share":true""")]
+    [InlineData(""","locking":"off" """)]
+    public async Task ANodeThatLetsOthersWriteKeepsNoHoles(string extra)
+    {
+        const BlockStatusFlags hole = BlockStatusFlags.Zero | BlockStatusFlags.Allocated;
+        const BlockStatusFlags data = BlockStatusFlags.Data | BlockStatusFlags.Allocated;
+        var path = _bed.CreateSparseFile("o.img", 8 * MiB);
+        var node = await OpenFileAsync(path, extra);
+        Assert.Equal(new BlockStatus(8 * MiB, hole), await node.GetBlockStatusAsync(0, 8 * MiB));
+
+        WriteBehindTheLocks(path, 2 * MiB);
+        Assert.Equal(new BlockStatus(2 * MiB, hole), await node.GetBlockStatusAsync(0, 8 * MiB));
+        Assert.Equal(new BlockStatus(4096, data), await node.GetBlockStatusAsync(2 * MiB, 6 * MiB));
+    }
+
+    /// <summary>4 KiB of data at <paramref name="offset"/> through a descriptor of its own that takes no image lock.</summary>
+    private static void WriteBehindTheLocks(string path, long offset)
+    {
+        using var f = new FileStream(path, FileMode.Open, FileAccess.Write, FileShare.ReadWrite);
+        f.Position = offset;
+        f.Write(Enumerable.Repeat((byte)9, 4096).ToArray());
+    }
+
+    [Fact]
     public async Task TruncateResizesTheFile()
     {
         var path = _bed.CreateFile("t.img", MiB);

@@ -67,53 +67,61 @@ internal sealed partial class FileNode
 
     protected override async ValueTask WriteCoreAsync(long offset, ReadOnlyMemory<byte> buffer, WriteFlags flags)
     {
-        using var fd = Lease();
-        if ((flags & WriteFlags.Fua) != 0 && !_noFlush)
+        try
         {
-            await WriteFuaAsync(fd, offset, buffer).ConfigureAwait(false);
-            return;
-        }
-
-        if (_direct)
-        {
-            using var pin = buffer.Pin();
-            if (!IsDirectAligned(pin))
+            using var fd = Lease();
+            if ((flags & WriteFlags.Fua) != 0 && !_noFlush)
             {
-                using var bounce = new AlignedBuffer(buffer.Length, DirectMemoryAlignment);
-                buffer.Span.CopyTo(bounce.Memory.Span);
-                await WriteFullyAsync(fd, offset, bounce.Memory).ConfigureAwait(false);
-                return;
-            }
-        }
-
-        else
-        {
-            var n = TryWriteNoWait(fd.Fd, offset, buffer.Span);
-            if (n == buffer.Length)
-            {
-                _writeBehind?.Wrote(offset, n);
+                await WriteFuaAsync(fd, offset, buffer).ConfigureAwait(false);
                 return;
             }
 
-            if (n < 0 && !_noWaitWrites)
+            if (_direct)
             {
-                // Without RWF_NOWAIT (ext4 buffered writes), a buffered write is a copy into the page
-                // cache: doing it on the calling thread saves a thread hop per request. With NBD
-                // requests running on the socket threads this measured about a third less CPU for
-                // nbdcopy's 256 KiB sequential writes and a fifth of the context switches. The cost:
-                // when the kernel throttles a writer for dirty pages, the calling thread waits.
-                WriteInline(fd, offset, buffer.Span);
+                using var pin = buffer.Pin();
+                if (!IsDirectAligned(pin))
+                {
+                    using var bounce = new AlignedBuffer(buffer.Length, DirectMemoryAlignment);
+                    buffer.Span.CopyTo(bounce.Memory.Span);
+                    await WriteFullyAsync(fd, offset, bounce.Memory).ConfigureAwait(false);
+                    return;
+                }
+            }
+
+            else
+            {
+                var n = TryWriteNoWait(fd.Fd, offset, buffer.Span);
+                if (n == buffer.Length)
+                {
+                    _writeBehind?.Wrote(offset, n);
+                    return;
+                }
+
+                if (n < 0 && !_noWaitWrites)
+                {
+                    // Without RWF_NOWAIT (ext4 buffered writes), a buffered write is a copy into the page
+                    // cache: doing it on the calling thread saves a thread hop per request. With NBD
+                    // requests running on the socket threads this measured about a third less CPU for
+                    // nbdcopy's 256 KiB sequential writes and a fifth of the context switches. The cost:
+                    // when the kernel throttles a writer for dirty pages, the calling thread waits.
+                    WriteInline(fd, offset, buffer.Span);
+                    _writeBehind?.Wrote(offset, buffer.Length);
+                    return;
+                }
+
+                n = Math.Max(n, 0);
+                await WriteFullyAsync(fd, offset + n, buffer[n..]).ConfigureAwait(false);
                 _writeBehind?.Wrote(offset, buffer.Length);
                 return;
             }
 
-            n = Math.Max(n, 0);
-            await WriteFullyAsync(fd, offset + n, buffer[n..]).ConfigureAwait(false);
-            _writeBehind?.Wrote(offset, buffer.Length);
-            return;
+            await WriteFullyAsync(fd, offset, buffer).ConfigureAwait(false);
         }
-
-        await WriteFullyAsync(fd, offset, buffer).ConfigureAwait(false);
+        finally
+        {
+            // Whatever landed may have filled a hole.
+            _knownHoles?.Wrote();
+        }
     }
 
     /// <summary>
@@ -312,6 +320,7 @@ internal sealed partial class FileNode
         _knownData.Forget();
         var errno = await Task.Run(() => LibC.FAllocate(fd.Fd, mode, offset, length) == 0 ? 0 : Marshal.GetLastPInvokeError()).ConfigureAwait(false);
         _knownData.Forget();
+        _knownHoles?.Wrote();
         return errno switch
         {
             0 => true,
@@ -349,8 +358,9 @@ internal sealed partial class FileNode
     /// <summary>
     /// Holes (SEEK_HOLE) read as zeroes, the rest is data; everything belongs to this layer. A query
     /// inside a data run found before is answered without a system call, and a query that starts in a
-    /// hole looks up the data run after it, so walking a sparse file costs two seeks a data run, and one
-    /// (SEEK_DATA) when walking it again.
+    /// hole looks up the data run after it, so walking a sparse file costs two seeks a data run. Walking
+    /// it again costs none while no write came in between (the holes are kept too), else one (SEEK_DATA)
+    /// a data run.
     /// </summary>
     protected override ValueTask<BlockStatus> GetBlockStatusCoreAsync(long offset, long length)
     {
@@ -363,14 +373,26 @@ internal sealed partial class FileNode
             return ValueTask.FromResult(new BlockStatus(Math.Min(knownEnd - offset, length), data));
         }
 
+        var holeEnd = _knownHoles?.EndOfHoleAt(offset) ?? -1;
+        if (holeEnd >= 0)
+        {
+            return ValueTask.FromResult(new BlockStatus(Math.Min(holeEnd - offset, length), hole));
+        }
+
+        var writes = _knownHoles?.Writes ?? 0;
         var generation = _knownData.Generation;
         using var fd = Lease();
         var dataStart = LibC.LSeek(fd.Fd, offset, LibC.SEEK_DATA);
         if (dataStart < 0)
         {
             // ENXIO: no data from offset to the end of the file; anything else: no SEEK_DATA here.
-            var flags = Marshal.GetLastPInvokeError() == LibC.ENXIO ? hole : data;
-            return ValueTask.FromResult(new BlockStatus(length, flags));
+            if (Marshal.GetLastPInvokeError() != LibC.ENXIO)
+            {
+                return ValueTask.FromResult(new BlockStatus(length, data));
+            }
+
+            _knownHoles?.Remember(offset, Math.Max(offset + length, Length), writes);
+            return ValueTask.FromResult(new BlockStatus(length, hole));
         }
 
         // With O_DIRECT an answer stays a multiple of the alignment: a partial block counts as data.
@@ -389,10 +411,11 @@ internal sealed partial class FileNode
 
         if (dataStart > offset)
         {
-            var holeLength = Math.Min(dataStart - offset, length) / a * a;
-            if (holeLength > 0)
+            var wholeHole = (dataStart - offset) / a * a;
+            if (wholeHole > 0)
             {
-                return ValueTask.FromResult(new BlockStatus(holeLength, hole));
+                _knownHoles?.Remember(offset, offset + wholeHole, writes);
+                return ValueTask.FromResult(new BlockStatus(Math.Min(wholeHole, length), hole));
             }
         }
 
@@ -411,6 +434,7 @@ internal sealed partial class FileNode
         _knownData.Forget();
         var errno = await Task.Run(() => LibC.FTruncate(fd.Fd, length) == 0 ? 0 : Marshal.GetLastPInvokeError()).ConfigureAwait(false);
         _knownData.Forget();
+        _knownHoles?.Wrote();
         if (errno != 0)
         {
             throw Failure("Failed to resize", errno);

@@ -32,6 +32,9 @@ internal sealed partial class FileNode : BlockNode, IFileExtentSource
     /// <summary>The last data run block status found; forgotten around punches, zeroing and resizes.</summary>
     private readonly DataRunCache _knownData = new();
 
+    /// <summary>The holes block status found; only while the image locks keep other writers out.</summary>
+    private readonly HoleRunCache? _knownHoles;
+
     /// <summary>Whether FUA writes use RWF_DSYNC; cleared when the kernel or file system refuses the flag.</summary>
     private bool _nativeFua = true;
 
@@ -48,6 +51,7 @@ internal sealed partial class FileNode : BlockNode, IFileExtentSource
         _noFlush = cache.NoFlush;
         _locked = locked;
         _forceShare = forceShare;
+        _knownHoles = locked && !forceShare ? new HoleRunCache() : null;
         _ring = _direct && useRing ? IoUring.Shared : null;
 
         // Early writeback shortens the flush that ends a stream; without flushes (cache.no-flush)
