@@ -63,15 +63,15 @@ public sealed class GlusterTests
     }
 
     /// <summary>
-    /// Reads and writes above 128 KiB go to libgfapi as pieces of 128 KiB, all in flight at once: a
-    /// 128 MiB copy in nbdcopy's 256 KiB writes makes the daemon map none of libgfapi's 2 MiB regions
-    /// of 256 KiB buffers (it mapped one every few MiB before); writes of 300 KiB at an odd offset and
-    /// of 1 MiB read back through qemu-img's own gluster driver, with the copy; and a read whose last
-    /// pieces fall past the end of a file cut short on the brick, behind the daemon's back, gives the
-    /// data before and zeroes after.
+    /// Reads above 128 KiB go to libgfapi as pieces of 128 KiB, all in flight at once, and writes above
+    /// it whole, two at a time: a 128 MiB copy in nbdcopy's 256 KiB writes makes the daemon map none of
+    /// libgfapi's 2 MiB regions of 256 KiB buffers (with every write in flight it mapped one every few
+    /// MiB); writes of 300 KiB at an odd offset and of 1 MiB read back through qemu-img's own gluster
+    /// driver, with the copy; and a read whose last pieces fall past the end of a file cut short on the
+    /// brick, behind the daemon's back, gives the data before and zeroes after.
     /// </summary>
     [Fact]
-    public async Task RequestsAbove128KiBGoInPiecesThatReadBackEqualAndMapNoBuffersAfresh()
+    public async Task LargeRequestsReadBackEqualAndMapNoBuffersAfresh()
     {
         using var dir = new TempDir();
         var file = Gluster.NewFile("piece");

@@ -6,9 +6,9 @@ using Xunit;
 namespace ExportServer.UnitTests.Drivers;
 
 /// <summary>
-/// How the gluster driver keeps libgfapi's I/O buffers off freshly mapped memory: requests above
-/// 128 KiB up to 1 MiB go as pieces of 128 KiB, and malloc serves allocations up to 2 MiB from the
-/// heap. The pieces themselves are tested against the real volume (GlusterTests).
+/// How the gluster driver keeps libgfapi's I/O buffers off freshly mapped memory: reads above
+/// 128 KiB up to 1 MiB go as pieces of 128 KiB (writes above it go whole, two at a time), and malloc
+/// serves allocations up to 2 MiB from the heap. Both are tested against the real volume (GlusterTests).
 /// </summary>
 public sealed partial class GlusterPiecesTests
 {
@@ -21,7 +21,7 @@ public sealed partial class GlusterPiecesTests
     [InlineData(1024 * 1024, 8)]
     [InlineData((1024 * 1024) + 512, 1)]
     [InlineData(32 * 1024 * 1024, 1)]
-    public void RequestsAbove128KiBUpTo1MiBGoInPiecesOf128KiB(int length, int pieces) =>
+    public void ReadsAbove128KiBUpTo1MiBGoInPiecesOf128KiB(int length, int pieces) =>
         Assert.Equal(pieces, GlusterNode.PieceCount(length));
 
     /// <summary>
