@@ -63,12 +63,12 @@ public sealed class GlusterTests
     }
 
     /// <summary>
-    /// Reads above 128 KiB go to libgfapi as pieces of 128 KiB, all in flight at once, and writes above
-    /// it whole, two at a time: a 128 MiB copy in nbdcopy's 256 KiB writes makes the daemon map none of
-    /// libgfapi's 2 MiB regions of 256 KiB buffers (with every write in flight it mapped one every few
-    /// MiB); writes of 300 KiB at an odd offset and of 1 MiB read back through qemu-img's own gluster
-    /// driver, with the copy; and a read whose last pieces fall past the end of a file cut short on the
-    /// brick, behind the daemon's back, gives the data before and zeroes after.
+    /// Reads and writes above 128 KiB go to libgfapi whole, two at a time: a 128 MiB copy in nbdcopy's
+    /// 256 KiB writes and back makes the daemon map none of libgfapi's 2 MiB regions of 256 KiB buffers
+    /// (with every write in flight it mapped one every few MiB); writes of 300 KiB at an odd offset and of
+    /// 1 MiB read back through qemu-img's own gluster driver, with the copy; and a 1 MiB read across
+    /// the end of a file cut short on the brick, behind the daemon's back, gives the data before and
+    /// zeroes after.
     /// </summary>
     [Fact]
     public async Task LargeRequestsReadBackEqualAndMapNoBuffersAfresh()
@@ -90,8 +90,11 @@ public sealed class GlusterTests
 
         var strace = await Strace.AttachAsync(d.Process.Pid, "mmap", dir["trace"], arguments: true);
         (await Tool.RunAsync("nbdcopy", local, d.NbdUri("g0"))).Check("nbdcopy");
+        (await Tool.RunAsync("nbdcopy", d.NbdUri("g0"), dir["back.raw"])).Check("nbdcopy back");
         var maps = (await strace.StopAsync()).Count(l => l.Contains("mmap(NULL, 2097152, PROT_READ|PROT_WRITE", StringComparison.Ordinal));
-        Assert.True(maps == 0, $"{maps} regions of 2 MiB mapped during the copy");
+        Assert.True(maps == 0, $"{maps} regions of 2 MiB mapped during the copies");
+        var back = await File.ReadAllBytesAsync(dir["back.raw"]);
+        Assert.True(data.AsSpan().SequenceEqual(back), "the copy back differs");
 
         await QemuIoAsync(d.NbdUri("g0"), "nbd", "write -P 0x3c 1000k 300k", "write -P 0x4d 5M 1M", "write -P 0x5e 127M 1M", "flush");
         data.AsSpan(1000 << 10, 300 << 10).Fill(0x3c);
@@ -102,7 +105,7 @@ public sealed class GlusterTests
         var read = await File.ReadAllBytesAsync(copy);
         Assert.True(data.AsSpan().SequenceEqual(read), "qemu-img reads other bytes than were written");
 
-        // One read of 1 MiB (eight pieces) over a file that now ends 300 KiB into it, cut short on the brick.
+        // One read of 1 MiB over a file that now ends 300 KiB into it, cut short on the brick.
         using (var brickFile = File.OpenHandle(Path.Combine(Gluster.Dir, "brick", file), FileMode.Open, FileAccess.Write))
         {
             RandomAccess.SetLength(brickFile, (127L << 20) + (300 << 10));

@@ -6,18 +6,15 @@ namespace ExportServer.Block.Protocols.Gluster;
 
 /// <summary>
 /// A file on a GlusterFS volume. Reads, writes, discards, zero writes and flushes are libgfapi
-/// asynchronous calls, any number in flight; block status asks the brick with SEEK_DATA and
-/// SEEK_HOLE, as QEMU does.
+/// asynchronous calls, any number in flight except reads and writes above 128 KiB, two at a time
+/// (<see cref="EnterAsync"/>); block status asks the brick with SEEK_DATA and SEEK_HOLE, as QEMU does.
 /// </summary>
 internal sealed class GlusterNode : BlockNode, IImageInfoSource
 {
     private const int ENXIO = 6;
 
-    /// <summary>The largest request libgfapi copies through a buffer from malloc (see <see cref="PieceCount"/>).</summary>
-    internal const int Piece = 128 * 1024;
-
-    /// <summary>Reads above this come from malloc as they are (see <see cref="PieceCount"/>).</summary>
-    private const int MaxPieced = 1024 * 1024;
+    /// <summary>The largest request libgfapi copies through a buffer from malloc (see <see cref="EnterAsync"/>).</summary>
+    internal const int LargeRequest = 128 * 1024;
 
     private readonly string _fileName;
     private nint _fs;
@@ -29,10 +26,10 @@ internal sealed class GlusterNode : BlockNode, IImageInfoSource
     /// </summary>
     private readonly DataRunCache _knownData = new();
 
-    /// <summary>Writes above <see cref="Piece"/> in flight at once (see <see cref="WriteCoreAsync"/>).</summary>
-    internal const int LargeWritesInFlight = 2;
+    /// <summary>Reads and writes above <see cref="LargeRequest"/> in flight at once (see <see cref="EnterAsync"/>).</summary>
+    internal const int LargeInFlight = 2;
 
-    private readonly SemaphoreSlim _largeWrites = new(LargeWritesInFlight);
+    private readonly SemaphoreSlim _large = new(LargeInFlight);
 
     private GlusterNode(string nodeName, bool readOnly, nint fs, nint fd, long size, string fileName)
         : base(nodeName, readOnly)
@@ -198,94 +195,51 @@ internal sealed class GlusterNode : BlockNode, IImageInfoSource
         }
     }
 
-    /// <summary>
-    /// Reads in pieces of at most <see cref="Piece"/> bytes, all in flight at once (see
-    /// <see cref="PieceCount"/>); a short read (the end of the file) leaves zeroes.
-    /// </summary>
+    /// <summary>A short read (the end of the file) leaves zeroes.</summary>
     protected override async ValueTask ReadCoreAsync(long offset, Memory<byte> buffer)
     {
-        if (PieceCount(buffer.Length) == 1)
+        using (await EnterAsync(buffer.Length).ConfigureAwait(false))
         {
             ZeroTail(buffer, await GlusterOp.Read(_fd, offset, buffer.Length, buffer.Pin()).ConfigureAwait(false));
-            return;
-        }
-
-        var results = await InPieces(buffer.Length, (at, n) => GlusterOp.Read(_fd, offset + at, n, buffer.Slice(at, n).Pin())).ConfigureAwait(false);
-        for (var i = 0; i < results.Length; i++)
-        {
-            ZeroTail(buffer.Slice(i * Piece, PieceLength(buffer.Length, i)), results[i]);
         }
     }
 
-    /// <summary>
-    /// A write above <see cref="Piece"/> goes whole, with at most <see cref="LargeWritesInFlight"/> of
-    /// them in flight on the node. libgfapi copies each into one of its buffers; with nbdcopy's 256 KiB
-    /// writes all in flight (up to 256 over four connections) it kept mapping fresh buffer regions and
-    /// faulting their pages in, and cut into 128 KiB pieces (which it takes from malloc) they doubled
-    /// the brick's write calls. With two at a time it maps none afresh and the brick sees one call a
-    /// request: a 1 GiB nbdcopy write (after a read, as in scripts/bench) took 1.6-1.95 s against 2.2-2.45 s
-    /// in pieces and 2.05-2.4 s for qemu-storage-daemon, with a third less CPU in the daemon and the
-    /// brick. One write at a time was as fast here; the second keeps a request on the wire while the
-    /// next is copied, for a brick further away.
-    /// </summary>
     protected override async ValueTask WriteCoreAsync(long offset, ReadOnlyMemory<byte> buffer, WriteFlags flags)
     {
-        if (buffer.Length <= Piece)
+        using (await EnterAsync(buffer.Length).ConfigureAwait(false))
         {
             Written(await GlusterOp.Write(_fd, offset, buffer.Length, buffer.Pin()).ConfigureAwait(false), buffer.Length);
-            return;
-        }
-
-        await _largeWrites.WaitAsync().ConfigureAwait(false);
-        try
-        {
-            Written(await GlusterOp.Write(_fd, offset, buffer.Length, buffer.Pin()).ConfigureAwait(false), buffer.Length);
-        }
-        finally
-        {
-            _largeWrites.Release();
         }
     }
 
     /// <summary>
-    /// How many libgfapi calls a read of <paramref name="length"/> bytes takes. libgfapi copies every
-    /// reply through one of its I/O buffers: up to 128 KiB it takes one from malloc, above that from
-    /// pools of mapped regions (eight buffers of 256 KiB, two of 1 MiB) that it maps afresh and unmaps
-    /// whenever one fills up and another empties. Sequential copies of 256 KiB requests did that a few
-    /// hundred times a GiB, and the daemon spent more CPU faulting in those pages than copying. So a
-    /// read above 128 KiB and up to 1 MiB (larger ones come from malloc again) goes as pieces of
-    /// 128 KiB, all in flight at once. Writes go whole instead (see <see cref="WriteCoreAsync"/>).
+    /// Waits, for a read or write above <see cref="LargeRequest"/>, until fewer than
+    /// <see cref="LargeInFlight"/> of those are in flight on the node. libgfapi copies every request
+    /// through one of its I/O buffers: up to 128 KiB one from malloc, above that one from pools of
+    /// mapped regions (eight buffers of 256 KiB, two of 1 MiB) that it maps afresh and unmaps whenever
+    /// one fills up and another empties. With nbdcopy's 256 KiB requests all in flight (up to 256 over
+    /// four connections) it did that a few hundred times a GiB, and the daemon spent more CPU faulting
+    /// those pages in than copying; cut into 128 KiB pieces the requests doubled the brick's calls.
+    /// Two at a time, whole, it maps no region afresh. A 1 GiB nbdcopy read then write (as in
+    /// scripts/bench) took 1.8-2.0 s and 1.8-2.1 s this way, 2.15-2.65 s and 2.2-2.45 s in pieces, and
+    /// 2.35-2.75 s and 2.1-2.9 s in qemu-storage-daemon. One at a time was as fast here; the second
+    /// keeps a request on the wire while the next is copied, for a brick further away.
     /// </summary>
-    internal static int PieceCount(int length) =>
-        length > Piece && length <= MaxPieced ? (length + Piece - 1) / Piece : 1;
-
-    private static int PieceLength(int length, int index) => Math.Min(Piece, length - (index * Piece));
-
-    /// <summary>
-    /// Starts one call per piece (<paramref name="start"/> gets its offset in the request and its
-    /// length), waits for every piece, even after one failed (each holds a pin on the buffer), then
-    /// reports the first error or returns each piece's result.
-    /// </summary>
-    private static async ValueTask<long[]> InPieces(int length, Func<int, int, ValueTask<long>> start)
+    private async ValueTask<LargeSlot> EnterAsync(int length)
     {
-        var pieces = new ValueTask<long>[PieceCount(length)];
-        for (var i = 0; i < pieces.Length; i++)
+        if (length <= LargeRequest)
         {
-            pieces[i] = start(i * Piece, PieceLength(length, i));
+            return default;
         }
 
-        var results = new long[pieces.Length];
-        for (var i = 0; i < pieces.Length; i++)
-        {
-            results[i] = await pieces[i].ConfigureAwait(false);
-        }
+        await _large.WaitAsync().ConfigureAwait(false);
+        return new LargeSlot(_large);
+    }
 
-        foreach (var r in results)
-        {
-            Check(r);
-        }
-
-        return results;
+    /// <summary>A place among the large requests in flight, given back at the end of the request.</summary>
+    private readonly struct LargeSlot(SemaphoreSlim? gate) : IDisposable
+    {
+        public void Dispose() => gate?.Release();
     }
 
     private static void ZeroTail(Memory<byte> buffer, long n)

@@ -38,7 +38,7 @@ internal sealed class RbdNode : BlockNode, IImageInfoSource
     /// 16, qemu-storage-daemon's limit for every NBD connection. Given nbdcopy's single connection of
     /// 64 requests of 256 KiB all at once, librbd wrote 1 GiB in 4.1-4.6 s; with 16 in 1.7-1.8 s
     /// (qemu-storage-daemon 1.7-1.8 s), and four connections of 16 took 1.4-1.6 s. The gluster driver
-    /// sets no limit: there the deeper queue reads faster.
+    /// limits only its requests above 128 KiB, to two in flight on the node (GlusterNode.EnterAsync).
     /// </summary>
     public override int RequestsWorthQueuing => 16;
 

@@ -1,29 +1,16 @@
 using System.Runtime.InteropServices;
 using ExportServer.Block.Native;
-using ExportServer.Block.Protocols.Gluster;
 using Xunit;
 
 namespace ExportServer.UnitTests.Drivers;
 
 /// <summary>
-/// How the gluster driver keeps libgfapi's I/O buffers off freshly mapped memory: reads above
-/// 128 KiB up to 1 MiB go as pieces of 128 KiB (writes above it go whole, two at a time), and malloc
-/// serves allocations up to 2 MiB from the heap. Both are tested against the real volume (GlusterTests).
+/// The malloc settings the gluster driver applies for libgfapi's I/O buffers of up to 128 KiB (larger
+/// ones, from its own mapped pools, are kept from being mapped afresh by the driver's limit of two
+/// large requests in flight, tested against the real volume in GlusterTests).
 /// </summary>
-public sealed partial class GlusterPiecesTests
+public sealed partial class MallocTuningTests
 {
-    [Theory]
-    [InlineData(512, 1)]
-    [InlineData(128 * 1024, 1)]
-    [InlineData((128 * 1024) + 1, 2)]
-    [InlineData(256 * 1024, 2)]
-    [InlineData(300 * 1024, 3)]
-    [InlineData(1024 * 1024, 8)]
-    [InlineData((1024 * 1024) + 512, 1)]
-    [InlineData(32 * 1024 * 1024, 1)]
-    public void ReadsAbove128KiBUpTo1MiBGoInPiecesOf128KiB(int length, int pieces) =>
-        Assert.Equal(pieces, GlusterNode.PieceCount(length));
-
     /// <summary>
     /// After the tuning a 1.5 MiB allocation comes from the heap: its usable size is the request
     /// rounded to 16 bytes; a chunk mapped on its own would be rounded up to whole pages (4 KiB more).
