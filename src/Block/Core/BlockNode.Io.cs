@@ -40,6 +40,24 @@ public abstract partial class BlockNode
         }
     }
 
+    /// <summary>
+    /// Tells the node and everything under it that a stream of writes is coming that will be flushed
+    /// at its end (a block job's target), so that a driver can start writing back early.
+    /// </summary>
+    public void ExpectFlushedStream()
+    {
+        OnFlushedStreamExpected();
+        foreach (var c in Children)
+        {
+            c.Node.ExpectFlushedStream();
+        }
+    }
+
+    /// <summary>Default: nothing.</summary>
+    protected virtual void OnFlushedStreamExpected()
+    {
+    }
+
     /// <summary>Status of this layer only, from <paramref name="offset"/>; the answer may cover less than asked.</summary>
     protected virtual ValueTask<BlockStatus> GetBlockStatusCoreAsync(long offset, long length) =>
         ValueTask.FromResult(new BlockStatus(length, BlockStatusFlags.Data | BlockStatusFlags.Allocated));

@@ -1,4 +1,5 @@
 using ExportServer.Block.Core;
+using ExportServer.Block.Protocols.File;
 using Xunit;
 using static ExportServer.UnitTests.Drivers.DriverTestBed;
 
@@ -252,6 +253,30 @@ public sealed class FileDriverTests : IAsyncLifetime
         using var f = new FileStream(path, FileMode.Open, FileAccess.Write, FileShare.ReadWrite);
         f.Position = offset;
         f.Write(Enumerable.Repeat((byte)9, 4096).ToArray());
+    }
+
+    [Fact]
+    public async Task WriteBehindIsArmedByTheFirstFlushOrFuaWrite()
+    {
+        var flushed = (FileNode)await OpenFileAsync(_bed.CreateFile("wb1.img", MiB));
+        await flushed.WriteAsync(0, new byte[65536]);
+        Assert.False(flushed.WritesBehind);
+        await flushed.FlushAsync();
+        Assert.True(flushed.WritesBehind);
+
+        var fua = (FileNode)await _bed.AddAsync($$"""{"driver":"file","node-name":"g","filename":{{Json(_bed.CreateFile("wb2.img", MiB))}}}""");
+        await fua.WriteAsync(0, new byte[65536], WriteFlags.Fua);
+        Assert.True(fua.WritesBehind);
+    }
+
+    [Fact]
+    public async Task AFlushedStreamExpectedAboveArmsWriteBehindInTheFileBelow()
+    {
+        var file = (FileNode)await OpenFileAsync(_bed.CreateFile("wb3.img", MiB));
+        var raw = await _bed.AddAsync("""{"driver":"raw","node-name":"r","file":"f"}""");
+        Assert.False(file.WritesBehind);
+        raw.ExpectFlushedStream();
+        Assert.True(file.WritesBehind);
     }
 
     [Fact]

@@ -4,13 +4,18 @@ using Xunit;
 
 namespace ExportServer.UnitTests.Drivers;
 
-/// <summary>Which windows write-behind starts: filled ones, whatever the order of the writes filling them.</summary>
+/// <summary>Which windows write-behind starts: filled ones, whatever the order of the writes filling them, once armed.</summary>
 public sealed class WriteBehindTests
 {
     private const long Window = WriteBehind.Window;
     private readonly BlockingCollection<long> _started = new();
 
-    private WriteBehind Create() => new(_started.Add);
+    private WriteBehind Create()
+    {
+        var wb = new WriteBehind(_started.Add);
+        wb.Arm();
+        return wb;
+    }
 
     private List<long> Started(int expected)
     {
@@ -54,6 +59,28 @@ public sealed class WriteBehindTests
         Assert.Equal([Window], Started(1));
         wb.Wrote(0, Window / 2);
         Assert.Equal([0], Started(1));
+    }
+
+    [Fact]
+    public void NothingStartsBeforeItIsArmed()
+    {
+        var wb = new WriteBehind(_started.Add);
+        const int chunk = 1024 * 1024;
+        for (long off = 0; off < Window; off += chunk)
+        {
+            wb.Wrote(off, chunk);
+        }
+
+        Assert.Empty(Started(0));
+
+        // The window filled before arming stays unstarted; the next one starts.
+        wb.Arm();
+        for (var off = Window; off < 2 * Window; off += chunk)
+        {
+            wb.Wrote(off, chunk);
+        }
+
+        Assert.Equal([Window], Started(1));
     }
 
     [Fact]

@@ -81,6 +81,8 @@ public sealed class BackupJob(
             throw BlockException.Invalid("Source and target image have different sizes");
         }
 
+        target.ExpectFlushedStream();
+
         var bitmap = _bitmap!;
         var engine = _engine!;
         if (sync == SyncMode.Top)

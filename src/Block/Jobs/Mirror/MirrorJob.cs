@@ -36,6 +36,8 @@ public sealed class MirrorJob(BlockNode source, BlockNode target, MirrorSettings
             throw BlockException.Invalid($"Source and target image have different sizes");
         }
 
+        target.ExpectFlushedStream();
+
         _bitmap = new DirtyBitmap(source.Length, settings.Granularity);
         var chunk = Math.Clamp(settings.BufferSize / 16, settings.Granularity, 4 * 1024 * 1024);
         var inFlight = (int)Math.Clamp(settings.BufferSize / chunk, 1, 16);

@@ -26,6 +26,7 @@ public sealed class LayerCopyJob(BlockNode source, BlockNode target, LayerCopySe
 
     public override async Task RunAsync(JobControl control)
     {
+        target.ExpectFlushedStream();
         var bitmap = new DirtyBitmap(source.Length, settings.Granularity);
         _engine = new CopyEngine(source, target, bitmap, control, new CopyOptions(
             settings.ChunkSize, settings.MaxInFlight, settings.OnError, settings.OnError, RetryIgnored: true));

@@ -72,6 +72,7 @@ internal sealed partial class FileNode
             using var fd = Lease();
             if ((flags & WriteFlags.Fua) != 0 && !_noFlush)
             {
+                _writeBehind?.Arm();
                 await WriteFuaAsync(fd, offset, buffer).ConfigureAwait(false);
                 return;
             }
@@ -331,6 +332,7 @@ internal sealed partial class FileNode
 
     protected override async ValueTask FlushCoreAsync()
     {
+        _writeBehind?.Arm();
         if (_noFlush)
         {
             return;

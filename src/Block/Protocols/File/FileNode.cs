@@ -152,6 +152,12 @@ internal sealed partial class FileNode : BlockNode, IFileExtentSource
     private BlockException Failure(string what, int errno) =>
         new((Errno)errno, $"{what} '{_fileName}': {LibC.StrError(errno)}");
 
+    /// <summary>Write-behind from the first write on (see <see cref="WriteBehind"/>).</summary>
+    protected override void OnFlushedStreamExpected() => _writeBehind?.Arm();
+
+    /// <summary>Whether write-behind has started counting writes (for tests).</summary>
+    internal bool WritesBehind => _writeBehind?.Armed ?? false;
+
     protected override ValueTask DisposeCoreAsync()
     {
         if (_locked)

@@ -221,8 +221,8 @@ internal sealed class GlusterNode : BlockNode, IImageInfoSource
     /// four connections) it did that a few hundred times a GiB, and the daemon spent more CPU faulting
     /// those pages in than copying; cut into 128 KiB pieces the requests doubled the brick's calls.
     /// Two at a time, whole, it maps no region afresh. A 1 GiB nbdcopy read then write (as in
-    /// scripts/bench) took 1.8-2.0 s and 1.8-2.1 s this way, 2.15-2.65 s and 2.2-2.45 s in pieces, and
-    /// 2.35-2.75 s and 2.1-2.9 s in qemu-storage-daemon. One at a time was as fast here; the second
+    /// scripts/bench) took 1.8-2.15 s and 1.65-2.1 s this way, 2.15-2.65 s and 2.2-2.45 s in pieces, and
+    /// 2.25-2.75 s and 1.85-2.9 s in qemu-storage-daemon. One at a time was as fast here; the second
     /// keeps a request on the wire while the next is copied, for a brick further away.
     /// </summary>
     private async ValueTask<LargeSlot> EnterAsync(int length)
