@@ -6,8 +6,8 @@ namespace ExportServer.IntegrationTests.Nbd;
 /// <summary>
 /// nbdinfo's map of an export says what `qemu-img map` says of the image: for qcow2 runs of one status
 /// that cross many L2 tables (4 KiB clusters: one L2 table per 2 MiB), and for a sparse raw file walked
-/// more than once (the second walk answered partly from the data runs the first one found), also after
-/// writes and punched holes through the export.
+/// more than once (the second walk answered from the data runs and holes the first one found), also after
+/// writes into a known hole and punched holes through the export.
 /// </summary>
 public sealed class BlockStatusMapTests
 {
