@@ -49,8 +49,9 @@ internal static class NativeCompletionThread
         while (true)
         {
             // What is queued resumes as one batch (see CompletionBatch): an NBD connection sends the
-            // replies of the requests resumed here together, once the queue is empty.
-            CompletionBatch.Begin();
+            // replies of the requests resumed here together, once the queue is empty. A receive loop
+            // waiting for the slots those requests held resumes here after them (ReceiveLoopWaiter).
+            CompletionBatch.Begin(resumesHere: true);
             while (Ready.TryDequeue(out var request))
             {
                 request.Resume();

@@ -58,21 +58,21 @@ internal sealed class NbdByteBudget(long limit)
             }
 
             account.Wanted = bytes;
-            account.Waiter = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            account.Waiting = true;
             _waiting.AddLast(account.Node);
-            return new ValueTask(account.Waiter.Task);
+            return account.Waiter.Wait();
         }
     }
 
     /// <summary>Gives back bytes an earlier grant to <paramref name="account"/> took, and wakes the waiters that now fit.</summary>
     public void Release(Account account, long bytes)
     {
-        List<TaskCompletionSource>? wake = null;
+        List<ReceiveLoopWaiter>? wake = null;
         lock (_lock)
         {
             _used -= bytes;
             account.InFlight -= bytes;
-            if (account.Waiter is not null && account.InFlight == 0)
+            if (account.Waiting && account.InFlight == 0)
             {
                 _waiting.Remove(account.Node);
                 (wake ??= []).Add(Grant(account, account.Wanted)!);
@@ -89,7 +89,7 @@ internal sealed class NbdByteBudget(long limit)
         {
             foreach (var w in wake)
             {
-                w.TrySetResult();
+                w.Wake();
             }
         }
     }
@@ -98,14 +98,14 @@ internal sealed class NbdByteBudget(long limit)
     private long LimitOf(Account account) => Math.Max(limit, account.Limit);
 
     /// <summary>Takes the bytes for the account; returns the waiter it had, if any (to be woken outside the lock).</summary>
-    private TaskCompletionSource? Grant(Account account, long bytes)
+    private ReceiveLoopWaiter? Grant(Account account, long bytes)
     {
         _used += bytes;
         account.InFlight += bytes;
-        var waiter = account.Waiter;
-        account.Waiter = null;
+        var waiting = account.Waiting;
+        account.Waiting = false;
         account.Wanted = 0;
-        return waiter;
+        return waiting ? account.Waiter : null;
     }
 
     /// <summary>One connection's share: what it holds and, while its receive loop waits, what it asked for.</summary>
@@ -122,6 +122,10 @@ internal sealed class NbdByteBudget(long limit)
         /// <summary>A limit above the budget's own for this account's requests (<see cref="RemoteLimit"/>), or 0.</summary>
         internal long Limit { get; set; }
 
-        internal TaskCompletionSource? Waiter { get; set; }
+        /// <summary>Whether the connection's receive loop waits for <see cref="Wanted"/> bytes.</summary>
+        internal bool Waiting { get; set; }
+
+        /// <summary>How the waiting receive loop resumes.</summary>
+        internal ReceiveLoopWaiter Waiter { get; } = new();
     }
 }

@@ -380,7 +380,7 @@ internal sealed partial class NbdConnection
         }
 
         _free.Enqueue(slot);
-        _slots.Release();
+        _slots.Give();
     }
 
     /// <summary>

@@ -33,12 +33,12 @@ internal sealed partial class NbdConnection : BlockingAllowed.IGate, CompletionB
         // Fewer slots when the export's storage says a deeper queue does not pay (see BlockNode.RequestsWorthQueuing):
         // those beyond it stay taken for good.
         var worth = _export!.Options.Node.RequestsWorthQueuing;
-        while (worth > 0 && _slots.CurrentCount > worth)
+        while (worth > 0 && _slots.Free > worth)
         {
-            _slots.Wait(0);
+            _ = _slots.TryTake();
         }
 
-        _maxInFlight = _slots.CurrentCount;
+        _maxInFlight = _slots.Free;
         try
         {
             await ReceiveLoopAsync().ConfigureAwait(false);
@@ -48,7 +48,7 @@ internal sealed partial class NbdConnection : BlockingAllowed.IGate, CompletionB
             // Every slot back means every request was answered (or its reply dropped): safe to close.
             for (var i = 0; i < _maxInFlight; i++)
             {
-                await _slots.WaitAsync().ConfigureAwait(false);
+                await _slots.TakeAsync().ConfigureAwait(false);
             }
         }
     }
@@ -107,7 +107,7 @@ internal sealed partial class NbdConnection : BlockingAllowed.IGate, CompletionB
                 throw new NbdProtocolException($"WRITE payload of {payload} bytes");
             }
 
-            await _slots.WaitAsync().ConfigureAwait(false);
+            await _slots.TakeAsync().ConfigureAwait(false);
             _free.TryDequeue(out var slot);
             slot!.Request = request;
             var data = error != 0 ? 0 : request.Type switch
@@ -168,8 +168,9 @@ internal sealed partial class NbdConnection : BlockingAllowed.IGate, CompletionB
                 // Run on the receive loop up to the request's first real wait: a read served from the
                 // page cache is answered here, without handing it to another thread (see SocketEventLoop).
                 // The only request of the server's only connection may even wait for the device here:
-                // the thread has nothing else to serve, and the client waits for this reply.
-                if (IsAloneWith(inFlight: 1))
+                // the thread has nothing else to serve, and the client waits for this reply. Not on a
+                // completion thread (see ReceiveLoopWaiter), whose next completions would wait too.
+                if (IsAloneWith(inFlight: 1) && !CompletionBatch.Running)
                 {
                     using (BlockingAllowed.Enter(this))
                     {
@@ -199,7 +200,7 @@ internal sealed partial class NbdConnection : BlockingAllowed.IGate, CompletionB
     private long PollForRequest()
     {
         var policy = _export!.Options.Polling;
-        if (_tls is not null || policy.MaxNs <= 0 || !IsAloneWith(inFlight: 0))
+        if (_tls is not null || policy.MaxNs <= 0 || !IsAloneWith(inFlight: 0) || CompletionBatch.Running)
         {
             return 0;
         }
@@ -251,7 +252,7 @@ internal sealed partial class NbdConnection : BlockingAllowed.IGate, CompletionB
     }
 
     /// <summary>Whether this is the server's only connection and has exactly <paramref name="inFlight"/> requests in flight.</summary>
-    private bool IsAloneWith(int inFlight) => _server.ConnectionCount == 1 && _slots.CurrentCount == _maxInFlight - inFlight;
+    private bool IsAloneWith(int inFlight) => _server.ConnectionCount == 1 && _slots.Free == _maxInFlight - inFlight;
 
     private void PollSocket(long until)
     {

@@ -25,7 +25,7 @@ internal sealed partial class NbdConnection
 
     /// <summary>The TLS session after STARTTLS; null on a plain connection, whose sends and payload reads use the socket directly.</summary>
     private Stream? _tls;
-    private readonly SemaphoreSlim _slots = new(MaxInFlight, MaxInFlight);
+    private readonly RequestSlots _slots = new(MaxInFlight);
 
     /// <summary>The slots this connection uses: <see cref="MaxInFlight"/>, or fewer where the storage asks (see TransmissionAsync).</summary>
     private int _maxInFlight = MaxInFlight;

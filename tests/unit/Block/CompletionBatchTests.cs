@@ -63,4 +63,35 @@ public sealed class CompletionBatchTests
 
         Assert.Equal(0, flush.Flushes);
     }
+
+    private sealed class Resuming(List<string> log, string name, Action? then = null) : CompletionBatch.IResume
+    {
+        public void Resume()
+        {
+            log.Add($"{name} running={CompletionBatch.Running}");
+            then?.Invoke();
+        }
+    }
+
+    [Fact]
+    public void ResumptionsRunAfterTheFlushesAndThoseTheyDeferJoinTheEnd()
+    {
+        var log = new List<string>();
+        var second = new Resuming(log, "b");
+        var first = new Resuming(log, "a", () => Assert.True(CompletionBatch.TryDeferResume(second)));
+        CompletionBatch.Begin(resumesHere: true);
+        Assert.True(CompletionBatch.TryDeferResume(first));
+        Assert.True(CompletionBatch.TryDefer(new Counting(log, "flush")));
+        Assert.Empty(log);
+        CompletionBatch.End();
+        Assert.Equal(["flush", "a running=True", "b running=True"], log);
+        Assert.False(CompletionBatch.Running);
+
+        // Over, and a batch that takes none refuses them.
+        Assert.False(CompletionBatch.TryDeferResume(first));
+        CompletionBatch.Begin();
+        Assert.False(CompletionBatch.TryDeferResume(first));
+        CompletionBatch.End();
+        Assert.Equal(3, log.Count);
+    }
 }
