@@ -131,6 +131,8 @@ internal sealed partial class NbdConnection : BlockingAllowed.IGate, CompletionB
                     var destination = slot.Payload.AsMemory(0, (int)payload);
                     if (_receiveStream is { } plain)
                     {
+                        // What a poll took in went into the pipe with the header's read; the rest comes from the socket.
+                        Debug.Assert(!plain.HasEarlyBytes, "bytes received early were left out of the pipe");
                         await _reader.ReadExactAsync(_socket, destination, CancellationToken.None).ConfigureAwait(false);
                         if (payload >= HeaderOnlyAfterPayload)
                         {
@@ -258,6 +260,16 @@ internal sealed partial class NbdConnection : BlockingAllowed.IGate, CompletionB
     {
         try
         {
+            // On a plain connection the receive itself polls: the call that finds the request takes it in.
+            if (_receiveStream is { } plain)
+            {
+                while (!plain.TryReceiveNow() && Stopwatch.GetTimestamp() < until)
+                {
+                }
+
+                return;
+            }
+
             while (!_socket.Poll(0, SelectMode.SelectRead) && Stopwatch.GetTimestamp() < until)
             {
             }

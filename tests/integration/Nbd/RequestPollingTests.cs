@@ -6,7 +6,9 @@ namespace ExportServer.IntegrationTests.Nbd;
 
 /// <summary>
 /// Busy-polling for the next request: a lone connection sending one request at a time makes the
-/// daemon poll its socket between requests (zero-timeout poll calls, watched with strace). With
+/// daemon poll its socket between requests, watched with strace: non-blocking receives that find
+/// nothing (a plain connection polls with the receive itself, so the one that finds a request has
+/// taken it in), or zero-timeout poll calls. With
 /// EXPORT_SERVER_POLL_MAX_NS=0 it never polls, nor does a connection that is not alone, nor one to an
 /// export on an iothread. strace slows every system call, so waits take far longer than the default
 /// 200 µs maximum: the cases that should poll allow 10 ms.
@@ -30,7 +32,7 @@ public sealed class RequestPollingTests
              "--nbd-server", $"addr.type=unix,addr.path={dir["s.sock"]}", "--export", export], environment);
         var uri = $"nbd+unix:///f?socket={dir["s.sock"]}";
 
-        var strace = await Strace.AttachAsync(d.Pid, "poll,ppoll", dir["trace"], arguments: true);
+        var strace = await Strace.AttachAsync(d.Pid, "poll,ppoll,recvfrom", dir["trace"], arguments: true);
 
         // Back-to-back reads from one client; with "second-connection" another client is connected
         // before it and leaves after it, so the reading connection is never alone.
@@ -50,15 +52,19 @@ public sealed class RequestPollingTests
             """)).Check("libnbd reads");
 
         var text = string.Join('\n', await strace.StopAsync());
-        var zeroTimeoutPolls = Regex.Matches(text, @"\bpoll\(\[\{fd=\d+, events=POLLIN[^\]]*\], 1, 0\)").Count;
+        var zeroTimeoutPolls = Regex.Matches(text, @"\bpoll\(\[\{fd=\d+, events=POLLIN[^\]]*\], 1, 0\)").Count +
+            Regex.Matches(text, @"\brecvfrom\(\d+, .*MSG_DONTWAIT.*\) = -1 EAGAIN").Count;
+        var receivedWhilePolling = Regex.Matches(text, @"\brecvfrom\(\d+, .*MSG_DONTWAIT.*\) = [1-9]\d*$", RegexOptions.Multiline).Count;
         var excerpt = text[..Math.Min(text.Length, 4000)];
         if (polls)
         {
-            Assert.True(zeroTimeoutPolls > 0, $"no zero-timeout poll of the socket in:\n{excerpt}");
+            Assert.True(zeroTimeoutPolls > 0, $"no poll of the socket in:\n{excerpt}");
+            Assert.True(receivedWhilePolling > 0, $"no request taken in by a polling receive in:\n{excerpt}");
         }
         else
         {
-            Assert.True(zeroTimeoutPolls == 0, $"{zeroTimeoutPolls} zero-timeout polls:\n{excerpt}");
+            Assert.True(zeroTimeoutPolls == 0, $"{zeroTimeoutPolls} polls:\n{excerpt}");
+            Assert.True(receivedWhilePolling == 0, $"{receivedWhilePolling} requests taken in by polling receives:\n{excerpt}");
         }
 
         Assert.Equal(0, await d.StopAsync());
