@@ -260,9 +260,17 @@ internal sealed partial class NbdConnection : BlockingAllowed.IGate, CompletionB
     {
         try
         {
-            // On a plain connection the receive itself polls: the call that finds the request takes it in.
+            // On a plain connection the receive itself polls once the first look found nothing: the call
+            // that finds the request takes it in. What is there at the first look (a client keeping many
+            // requests in flight) the pipe takes in with one large read instead, as the receives here
+            // take a few KiB.
             if (_receiveStream is { } plain)
             {
+                if (_socket.Poll(0, SelectMode.SelectRead))
+                {
+                    return;
+                }
+
                 while (!plain.TryReceiveNow() && Stopwatch.GetTimestamp() < until)
                 {
                 }
