@@ -423,6 +423,7 @@ internal sealed partial class NbdConnection
                 try
                 {
                     var sent = _tls is not null ? await SendTlsAsync(_tls, segments, bytes).ConfigureAwait(false)
+                        : batch[^1].Extent.Handle is not null ? await SendBeforeExtentAsync(segments).ConfigureAwait(false)
                         : batch.Count == 1 ? await SendAllAsync(segments[0]).ConfigureAwait(false)
                         : await _socket.SendAsync(segments, SocketFlags.None).ConfigureAwait(false);
                     if (sent != bytes)
@@ -500,6 +501,36 @@ internal sealed partial class NbdConnection
                 NbdBuffers.Pool.Return(copy);
             }
         }
+    }
+
+    /// <summary>
+    /// Sends a batch whose last reply's data follows from its file: the replies before it as usual,
+    /// then its header flagged MSG_MORE (see <see cref="SendFile.SendMore"/>), so that over TCP the
+    /// header leaves in one segment with the start of the data instead of alone. What the socket
+    /// does not take at once goes the usual way.
+    /// </summary>
+    private async ValueTask<long> SendBeforeExtentAsync(List<ArraySegment<byte>> segments)
+    {
+        var sent = 0L;
+        if (segments.Count > 1)
+        {
+            sent = await _socket.SendAsync(segments.GetRange(0, segments.Count - 1), SocketFlags.None).ConfigureAwait(false);
+        }
+
+        var header = segments[^1];
+        var n = SendFile.SendMore(_socket.SafeHandle, header);
+        if (n < 0 && n != -SendFile.EAGAIN && n != -SendFile.EINTR)
+        {
+            throw new IOException($"send: {System.Runtime.InteropServices.Marshal.GetPInvokeErrorMessage((int)-n)}");
+        }
+
+        var took = (int)Math.Max(n, 0);
+        if (took < header.Count)
+        {
+            await SendAllAsync(header.Slice(took)).ConfigureAwait(false);
+        }
+
+        return sent + header.Count;
     }
 
     private async ValueTask<int> SendAllAsync(ArraySegment<byte> data)

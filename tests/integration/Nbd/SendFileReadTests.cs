@@ -1,4 +1,5 @@
 using System.Security.Cryptography;
+using System.Text.RegularExpressions;
 using ExportServer.IntegrationTests.Support;
 using Xunit;
 
@@ -12,7 +13,8 @@ namespace ExportServer.IntegrationTests.Nbd;
 /// replies, over unix and TCP, and gets the file's bytes; strace shows sendfile did the sending.
 /// nbdcopy then copies the image, and it compares equal to the file. A reply whose client stops
 /// reading fills the socket; the file is cut short meanwhile: the reply resumes, keeps its length,
-/// and what lies past the new end comes as zeroes.
+/// and what lies past the new end comes as zeroes. Over TCP the header of such a reply is sent
+/// flagged MSG_MORE, with the file's data straight after it, so the two leave as one segment.
 /// </summary>
 public sealed class SendFileReadTests
 {
@@ -84,6 +86,63 @@ public sealed class SendFileReadTests
 
         (await Tool.RunAsync("nbdcopy", uri, dir["copy.raw"])).Check("nbdcopy");
         Assert.Equal(expected, Convert.ToHexStringLower(SHA256.HashData(await File.ReadAllBytesAsync(dir["copy.raw"]))));
+        Assert.Equal(0, await d.StopAsync());
+    }
+
+    [Fact]
+    public async Task OverTcpTheHeaderOfAReplySentFromTheFileWaitsForItsData()
+    {
+        using var dir = new TempDir();
+        var image = dir["disk.raw"];
+        var data = new byte[16 << 20];
+        new Random(13).NextBytes(data);
+        await File.WriteAllBytesAsync(image, data);
+        var port = FreePort.Get();
+        await using var d = await Daemon.StartAsync(dir,
+            "--blockdev", $"driver=file,node-name=f,filename={image}",
+            "--blockdev", "driver=raw,node-name=r,file=f",
+            "--nbd-server", $"addr.type=inet,addr.host=127.0.0.1,addr.port={port}", "--export", "type=nbd,id=e,node-name=r,name=r");
+
+        var strace = await Strace.AttachAsync(d.Pid, "sendto,sendmsg,sendfile", dir["trace"], perThread: true);
+        // One 256 KiB read at a time: the socket never fills, so each header is taken at once.
+        var result = await Tool.PythonAsync($$"""
+            import hashlib, nbd
+            h = nbd.NBD()
+            h.connect_uri("nbd://127.0.0.1:{{port}}/r")
+            out = bytearray()
+            for off in range(0, 16 << 20, 256 << 10):
+                out += h.pread(256 << 10, off)
+            print(hashlib.sha256(out).hexdigest())
+            h.shutdown()
+            """, TimeSpan.FromSeconds(60));
+        result.Check("python3 (libnbd)");
+        var threads = await strace.StopByThreadAsync();
+        Assert.Equal(Convert.ToHexStringLower(SHA256.HashData(data)), result.Stdout.Trim());
+
+        // sendto(fd, buf, length, flags, NULL, 0) = sent
+        var send = new Regex(@"^sendto\(\d+, [^,]*, (\d+), ([A-Z_|]+), .*\)\s+=\s+(\d+)$");
+        var headers = 0;
+        foreach (var lines in threads)
+        {
+            for (var i = 0; i < lines.Length; i++)
+            {
+                var m = send.Match(lines[i]);
+                if (!m.Success || !m.Groups[2].Value.Contains("MSG_MORE", StringComparison.Ordinal))
+                {
+                    continue;
+                }
+
+                headers++;
+                Assert.Equal(m.Groups[1].Value, m.Groups[3].Value);
+                // The data follows at once: a header left waiting would be held back by TCP.
+                Assert.True(i + 1 < lines.Length && lines[i + 1].StartsWith("sendfile(", StringComparison.Ordinal),
+                    $"no sendfile after the header:\n{string.Join('\n', lines.Skip(i).Take(3))}");
+            }
+        }
+
+        // Every one of the 64 replies went from the file, each behind a header flagged MSG_MORE.
+        var text = string.Join('\n', threads.SelectMany(t => t));
+        Assert.True(headers >= 64, $"{headers} headers flagged MSG_MORE:\n{text[..Math.Min(text.Length, 4000)]}");
         Assert.Equal(0, await d.StopAsync());
     }
 

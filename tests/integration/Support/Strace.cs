@@ -19,10 +19,12 @@ internal sealed class Strace : IAsyncDisposable
     /// <summary>
     /// Attaches to <paramref name="pid"/> tracing <paramref name="calls"/> (strace's -e trace= list) and waits until every thread is traced.
     /// Buffers and arrays are left out of the trace unless <paramref name="arguments"/> is set.
+    /// With <paramref name="perThread"/>, each thread's calls go to a file of their own (strace -ff), where
+    /// no call is split by another thread's; read them with <see cref="StopByThreadAsync"/>.
     /// </summary>
-    public static async Task<Strace> AttachAsync(int pid, string calls, string output, bool arguments = false)
+    public static async Task<Strace> AttachAsync(int pid, string calls, string output, bool arguments = false, bool perThread = false)
     {
-        var process = Process.Start(new ProcessStartInfo("strace", ["-f", "-qq", "-s", arguments ? "32" : "0", "-e", $"trace={calls}", "-o", output, "-p", pid.ToString()])
+        var process = Process.Start(new ProcessStartInfo("strace", [perThread ? "-ff" : "-f", "-qq", "-s", arguments ? "32" : "0", "-e", $"trace={calls}", "-o", output, "-p", pid.ToString()])
         {
             RedirectStandardError = true,
         })!;
@@ -47,6 +49,14 @@ internal sealed class Strace : IAsyncDisposable
     {
         await DisposeAsync();
         return [.. File.ReadAllLines(Output)];
+    }
+
+    /// <summary>Stops tracing and returns the lines traced in each thread (see AttachAsync's perThread).</summary>
+    public async Task<List<string[]>> StopByThreadAsync()
+    {
+        await DisposeAsync();
+        var directory = Path.GetDirectoryName(Output)!;
+        return [.. Directory.GetFiles(directory, Path.GetFileName(Output) + ".*").Select(File.ReadAllLines)];
     }
 
     public async ValueTask DisposeAsync()
