@@ -28,6 +28,9 @@ internal sealed partial class ReceiveStream(Socket socket) : NetworkStream(socke
     private int _earlyStart;
     private int _earlyEnd;
 
+    /// <summary>An error the socket reported to <see cref="TryReceiveNow"/>, for the next read to report (0: none).</summary>
+    private int _earlyErrno;
+
     /// <summary>Whether bytes taken by <see cref="TryReceiveNow"/> wait for the next read.</summary>
     public bool HasEarlyBytes => _earlyEnd > _earlyStart;
 
@@ -37,14 +40,15 @@ internal sealed partial class ReceiveStream(Socket socket) : NetworkStream(socke
     /// <summary>
     /// One non-blocking receive of what the socket holds (at most <see cref="EarlyCapacity"/> bytes, or
     /// the next read's limit), kept for the next read. True when the socket had something: bytes, its
-    /// end or an error (which the next read meets again). A connection busy-polling for its next request
+    /// end or an error. A socket reports an error once (after a reset the next receive finds only the
+    /// end), so the error is kept and the next read fails with it, as a read that met it would. A connection busy-polling for its next request
     /// (NbdConnection.PollSocket) polls with this: the call that finds the request has also received it,
     /// one system call fewer per request than a poll(2) followed by the read (1 µs each on this kind of
     /// virtual machine, of the 35-40 µs a 4 KiB read at queue depth 1 takes from request to reply).
     /// </summary>
     public bool TryReceiveNow()
     {
-        if (HasEarlyBytes)
+        if (HasEarlyBytes || _earlyErrno != 0)
         {
             return true;
         }
@@ -65,7 +69,13 @@ internal sealed partial class ReceiveStream(Socket socket) : NetworkStream(socke
         }
 
         var errno = Marshal.GetLastPInvokeError();
-        return errno != EAGAIN && errno != EINTR;
+        if (errno == EAGAIN || errno == EINTR)
+        {
+            return false;
+        }
+
+        _earlyErrno = errno;
+        return true;
     }
 
     public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
@@ -86,6 +96,13 @@ internal sealed partial class ReceiveStream(Socket socket) : NetworkStream(socke
             _early.AsSpan(_earlyStart, n).CopyTo(buffer.Span);
             _earlyStart += n;
             return ValueTask.FromResult(n);
+        }
+
+        if (_earlyErrno != 0)
+        {
+            var errno = _earlyErrno;
+            _earlyErrno = 0;
+            return ValueTask.FromException<int>(new IOException($"Unable to read data from the transport connection: {Marshal.GetPInvokeErrorMessage(errno)}."));
         }
 
         return base.ReadAsync(buffer, cancellationToken);

@@ -86,4 +86,34 @@ public sealed class ReceiveStreamTests
             Assert.Equal(0, await stream.ReadAsync(new byte[16]));
         }
     }
+
+    /// <summary>
+    /// A reset the poll meets is reported once by the socket; the next read must fail with it, not
+    /// find a quiet end of the stream.
+    /// </summary>
+    [Fact]
+    public async Task AResetThePollMetFailsTheNextRead()
+    {
+        using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        listener.Bind(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, 0));
+        listener.Listen(1);
+        var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        client.Connect(listener.LocalEndPoint!);
+        using var server = listener.Accept();
+        using var stream = new ReceiveStream(server);
+        Assert.False(stream.TryReceiveNow());
+
+        // Closing with a zero linger time sends a reset.
+        client.LingerState = new LingerOption(true, 0);
+        client.Close();
+        var deadline = DateTime.UtcNow.AddSeconds(5);
+        while (!stream.TryReceiveNow())
+        {
+            Assert.True(DateTime.UtcNow < deadline);
+        }
+
+        Assert.False(stream.HasEarlyBytes);
+        var e = await Assert.ThrowsAsync<IOException>(async () => _ = await stream.ReadAsync(new byte[16]));
+        Assert.Contains("reset", e.Message, StringComparison.OrdinalIgnoreCase);
+    }
 }
