@@ -21,7 +21,7 @@ public sealed class SendBufferTests
         var (address, uri) = transport == "unix"
             ? ($"addr.type=unix,addr.path={dir["s.sock"]}", $"nbd+unix:///n?socket={dir["s.sock"]}")
             : ($"addr.type=inet,addr.host=127.0.0.1,addr.port={port}", $"nbd://127.0.0.1:{port}/n");
-        await using var d = await Daemon.StartAsync(dir, "--blockdev", "driver=null-co,node-name=n,size=1048576",
+        await using var d = await Daemon.StartAsync(dir, "--blockdev", "driver=null-co,node-name=n,size=1048576,read-zeroes=on",
             "--nbd-server", address, "--export", "type=nbd,id=e,node-name=n,name=n");
 
         var result = await Tool.NbdshAsync(uri, $$"""
