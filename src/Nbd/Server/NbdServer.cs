@@ -170,6 +170,7 @@ public sealed class NbdServer : IAsyncDisposable
             if (client.ProtocolType == ProtocolType.Tcp)
             {
                 client.NoDelay = true;
+                SameHostTcp.AvoidPacing(client);
                 if (_options.KeepAlive)
                 {
                     client.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.KeepAlive, true);

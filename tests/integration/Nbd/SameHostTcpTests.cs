@@ -1,0 +1,73 @@
+using System.Text.Json.Nodes;
+using ExportServer.IntegrationTests.Jobs;
+using ExportServer.IntegrationTests.Support;
+using Xunit;
+
+namespace ExportServer.IntegrationTests.Nbd;
+
+/// <summary>
+/// Where a host's default congestion control is BBR, NBD connections from the same host use cubic
+/// and connections from other hosts keep BBR. Host A is a network namespace whose default is set
+/// to BBR; the daemon there listens on all of A's addresses; libnbd clients connect from A over
+/// loopback, from A to A's own veth address, and from host B over the veth pair. `ss -ti` in A
+/// shows each server-side socket's congestion control.
+/// </summary>
+public sealed class SameHostTcpTests
+{
+    [Fact]
+    public async Task SameHostClientsGetCubicAndOtherHostsKeepBbr()
+    {
+        using var dir = new TempDir();
+        await using var hosts = await HostPair.CreateAsync();
+        Assert.True(hosts.Isolated, $"network namespaces are needed for a second host: {hosts.FallbackReason}");
+        (await hosts.RunOnAAsync("sysctl", "-w", "net.ipv4.tcp_congestion_control=bbr")).Check("sysctl in A");
+
+        await using var a = await JobDaemon.StartTcpAsync(dir, "a", hosts.NamespaceA, "0.0.0.0", hosts.PortA);
+        await a.Qmp.ExecuteAsync("blockdev-add", new JsonObject
+        {
+            ["driver"] = "null-co", ["node-name"] = "n", ["size"] = 1L << 20, ["read-zeroes"] = true,
+        });
+        await a.ExportAsync("n");
+
+        var port = hosts.PortA;
+        var hold = "import nbd, sys, time\n"
+            + "hs = []\n"
+            + "for u in sys.argv[1:]:\n"
+            + "    h = nbd.NBD(); h.connect_uri(u); assert h.pread(512, 0) == bytes(512); hs.append(h)\n"
+            + "time.sleep(30)\n";
+        File.WriteAllText(dir["hold.py"], hold);
+        var script = $"""
+            ip netns exec {hosts.NamespaceA} /usr/bin/python3 {dir["hold.py"]} nbd://127.0.0.1:{port}/n nbd://{hosts.AddressA}:{port}/n & ca=$!
+            ip netns exec {hosts.NamespaceB} /usr/bin/python3 {dir["hold.py"]} nbd://{hosts.AddressA}:{port}/n & cb=$!
+            for i in $(seq 100); do
+              [ "$(ip netns exec {hosts.NamespaceA} ss -H -tn state established "( sport = :{port} )" | wc -l)" = 3 ] && break
+              sleep 0.1
+            done
+            ip netns exec {hosts.NamespaceA} ss -H -tin state established "( sport = :{port} )"
+            kill $ca $cb
+            """;
+        var result = await Tool.ShAsync(script, TimeSpan.FromSeconds(60));
+
+        // ss prints each socket on a line (addresses) followed by an indented line that begins with
+        // the congestion control's name.
+        var lines = result.Stdout.Split('\n');
+        var control = new Dictionary<string, string>();
+        for (var i = 0; i + 1 < lines.Length; i++)
+        {
+            var fields = lines[i].Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries);
+            if (fields.Length >= 4 && !char.IsWhiteSpace(lines[i][0]) && char.IsWhiteSpace(lines[i + 1].FirstOrDefault()))
+            {
+                var peer = fields[3][..fields[3].LastIndexOf(':')];
+                var name = lines[i + 1].Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries)[0];
+                control[peer] = control.TryGetValue(peer, out var seen) ? seen + "," + name : name;
+            }
+        }
+
+        var shown = $"ss in A:\n{result.Stdout}\n{result.Stderr}";
+        Assert.Equal(3, control.Values.Sum(v => v.Split(',').Length));
+        Assert.True(control.TryGetValue("127.0.0.1", out var loopback) && loopback == "cubic", shown);
+        Assert.True(control.TryGetValue(hosts.AddressB, out var other) && other == "bbr", shown);
+        // A client in A at A's own address: its peer address is A's, and its socket is A's too.
+        Assert.True(control.TryGetValue(hosts.AddressA, out var own) && own == "cubic", shown);
+    }
+}
