@@ -85,6 +85,11 @@ internal sealed partial class NbdClient : IAsyncDisposable
             }
 
             await socket.ConnectAsync(endPoint, ct).ConfigureAwait(false);
+            if (socket.AddressFamily != AddressFamily.Unix)
+            {
+                SameHostTcp.AvoidPacing(socket);
+            }
+
             client = new NbdClient(socket, exportName);
             client.Info = await client.HandshakeAsync(tls, ct).ConfigureAwait(false);
             client._receiveLoop = Task.Run(client.ReceiveLoopAsync, CancellationToken.None);

@@ -2,18 +2,18 @@ using System.Net;
 using System.Net.Sockets;
 using System.Text;
 
-namespace ExportServer.Nbd.Server;
+namespace ExportServer.Nbd.Protocol;
 
 /// <summary>
-/// TCP connections whose two ends are on this host (a loopback peer, or a peer at the connection's
-/// own local address) leave a pacing congestion control: where the host's default is BBR, such a
-/// connection uses cubic (reno where cubic is missing). BBR paces a connection's segments from a
-/// timer, which only adds work on a loopback path, where there is no queue to pace for, and there
-/// segments sent from the timer, from ACKs and from the sending thread on different CPUs arrive out
-/// of order and are sent again. With BBR, 2.5-4 % of the bytes of a 1 GiB read to nbdcopy went
-/// twice; with cubic at our end, 1.5-1.8 %, and the read took 545 ms instead of 621 (medians of 10).
-/// Connections to other hosts keep the host's choice. Best effort: a kernel that refuses keeps its
-/// default.
+/// NBD connections over TCP whose two ends are on this host (a loopback peer, or a peer at the
+/// connection's own local address), accepted by the server or opened by an nbd node, leave a
+/// pacing congestion control: where the host's default is BBR, such a connection uses cubic (reno
+/// where cubic is missing). BBR paces a connection's segments from a timer, which only adds work on
+/// a loopback path, where there is no queue to pace for, and there segments sent from the timer,
+/// from ACKs and from the sending thread on different CPUs arrive out of order and are sent again.
+/// With BBR, 2.5-4 % of the bytes of a 1 GiB read to nbdcopy went twice; with cubic at our end,
+/// 1.5-1.8 %, and the read took 545 ms instead of 621 (medians of 10). Connections to other hosts
+/// keep the host's choice. Best effort: a kernel that refuses keeps its default.
 /// </summary>
 internal static class SameHostTcp
 {
