@@ -9,9 +9,9 @@ namespace ExportServer.Nbd.Protocol;
 /// connection's own local address), accepted by the server or opened by an nbd node, leave a
 /// pacing congestion control: where the host's default is BBR, such a connection uses cubic (reno
 /// where cubic is missing). BBR paces a connection's segments from a timer, which only adds work on
-/// a loopback path, where there is no queue to pace for, and there segments sent from the timer,
-/// from ACKs and from the sending thread on different CPUs arrive out of order and are sent again.
-/// With BBR, 2.5-4 % of the bytes of a 1 GiB read to nbdcopy went twice; with cubic at our end,
+/// a loopback path, where there is no queue to pace for. On loopback, BBR connections were seen to
+/// reorder segments and send them again (sends from the pacing timer, from ACKs and from the sending
+/// thread run on different CPUs, the likely cause). With BBR, 2.5-4 % of the bytes of a 1 GiB read to nbdcopy went twice; with cubic at our end,
 /// 1.5-1.8 %, and the read took 545 ms instead of 621 (medians of 10). Connections to other hosts
 /// keep the host's choice. Best effort: a kernel that refuses keeps its default.
 /// </summary>
@@ -50,7 +50,7 @@ internal static class SameHostTcp
     }
 
     /// <summary>The congestion control the socket uses now (TCP_CONGESTION).</summary>
-    internal static string CongestionControl(Socket socket)
+    private static string CongestionControl(Socket socket)
     {
         Span<byte> name = stackalloc byte[16];
         var n = socket.GetRawSocketOption(IpProtoTcp, TcpCongestion, name);

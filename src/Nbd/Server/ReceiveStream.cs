@@ -41,10 +41,11 @@ internal sealed partial class ReceiveStream(Socket socket) : NetworkStream(socke
     /// One non-blocking receive of what the socket holds (at most <see cref="EarlyCapacity"/> bytes, or
     /// the next read's limit), kept for the next read. True when the socket had something: bytes, its
     /// end or an error. A socket reports an error once (after a reset the next receive finds only the
-    /// end), so the error is kept and the next read fails with it, as a read that met it would. A connection busy-polling for its next request
-    /// (NbdConnection.PollSocket) polls with this: the call that finds the request has also received it,
-    /// one system call fewer per request than a poll(2) followed by the read (1 µs each on this kind of
-    /// virtual machine, of the 35-40 µs a 4 KiB read at queue depth 1 takes from request to reply).
+    /// end), so the error is kept and the next read fails with it, as a read that met it would. A
+    /// connection busy-polling for its next request (NbdConnection.PollSocket) polls with this: the
+    /// call that finds the request has also received it, one system call fewer per request than a
+    /// poll(2) followed by the read (1 µs each on this kind of virtual machine, of the 35-40 µs a
+    /// 4 KiB read at queue depth 1 takes from request to reply).
     /// </summary>
     public bool TryReceiveNow()
     {

@@ -19,9 +19,7 @@ public sealed class SameHostTcpTests
     public async Task SameHostClientsGetCubicAndOtherHostsKeepBbr()
     {
         using var dir = new TempDir();
-        await using var hosts = await HostPair.CreateAsync();
-        Assert.True(hosts.Isolated, $"network namespaces are needed for a second host: {hosts.FallbackReason}");
-        (await hosts.RunOnAAsync("sysctl", "-w", "net.ipv4.tcp_congestion_control=bbr")).Check("sysctl in A");
+        await using var hosts = await BbrHostsAsync();
 
         await using var a = await JobDaemon.StartTcpAsync(dir, "a", hosts.NamespaceA, "0.0.0.0", hosts.PortA);
         await a.Qmp.ExecuteAsync("blockdev-add", new JsonObject
@@ -62,9 +60,7 @@ public sealed class SameHostTcpTests
     public async Task NbdNodesConnectingToThisHostGetCubicAndToOtherHostsKeepBbr()
     {
         using var dir = new TempDir();
-        await using var hosts = await HostPair.CreateAsync();
-        Assert.True(hosts.Isolated, $"network namespaces are needed for a second host: {hosts.FallbackReason}");
-        (await hosts.RunOnAAsync("sysctl", "-w", "net.ipv4.tcp_congestion_control=bbr")).Check("sysctl in A");
+        await using var hosts = await BbrHostsAsync();
 
         // Servers to connect to: one in A on loopback, one in B.
         const int nearPort = 10810;
@@ -101,6 +97,23 @@ public sealed class SameHostTcpTests
     /// addresses as IPv4; several sockets' joined by commas): ss prints a socket on a line with its addresses, then an indented line that begins
     /// with the congestion control's name.
     /// </summary>
+    /// <summary>Two hosts (namespaces) whose host A defaults to BBR; a failure says why none could be made.</summary>
+    private static async Task<HostPair> BbrHostsAsync()
+    {
+        var hosts = await HostPair.CreateAsync();
+        try
+        {
+            Assert.True(hosts.Isolated, $"network namespaces are needed for a second host: {hosts.FallbackReason}");
+            (await hosts.RunOnAAsync("sysctl", "-w", "net.ipv4.tcp_congestion_control=bbr")).Check("sysctl in A");
+            return hosts;
+        }
+        catch
+        {
+            await hosts.DisposeAsync();
+            throw;
+        }
+    }
+
     private static bool Every(string names, string name) => names.Split(',').All(n => n == name);
 
     private static Dictionary<string, string> ControlByPeer(string ss)
